@@ -1,0 +1,29 @@
+"""A stateful Letta agent as a LangChain chat model."""
+
+from importlib import metadata
+
+from langchain_letta._wire import (
+    AsyncEventStream,
+    AsyncLettaClient,
+    EventStream,
+    LettaClient,
+    OutgoingMessage,
+    StreamRequest,
+)
+from langchain_letta.errors import LettaError
+
+try:
+    __version__ = metadata.version(__package__ or "langchain_letta")
+except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0"
+
+__all__ = [
+    "AsyncEventStream",
+    "AsyncLettaClient",
+    "EventStream",
+    "LettaClient",
+    "LettaError",
+    "OutgoingMessage",
+    "StreamRequest",
+    "__version__",
+]

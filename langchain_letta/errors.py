@@ -1,0 +1,342 @@
+"""Typed errors, each inheriting both ``LettaError`` and langchain-core's taxonomy.
+
+Code that handles any LangChain model (``except ModelRateLimitError``) and code
+written for Letta (``except LettaError``) both catch what this package raises.
+
+``is_retryable`` is decided per error, not only per class, because the question
+that matters for a Letta agent is whether the server may already have accepted
+the user's message: re-sending it then would add the turn to the agent's memory
+twice. An error raised after the stream started is therefore never retryable,
+whatever its class; ``request_accepted`` says so explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from langchain_core.exceptions import (
+    ContextOverflowError,
+    ModelAPIError,
+    ModelAuthenticationError,
+    ModelConnectionError,
+    ModelError,
+    ModelInvalidRequestError,
+    ModelNotFoundError,
+    ModelPermissionDeniedError,
+    ModelRateLimitError,
+    ModelTimeoutError,
+)
+
+__all__ = [
+    "LettaAPIError",
+    "LettaAuthenticationError",
+    "LettaConflictError",
+    "LettaConnectionError",
+    "LettaContextOverflowError",
+    "LettaError",
+    "LettaInvalidRequestError",
+    "LettaNotFoundError",
+    "LettaPermissionDeniedError",
+    "LettaProtocolError",
+    "LettaRateLimitError",
+    "LettaStreamCancelledError",
+    "LettaStreamInterruptedError",
+    "LettaTimeoutError",
+    "StreamProgress",
+]
+
+_BODY_EXCERPT = 500
+
+
+class StreamProgress:
+    """How far a stream got before it failed: enough to resume it or to report it.
+
+    Only counters and cursors are kept (not the events themselves), so the
+    memory of a long stream stays flat; the events were already delivered to
+    the consumer as they came.
+    """
+
+    __slots__ = ("events_received", "last_seq_id", "run_id", "stop_reason")
+
+    def __init__(
+        self,
+        *,
+        run_id: str | None = None,
+        last_seq_id: int | None = None,
+        events_received: int = 0,
+        stop_reason: str | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.last_seq_id = last_seq_id
+        self.events_received = events_received
+        self.stop_reason = stop_reason
+
+    def __repr__(self) -> str:
+        return (
+            f"StreamProgress(run_id={self.run_id!r}, last_seq_id={self.last_seq_id!r}, "
+            f"events_received={self.events_received!r}, stop_reason={self.stop_reason!r})"
+        )
+
+
+class LettaError(ModelError):
+    """Base of every error this package raises.
+
+    Attributes:
+        status_code: HTTP status of the response, if there was one.
+        body: The response body or in-stream error payload (parsed JSON where it
+            was JSON, else an excerpt of the text).
+        error_type: Letta's own error type (``llm_rate_limit``, ...), if sent.
+        detail: Letta's ``detail`` text, normalised to a string.
+        request_accepted: Whether the server may have accepted the message; when
+            true, sending the request again would duplicate the turn.
+        progress: How far the stream got, for errors raised mid-stream.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        body: Any = None,
+        error_type: str | None = None,
+        detail: str | None = None,
+        request_accepted: bool = False,
+        progress: StreamProgress | None = None,
+        is_retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.body = body
+        self.error_type = error_type
+        self.detail = detail
+        self.request_accepted = request_accepted
+        self.progress = progress
+        if request_accepted:
+            self.is_retryable = False
+        elif is_retryable is not None:
+            self.is_retryable = is_retryable
+
+    @property
+    def run_id(self) -> str | None:
+        """The Letta run the failed request belongs to, if the server told us."""
+        return self.progress.run_id if self.progress else None
+
+
+class LettaAuthenticationError(LettaError, ModelAuthenticationError):
+    """The server (or the LLM provider behind it) rejected the credentials (401)."""
+
+
+class LettaPermissionDeniedError(LettaError, ModelPermissionDeniedError):
+    """The credentials lack permission for this agent or action (403)."""
+
+
+class LettaNotFoundError(LettaError, ModelNotFoundError):
+    """The agent (or run) does not exist: 404, or the 500 that 0.6 servers send instead."""
+
+
+class LettaInvalidRequestError(LettaError, ModelInvalidRequestError):
+    """The server rejected the request as invalid (400, 422); nothing was accepted."""
+
+
+class LettaRateLimitError(LettaError, ModelRateLimitError):
+    """Too many requests (429), or the LLM provider's rate limit reported in the stream.
+
+    Attributes:
+        retry_after: Seconds the server asked us to wait, if it said.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class LettaConflictError(LettaError, ModelAPIError):
+    """The agent is busy with another run, or waits for a tool approval (409).
+
+    A busy agent is worth retrying later; an agent waiting for an approval is not.
+    """
+
+
+class LettaAPIError(LettaError, ModelAPIError):
+    """The server failed (5xx), or reported an error inside the stream."""
+
+
+class LettaContextOverflowError(LettaError, ContextOverflowError):
+    """The agent's context window overflowed (reported by the server in the stream)."""
+
+
+class LettaConnectionError(LettaError, ModelConnectionError):
+    """The server could not be reached; nothing was sent, so a retry is safe."""
+
+
+class LettaTimeoutError(LettaError, ModelTimeoutError):
+    """Connecting (retryable) or reading (not: the run may be going on) timed out."""
+
+
+class LettaProtocolError(LettaError, ModelAPIError):
+    """The server sent something that is not a valid Letta stream (malformed frame, ...)."""
+
+    is_retryable = False
+
+
+class LettaStreamInterruptedError(LettaError, ModelConnectionError):
+    """The stream stopped before ``[DONE]``: the connection dropped or the server hung up.
+
+    The message was accepted, so the request is never re-sent; ``progress`` holds
+    the run id and last ``seq_id`` from which a background run can be resumed.
+    """
+
+
+class LettaStreamCancelledError(LettaError):
+    """The run was cancelled on the server (``event: cancelled``)."""
+
+
+def error_from_response(
+    status_code: int,
+    body_text: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    request_accepted: bool = False,
+) -> LettaError:
+    """Map an HTTP error response (before any stream event) to its typed error.
+
+    Args:
+        status_code: The HTTP status (400 or above).
+        body_text: The response body; JSON where the server sent JSON.
+        headers: Response headers, for ``Retry-After``.
+        request_accepted: Whether the server may have accepted the message.
+
+    Returns:
+        The error to raise; its message never contains request headers, so no
+        credential can leak through it.
+    """
+    body = _parse_body(body_text)
+    detail = _detail_text(body)
+    error_type = _letta_error_type(body)
+    message = f"Letta server answered HTTP {status_code}: {detail}"
+    common: dict[str, Any] = {
+        "status_code": status_code,
+        "body": body,
+        "detail": detail,
+        "error_type": error_type,
+        "request_accepted": request_accepted,
+    }
+    if status_code == 401:
+        return LettaAuthenticationError(message, **common)
+    if status_code == 403:
+        return LettaPermissionDeniedError(message, **common)
+    if status_code == 404 or (status_code == 500 and detail.startswith("Agent not found")):
+        return LettaNotFoundError(message, **common)
+    if status_code in (400, 422):
+        return LettaInvalidRequestError(message, **common)
+    if status_code == 409:
+        waits_for_approval = "approval" in detail.lower()
+        return LettaConflictError(message, is_retryable=not waits_for_approval, **common)
+    if status_code == 429:
+        return LettaRateLimitError(
+            message, retry_after=_retry_after(headers), is_retryable=True, **common
+        )
+    if status_code >= 500:
+        # A 500 may come after the server stored the message; only gateway errors are safe.
+        return LettaAPIError(message, is_retryable=status_code in (502, 503, 504), **common)
+    return LettaAPIError(message, is_retryable=False, **common)
+
+
+_IN_STREAM_ERRORS: dict[str, type[LettaError]] = {
+    "llm_rate_limit": LettaRateLimitError,
+    "llm_authentication": LettaAuthenticationError,
+    "llm_timeout": LettaTimeoutError,
+    "context_window_overflow_in_system_prompt": LettaContextOverflowError,
+    "context_window_exceeded": LettaContextOverflowError,
+}
+
+
+def error_from_stream(
+    error_type: str | None,
+    message: str,
+    detail: str | None,
+    *,
+    body: Any,
+    progress: StreamProgress,
+    status_code: int | None = None,
+) -> LettaError:
+    """Map an error the server reported inside the stream to its typed error.
+
+    The server had accepted the message by then, so the error is never retryable.
+    """
+    cls = _IN_STREAM_ERRORS.get(error_type or "", LettaAPIError)
+    if cls is LettaAPIError and "ContextWindowExceeded" in message:
+        cls = LettaContextOverflowError
+    text = f"Letta reported an error in the stream: {message}"
+    if detail:
+        text += f" ({detail})"
+    return cls(
+        text,
+        status_code=status_code,
+        body=body,
+        error_type=error_type,
+        detail=detail,
+        request_accepted=True,
+        progress=progress,
+    )
+
+
+def _parse_body(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return _excerpt(text)
+
+
+def _excerpt(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _BODY_EXCERPT else text[:_BODY_EXCERPT] + "…"
+
+
+def _detail_text(body: Any) -> str:
+    """One readable line from any error body shape Letta has used."""
+    if isinstance(body, dict):
+        detail = body.get("detail")
+        if isinstance(detail, list):  # FastAPI validation errors up to 0.12
+            return "; ".join(_validation_item(item) for item in detail)
+        if detail is not None:
+            return _excerpt(str(detail))
+        error = body.get("error")
+        if isinstance(error, dict):
+            return _excerpt(str(error.get("message") or error))
+        if error is not None:
+            return _excerpt(str(error))
+        return _excerpt(json.dumps(body))
+    return _excerpt(str(body)) if body else "(empty body)"
+
+
+def _validation_item(item: Any) -> str:
+    if not isinstance(item, dict):
+        return str(item)
+    location = ".".join(str(part) for part in item.get("loc", ()))
+    return f"{location}: {item.get('msg', item)}"
+
+
+def _letta_error_type(body: Any) -> str | None:
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and isinstance(error.get("type"), str):
+            return str(error["type"])
+        if isinstance(body.get("code"), str):
+            return str(body["code"])
+    return None
+
+
+def _retry_after(headers: Mapping[str, str] | None) -> float | None:
+    if not headers:
+        return None
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date; treat as unknown rather than guess the clock

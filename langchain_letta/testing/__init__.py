@@ -1,0 +1,8 @@
+"""Test helpers: a fake Letta server that replays recorded or scripted streams.
+
+Needs the ``test`` extra (uvicorn): ``pip install 'langchain-letta[test]'``.
+"""
+
+from langchain_letta.testing.server import FakeLettaServer, RecordedRequest, Reply
+
+__all__ = ["FakeLettaServer", "RecordedRequest", "Reply"]

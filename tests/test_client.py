@@ -1,0 +1,307 @@
+"""The streaming client against the fake server: dialects, auth, ids and odd streams."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+from pydantic import SecretStr
+
+from langchain_letta import AsyncLettaClient, LettaClient, OutgoingMessage, StreamRequest
+from langchain_letta.errors import (
+    LettaConnectionError,
+    LettaProtocolError,
+    LettaStreamCancelledError,
+)
+from langchain_letta.events import AssistantMessage, UnknownEvent
+from langchain_letta.testing import FakeLettaServer, RecordedRequest, Reply
+from tests.conftest import CAPTURES
+
+AGENT = "agent-47c2ea9a-30ee-4910-923a-393bbc26a7d7"
+REQUEST = StreamRequest(messages=[OutgoingMessage(content="hi", name="bob")])
+HELLO = Reply.events({"message_type": "assistant_message", "content": "Hello"})
+SEED_STREAM = Reply.from_capture(CAPTURES / "0.6.14/memgpt_agent/01-stream-steps.sse")
+SEED_REJECTS_CONTENT = Reply.json(
+    422,
+    {
+        "detail": [
+            {
+                "type": "missing",
+                "loc": ["body", "messages", 0, "text"],
+                "msg": "Field required",
+                "input": {"role": "user", "content": "hi"},
+            }
+        ]
+    },
+)
+
+
+def _run(
+    server: FakeLettaServer, request: StreamRequest = REQUEST, **options: object
+) -> list[object]:
+    with LettaClient(base_url=server.base_url, **options) as client:  # type: ignore[arg-type]
+        return list(client.stream(AGENT, request))
+
+
+@pytest.mark.parametrize(
+    ("version", "message_keys", "has_config"),
+    [
+        ("0.6.14", {"role", "text", "name"}, True),
+        ("0.6.15", {"role", "content", "name"}, True),
+        ("0.11.7", {"role", "content", "name", "otid"}, False),
+        (None, {"role", "content", "name", "otid"}, False),  # health probe fails: current
+    ],
+)
+def test_auto_dialect_follows_the_servers_version(
+    version: str | None, message_keys: set[str], has_config: bool
+) -> None:
+    with FakeLettaServer([HELLO], version=version) as server:
+        _run(server)
+    body = server.stream_requests[0].json()
+    assert set(body["messages"][0]) == message_keys
+    assert ("config" in body) is has_config
+    assert body["stream_tokens"] is True
+
+
+def test_health_is_probed_once_per_client() -> None:
+    with FakeLettaServer([HELLO, HELLO], version="0.6.14") as server:
+        with LettaClient(base_url=server.base_url) as client:
+            list(client.stream(AGENT, REQUEST))
+            list(client.stream(AGENT, REQUEST))
+    probes = [r for r in server.received if r.method == "GET"]
+    assert len(probes) == 1
+    assert len(server.stream_requests) == 2
+
+
+def test_a_422_naming_text_switches_to_the_seed_dialect_and_sends_again() -> None:
+    # The health probe fails, so the client starts in the current dialect; the seed-era
+    # server rejects `content` with a 422 (nothing accepted), and the client resends.
+    with FakeLettaServer([SEED_REJECTS_CONTENT, SEED_STREAM], version=None) as server:
+        events = _run(server)
+    first, second = (request.json() for request in server.stream_requests)
+    assert "content" in first["messages"][0]
+    assert second["messages"][0] == {"role": "user", "text": "hi", "name": "bob"}
+    assert [e.message_type for e in events] == [  # type: ignore[attr-defined]
+        "reasoning_message",
+        "assistant_message",
+        "usage_statistics",
+    ]
+
+
+def test_a_fixed_dialect_never_switches() -> None:
+    with FakeLettaServer([SEED_REJECTS_CONTENT, SEED_STREAM]) as server:
+        with pytest.raises(Exception, match="422"):
+            _run(server, dialect="current")
+    assert len(server.stream_requests) == 1
+
+
+def test_dialect_switches_at_most_once_per_stream() -> None:
+    rejects_text = Reply.json(
+        422, {"detail": "[{'type': 'missing', 'loc': ('body', 'messages', 0, 'content')}]"}
+    )
+    with FakeLettaServer([SEED_REJECTS_CONTENT, rejects_text, HELLO], version=None) as server:
+        with pytest.raises(Exception, match="422"):
+            _run(server)
+    assert len(server.stream_requests) == 2
+
+
+def test_credentials_go_in_headers_and_never_in_repr_or_errors() -> None:
+    with FakeLettaServer([Reply.json(401, {"detail": "Unauthorized"})]) as server:
+        client = LettaClient(
+            base_url=server.base_url,
+            api_key=SecretStr("sk-let-secret-key"),
+            password="hunter2",
+            user_id="user-00000000-0000-4000-8000-000000000000",
+        )
+        with pytest.raises(Exception) as caught:
+            list(client.stream(AGENT, REQUEST))
+        client.close()
+    headers = server.stream_requests[0].headers
+    assert headers["authorization"] == "Bearer sk-let-secret-key"
+    assert headers["x-bare-password"] == "password hunter2"
+    assert headers["user_id"] == "user-00000000-0000-4000-8000-000000000000"
+    for text in (repr(client), str(caught.value), repr(caught.value)):
+        assert "sk-let-secret-key" not in text
+        assert "hunter2" not in text
+
+
+def test_api_key_and_base_url_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    with FakeLettaServer([HELLO]) as server:
+        monkeypatch.setenv("LETTA_BASE_URL", server.base_url)
+        monkeypatch.setenv("LETTA_API_KEY", "env-key")
+        with LettaClient() as client:
+            list(client.stream(AGENT, REQUEST))
+    assert server.stream_requests[0].headers["authorization"] == "Bearer env-key"
+
+
+def test_default_base_url_is_the_local_letta_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LETTA_BASE_URL", raising=False)
+    assert LettaClient().base_url == "http://localhost:8283"
+
+
+@pytest.mark.parametrize(
+    "agent_id", ["../tools", "agent-1/../../v1/tools", "agent 1", "", "agent-%2e%2e", "a?b=c"]
+)
+def test_agent_ids_that_could_reach_another_endpoint_are_refused(agent_id: str) -> None:
+    with FakeLettaServer([HELLO]) as server:
+        with pytest.raises(ValueError, match="invalid Letta agent id"):
+            _run_with_agent(server, agent_id)
+    assert server.stream_requests == []
+
+
+def _run_with_agent(server: FakeLettaServer, agent_id: str) -> None:
+    with LettaClient(base_url=server.base_url) as client:
+        list(client.stream(agent_id, REQUEST))
+
+
+def test_the_stream_goes_to_the_agents_stream_endpoint() -> None:
+    with FakeLettaServer([HELLO]) as server:
+        _run(server)
+    assert server.stream_requests[0].path == f"/v1/agents/{AGENT}/messages/stream"
+
+
+def test_read_timeout_never_drops_below_the_ping_interval() -> None:
+    client = LettaClient(timeout=5)
+    assert client.timeout.read is not None
+    assert client.timeout.read >= 35
+    assert client.timeout.connect == 5.0
+
+
+def test_refused_connection_is_a_retryable_connection_error() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with LettaClient(base_url=f"http://127.0.0.1:{port}", dialect="current") as client:
+        with pytest.raises(LettaConnectionError) as caught:
+            list(client.stream(AGENT, REQUEST))
+    assert caught.value.is_retryable
+    assert not caught.value.request_accepted
+
+
+def test_unknown_event_types_are_kept_whole() -> None:
+    future = {"message_type": "hologram_message", "id": "m-1", "beam": {"x": 1}}
+    reply = Reply.events(future, {"message_type": "assistant_message", "content": "ok"})
+    with FakeLettaServer([reply]) as server:
+        events = _run(server)
+    assert isinstance(events[0], UnknownEvent)
+    assert events[0].raw == future
+    assert isinstance(events[1], AssistantMessage)
+
+
+def test_unknown_named_sse_events_are_kept_with_their_name() -> None:
+    body = b'event: progress\ndata: {"pct": 50}\n\ndata: [DONE]\n\n'
+    with FakeLettaServer([Reply(body=body)]) as server:
+        events = _run(server)
+    assert len(events) == 1
+    assert isinstance(events[0], UnknownEvent)
+    assert events[0].message_type == "event:progress"
+
+
+def test_malformed_frame_is_reported_with_context_after_the_good_events() -> None:
+    body = (
+        b'data: {"message_type":"assistant_message","content":"partial"}\n\n'
+        b'data: {"message_type": "assistant_message", "content": \n\n'
+        b"data: [DONE]\n\n"
+    )
+    delivered: list[object] = []
+    with FakeLettaServer([Reply(body=body)]) as server:
+        with LettaClient(base_url=server.base_url) as client:
+            with pytest.raises(LettaProtocolError) as caught:
+                delivered.extend(client.stream(AGENT, REQUEST))
+    assert [e.text for e in delivered] == ["partial"]  # type: ignore[attr-defined]
+    assert "malformed frame #2" in str(caught.value)
+    assert '"content": ' in str(caught.value)
+
+
+def test_a_known_type_with_wrong_field_types_is_a_protocol_error() -> None:
+    reply = Reply.events({"message_type": "usage_statistics", "total_tokens": "many"})
+    with FakeLettaServer([reply]) as server:
+        with pytest.raises(LettaProtocolError, match="malformed frame #1"):
+            _run(server)
+
+
+def test_cancelled_event_raises_a_typed_cancellation() -> None:
+    body = (
+        b'data: {"message_type": "stop_reason", "stop_reason": "cancelled"}\n\n'
+        b'event: cancelled\ndata: {"message": "Run was cancelled"}\n\n'
+    )
+    with FakeLettaServer([Reply(body=body)]) as server:
+        with pytest.raises(LettaStreamCancelledError) as caught:
+            _run(server)
+    assert caught.value.progress is not None
+    assert caught.value.progress.stop_reason == "cancelled"
+
+
+def test_a_json_answer_where_a_stream_was_expected_is_a_protocol_error() -> None:
+    with FakeLettaServer([Reply.json(200, {"messages": []})]) as server:
+        with pytest.raises(LettaProtocolError, match="expected an event stream"):
+            _run(server)
+
+
+def test_an_html_error_page_becomes_a_readable_typed_error() -> None:
+    page = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+    reply = Reply(status=502, body=page, content_type="text/html")
+    with FakeLettaServer([reply]) as server:
+        with pytest.raises(Exception) as caught:
+            _run(server)
+    assert "502 Bad Gateway" in str(caught.value)
+    assert caught.value.is_retryable  # type: ignore[attr-defined]
+
+
+def test_rate_limit_carries_retry_after() -> None:
+    reply = Reply.json(429, {"detail": "slow down"}, headers=(("retry-after", "7"),))
+    with FakeLettaServer([reply]) as server:
+        with pytest.raises(Exception) as caught:
+            _run(server)
+    assert caught.value.retry_after == 7.0  # type: ignore[attr-defined]
+    assert caught.value.is_retryable  # type: ignore[attr-defined]
+
+
+def test_closing_the_stream_early_stops_reading() -> None:
+    frames = [{"message_type": "assistant_message", "content": str(n)} for n in range(200)]
+    with FakeLettaServer([Reply.events(*frames)]) as server:
+        with LettaClient(base_url=server.base_url) as client:
+            stream = client.stream(AGENT, REQUEST)
+            first = next(iter(stream))
+            stream.close()
+            assert first.text == "0"  # type: ignore[attr-defined]
+            assert list(stream) == []
+
+
+def test_request_options_reach_the_server_in_the_current_dialect() -> None:
+    request = StreamRequest(
+        messages=[OutgoingMessage(content=[{"type": "text", "text": "hi"}])],
+        stream_tokens=False,
+        background=True,
+        max_steps=3,
+        include_return_message_types=["assistant_message"],
+        override_model="openai/gpt-4o-mini",
+    )
+    with FakeLettaServer([HELLO]) as server:
+        _run(server, request)
+    body = server.stream_requests[0].json()
+    assert body["messages"][0]["content"] == [{"type": "text", "text": "hi"}]
+    assert body["background"] is True
+    assert body["max_steps"] == 3
+    assert body["include_return_message_types"] == ["assistant_message"]
+    assert body["override_model"] == "openai/gpt-4o-mini"
+    assert body["include_pings"] is True
+
+
+def test_scripted_replies_can_depend_on_the_request() -> None:
+    def answer(request: RecordedRequest) -> Reply:
+        text = json.loads(request.body)["messages"][0]["content"]
+        return Reply.events({"message_type": "assistant_message", "content": text.upper()})
+
+    with FakeLettaServer(answer) as server:
+        events = _run(server)
+    assert events[0].text == "HI"  # type: ignore[attr-defined]
+
+
+async def test_async_client_probes_the_dialect_too() -> None:
+    with FakeLettaServer([SEED_STREAM], version="0.6.14") as server:
+        async with AsyncLettaClient(base_url=server.base_url) as client:
+            events = [event async for event in client.stream(AGENT, REQUEST)]
+    assert "text" in server.stream_requests[0].json()["messages"][0]
+    assert len(events) == 3
