@@ -10,8 +10,12 @@ from pydantic import SecretStr
 
 from langchain_letta import AsyncLettaClient, LettaClient, OutgoingMessage, StreamRequest
 from langchain_letta.errors import (
+    LettaAPIError,
+    LettaAuthenticationError,
     LettaConnectionError,
+    LettaInvalidRequestError,
     LettaProtocolError,
+    LettaRateLimitError,
     LettaStreamCancelledError,
 )
 from langchain_letta.events import AssistantMessage, UnknownEvent
@@ -91,7 +95,7 @@ def test_a_422_naming_text_switches_to_the_seed_dialect_and_sends_again() -> Non
 
 def test_a_fixed_dialect_never_switches() -> None:
     with FakeLettaServer([SEED_REJECTS_CONTENT, SEED_STREAM]) as server:
-        with pytest.raises(Exception, match="422"):
+        with pytest.raises(LettaInvalidRequestError, match="422"):
             _run(server, dialect="current")
     assert len(server.stream_requests) == 1
 
@@ -101,7 +105,7 @@ def test_dialect_switches_at_most_once_per_stream() -> None:
         422, {"detail": "[{'type': 'missing', 'loc': ('body', 'messages', 0, 'content')}]"}
     )
     with FakeLettaServer([SEED_REJECTS_CONTENT, rejects_text, HELLO], version=None) as server:
-        with pytest.raises(Exception, match="422"):
+        with pytest.raises(LettaInvalidRequestError, match="422"):
             _run(server)
     assert len(server.stream_requests) == 2
 
@@ -114,7 +118,7 @@ def test_credentials_go_in_headers_and_never_in_repr_or_errors() -> None:
             password="hunter2",
             user_id="user-00000000-0000-4000-8000-000000000000",
         )
-        with pytest.raises(Exception) as caught:
+        with pytest.raises(LettaAuthenticationError) as caught:
             list(client.stream(AGENT, REQUEST))
         client.close()
     headers = server.stream_requests[0].headers
@@ -242,20 +246,18 @@ def test_a_json_answer_where_a_stream_was_expected_is_a_protocol_error() -> None
 def test_an_html_error_page_becomes_a_readable_typed_error() -> None:
     page = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
     reply = Reply(status=502, body=page, content_type="text/html")
-    with FakeLettaServer([reply]) as server:
-        with pytest.raises(Exception) as caught:
-            _run(server)
+    with FakeLettaServer([reply]) as server, pytest.raises(LettaAPIError) as caught:
+        _run(server)
     assert "502 Bad Gateway" in str(caught.value)
-    assert caught.value.is_retryable  # type: ignore[attr-defined]
+    assert caught.value.is_retryable
 
 
 def test_rate_limit_carries_retry_after() -> None:
     reply = Reply.json(429, {"detail": "slow down"}, headers=(("retry-after", "7"),))
-    with FakeLettaServer([reply]) as server:
-        with pytest.raises(Exception) as caught:
-            _run(server)
-    assert caught.value.retry_after == 7.0  # type: ignore[attr-defined]
-    assert caught.value.is_retryable  # type: ignore[attr-defined]
+    with FakeLettaServer([reply]) as server, pytest.raises(LettaRateLimitError) as caught:
+        _run(server)
+    assert caught.value.retry_after == 7.0
+    assert caught.value.is_retryable
 
 
 def test_closing_the_stream_early_stops_reading() -> None:
