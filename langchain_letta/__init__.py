@@ -10,6 +10,7 @@ from langchain_letta._wire import (
     OutgoingMessage,
     StreamRequest,
 )
+from langchain_letta.chat_models import ChatLetta
 from langchain_letta.errors import LettaError
 
 try:
@@ -20,6 +21,7 @@ except metadata.PackageNotFoundError:  # running from a source tree that is not 
 __all__ = [
     "AsyncEventStream",
     "AsyncLettaClient",
+    "ChatLetta",
     "EventStream",
     "LettaClient",
     "LettaError",

@@ -1,0 +1,316 @@
+"""Pure conversions: LangChain messages to Letta requests, Letta events to message chunks.
+
+Nothing here touches the network, so every rule can be tested on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+)
+from langchain_core.messages.ai import InputTokenDetails, OutputTokenDetails, UsageMetadata
+
+from langchain_letta._wire.requests import OutgoingMessage
+from langchain_letta.events import (
+    AssistantMessage,
+    HiddenReasoningMessage,
+    LettaEvent,
+    ReasoningMessage,
+    StopReason,
+    ToolCallMessage,
+    ToolReturnMessage,
+    UsageStatistics,
+)
+
+HistoryPolicy = Literal["new", "last", "all"]
+PROVIDER = "letta"
+
+# ---------------------------------------------------------------- messages -> request
+
+
+def is_from_agent(message: BaseMessage, agent_id: str) -> bool:
+    """Whether ``message`` is an answer ChatLetta received from ``agent_id``."""
+    metadata = message.response_metadata
+    return (
+        isinstance(message, AIMessage)
+        and metadata.get("model_provider") == PROVIDER
+        and metadata.get("agent_id") == agent_id
+    )
+
+
+def select_new_messages(
+    messages: Sequence[BaseMessage], agent_id: str, policy: HistoryPolicy
+) -> list[BaseMessage]:
+    """The messages to send to a stateful agent that already remembers the conversation.
+
+    ``"new"``: everything after this agent's last answer, or, with no such answer,
+    the trailing run of human and system messages. ``"last"``: the last message
+    only. ``"all"``: every message (to seed a fresh agent).
+    """
+    if policy == "all":
+        return list(messages)
+    if policy == "last":
+        return list(messages[-1:])
+    for position in range(len(messages) - 1, -1, -1):
+        if is_from_agent(messages[position], agent_id):
+            return list(messages[position + 1 :])
+    start = len(messages)
+    while start > 0 and isinstance(messages[start - 1], (HumanMessage, SystemMessage)):
+        start -= 1
+    return list(messages[start:])
+
+
+def to_outgoing(message: BaseMessage) -> OutgoingMessage:
+    """One LangChain message as a Letta message.
+
+    Raises:
+        ValueError: The message is an AI or tool message, which a Letta agent
+            cannot take as input (its own answers live in its memory already).
+    """
+    if isinstance(message, HumanMessage):
+        role: Literal["user", "system"] = "user"
+    elif isinstance(message, SystemMessage):
+        role = "system"
+    else:
+        raise ValueError(
+            f"ChatLetta cannot send a {type(message).__name__} to a Letta agent: the agent keeps "
+            "its own answers and runs its own tools. Send only human and system messages, or "
+            "keep the agent's earlier answers (ChatLetta recognises them) in the history."
+        )
+    return OutgoingMessage(role=role, content=_letta_content(message.content), name=message.name)
+
+
+def _letta_content(content: str | list[str | dict[str, Any]]) -> str | list[dict[str, Any]]:
+    if isinstance(content, str):
+        return content
+    parts = [_letta_part(part) for part in content]
+    if all(part["type"] == "text" for part in parts):
+        return "".join(part["text"] for part in parts)
+    return parts
+
+
+def _letta_part(part: str | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(part, str):
+        return {"type": "text", "text": part}
+    kind = part.get("type")
+    if kind == "text":
+        return {"type": "text", "text": part.get("text", "")}
+    if kind == "image_url":  # OpenAI-style part
+        url = part["image_url"]["url"] if isinstance(part["image_url"], dict) else part["image_url"]
+        return _image_from_url(str(url))
+    if kind == "image":
+        if part.get("url"):
+            return _image_from_url(str(part["url"]))
+        data = part.get("base64") or part.get("data")
+        if data:
+            media_type = part.get("mime_type") or part.get("media_type") or "image/png"
+            return {
+                "type": "image",
+                "source": {"type": "base64", "media_type": media_type, "data": data},
+            }
+    raise ValueError(f"ChatLetta cannot send a content part of type {kind!r} to a Letta agent")
+
+
+def _image_from_url(url: str) -> dict[str, Any]:
+    inline = re.match(r"^data:(?P<media>[\w/+.-]+);base64,(?P<data>.*)$", url, re.DOTALL)
+    if inline:
+        source = {"type": "base64", "media_type": inline["media"], "data": inline["data"]}
+        return {"type": "image", "source": source}
+    return {"type": "image", "source": {"type": "url", "url": url}}
+
+
+# ---------------------------------------------------------------- events -> chunks
+
+_LEAKED_PREFIX = re.compile(r'^\{\s*"message"\s*:\s*"')
+"""Letta 0.6's token parser can leak the start of the send_message JSON into the first delta."""
+
+
+class ChunkBuilder:
+    """Turns the events of one stream into message chunks; keeps only per-message state.
+
+    Content blocks carry an ``index`` so that LangChain merges the deltas of one
+    Letta message into one block: all assistant text shares one index (the
+    aggregate has exactly one text block), each reasoning message and each tool
+    call gets its own.
+    """
+
+    def __init__(self, agent_id: str, model_name: str) -> None:
+        self.agent_id = agent_id
+        self.model_name = model_name
+        self._indexes: dict[tuple[str, str], int] = {}
+        self._text_index: int | None = None
+        self._text_group: str | None = None
+        self._call_by_group: dict[str, str] = {}
+        self._message_ids: dict[str, None] = {}
+        self.run_id: str | None = None
+        self.stop_reason: str | None = None
+        self.usage: UsageStatistics | None = None
+
+    def chunk(self, event: LettaEvent) -> AIMessageChunk | None:
+        """The chunk for one event; ``None`` for events that only feed the last chunk."""
+        message_id = getattr(event, "id", None)
+        if message_id:
+            self._message_ids[message_id] = None
+        run_id = getattr(event, "run_id", None)
+        if run_id:
+            self.run_id = run_id
+        if isinstance(event, AssistantMessage):
+            return self._text(event)
+        if isinstance(event, ReasoningMessage):
+            return self._block(
+                ("reasoning", _group(event)), {"type": "reasoning", "reasoning": event.text}
+            )
+        if isinstance(event, HiddenReasoningMessage):
+            hidden: dict[str, Any] = {
+                "type": "reasoning",
+                "reasoning": event.text,
+                "extras": {"hidden": True, "state": event.state},
+            }
+            return self._block(("reasoning", _group(event)), hidden)
+        if isinstance(event, ToolCallMessage):
+            return self._tool_calls(event)
+        if isinstance(event, ToolReturnMessage):
+            return self._tool_returns(event)
+        if isinstance(event, StopReason):
+            self.stop_reason = event.stop_reason
+        elif isinstance(event, UsageStatistics):
+            self.usage = event
+        return None
+
+    def last_chunk(self) -> AIMessageChunk:
+        """The closing chunk: usage, stop reason and the ids that let us recognise the answer."""
+        metadata: dict[str, Any] = {
+            "model_provider": PROVIDER,
+            "model_name": self.model_name,
+            "agent_id": self.agent_id,
+            "run_id": self.run_id,
+            "stop_reason": self.stop_reason or "end_turn",
+            "letta_message_ids": list(self._message_ids),
+        }
+        if self.usage is not None:
+            metadata["step_count"] = self.usage.step_count
+        return AIMessageChunk(
+            content=[],
+            usage_metadata=usage_metadata(self.usage) if self.usage else None,
+            response_metadata=metadata,
+            chunk_position="last",
+        )
+
+    def _text(self, event: AssistantMessage) -> AIMessageChunk | None:
+        text = event.text
+        group = _group(event)
+        if group != self._text_group:
+            text = _LEAKED_PREFIX.sub("", text, count=1)
+            if self._text_group is not None:
+                text = "\n\n" + text  # a further assistant message of the same turn
+            self._text_group = group
+        if not text:
+            return None
+        if self._text_index is None:
+            self._text_index = self._next_index()
+        return _chunk({"type": "text", "text": text, "index": self._text_index})
+
+    def _tool_calls(self, event: ToolCallMessage) -> AIMessageChunk | None:
+        blocks = []
+        for call in event.calls:
+            # Seed-era deltas name the call id only in their first fragment.
+            call_id = call.tool_call_id or self._call_by_group.get(_group(event), "")
+            self._call_by_group[_group(event)] = call_id
+            block: dict[str, Any] = {"type": "server_tool_call_chunk", "args": call.arguments or ""}
+            if call.name:
+                block["name"] = call.name
+            if call.tool_call_id:
+                block["id"] = call.tool_call_id
+            blocks.append(self._indexed(("call", call_id), block))
+        return AIMessageChunk(content=blocks, response_metadata={"model_provider": PROVIDER})
+
+    def _tool_returns(self, event: ToolReturnMessage) -> AIMessageChunk:
+        blocks = []
+        for result in event.returns:
+            block: dict[str, Any] = {
+                "type": "server_tool_result",
+                "tool_call_id": result.tool_call_id or "",
+                "status": "error" if result.status == "error" else "success",
+                "output": result.output,
+            }
+            extras = {
+                name: value
+                for name, value in (("stdout", result.stdout), ("stderr", result.stderr))
+                if value
+            }
+            if extras:
+                block["extras"] = extras
+            blocks.append(self._indexed(("return", result.tool_call_id or _group(event)), block))
+        return AIMessageChunk(content=blocks, response_metadata={"model_provider": PROVIDER})
+
+    def _block(self, key: tuple[str, str], block: dict[str, Any]) -> AIMessageChunk:
+        return _chunk(self._indexed(key, block))
+
+    def _indexed(self, key: tuple[str, str], block: dict[str, Any]) -> dict[str, Any]:
+        index = self._indexes.get(key)
+        if index is None:
+            index = self._indexes[key] = self._next_index()
+        block["index"] = index
+        return block
+
+    def _next_index(self) -> int:
+        return len(self._indexes) + (self._text_index is not None)
+
+
+def _group(event: LettaEvent) -> str:
+    """Which Letta message a delta belongs to: its otid, else its id and type."""
+    otid = getattr(event, "otid", None)
+    if otid:
+        return str(otid)
+    return f"{getattr(event, 'id', None)}/{event.message_type}"
+
+
+def _chunk(block: dict[str, Any]) -> AIMessageChunk:
+    return AIMessageChunk(content=[block], response_metadata={"model_provider": PROVIDER})
+
+
+def usage_metadata(usage: UsageStatistics) -> UsageMetadata:
+    """Letta's usage (summed over every step of the run) in LangChain's shape."""
+    input_details: InputTokenDetails = {}
+    if usage.cached_input_tokens is not None:
+        input_details["cache_read"] = usage.cached_input_tokens
+    if usage.cache_write_tokens is not None:
+        input_details["cache_creation"] = usage.cache_write_tokens
+    output_details: OutputTokenDetails = {}
+    if usage.reasoning_tokens is not None:
+        output_details["reasoning"] = usage.reasoning_tokens
+    return UsageMetadata(
+        input_tokens=usage.prompt_tokens,
+        output_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+        input_token_details=input_details,
+        output_token_details=output_details,
+    )
+
+
+def finalize_content(message: AIMessage) -> AIMessage:
+    """Turn streamed tool-call fragments into ``server_tool_call`` blocks with parsed args."""
+    if not isinstance(message.content, list):
+        return message
+    content: list[str | dict[str, Any]] = []
+    for block in message.content:
+        if isinstance(block, dict) and block.get("type") == "server_tool_call_chunk":
+            block = dict(block)
+            try:
+                args = json.loads(block.get("args") or "{}")
+            except ValueError:
+                args = None
+            if isinstance(args, dict):
+                block["type"] = "server_tool_call"
+                block["args"] = args
+        content.append(block)
+    return message.model_copy(update={"content": content})

@@ -1,0 +1,318 @@
+"""ChatLetta over real captures: what a LangChain user gets from each Letta release."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
+
+from langchain_letta import ChatLetta
+from langchain_letta.errors import LettaAPIError
+from langchain_letta.testing import FakeLettaServer, Reply
+from tests.conftest import CAPTURES
+
+AGENT = "agent-9d9e1f61-7d82-476c-9996-867db2b9c18f"
+HELLO = "Hello from the fake model"
+
+# capture, reasoning blocks, (tool name, a word of its args, result status) or None
+CONVERSATIONS = [
+    ("0.6.14/memgpt_agent/03-tool-call-steps.sse", 2, ("core_memory_append", "tea", "success")),
+    ("0.6.14/memgpt_agent/01-stream-steps.sse", 1, None),
+    ("0.6.14/memgpt_agent/02-stream-tokens.sse", 1, None),
+    ("0.11.7/memgpt_v2_agent/03-tool-call-steps.sse", 2, ("memory_insert", "tea", "success")),
+    ("0.11.7/memgpt_v2_agent/04-tool-call-tokens.sse", 2, ("memory_insert", "tea", "success")),
+    ("0.11.7/memgpt_agent/02-stream-tokens.sse", 1, None),
+    ("0.16.8/letta_v1_agent/04-tool-call-tokens.sse", 0, ("memory_insert", "tea", "success")),
+    ("0.16.8/letta_v1_agent/01-stream-steps.sse", 0, None),
+    ("0.16.8/memgpt_v2_agent/04-tool-call-tokens.sse", 2, ("memory_insert", "tea", "success")),
+    ("0.16.8/memgpt_v2_agent/05-search-tool-steps.sse", 2, ("conversation_search", "hello", None)),
+]
+
+
+def _server(capture: str, times: int = 1) -> FakeLettaServer:
+    return FakeLettaServer([Reply.from_capture(CAPTURES / capture) for _ in range(times)])
+
+
+def _blocks(message: AIMessage, kind: str) -> list[dict[str, Any]]:
+    return [b for b in message.content if isinstance(b, dict) and b.get("type") == kind]
+
+
+def _check_answer(
+    message: AIMessage, reasoning: int, tool: tuple[str, str, str | None] | None
+) -> None:
+    assert message.text == HELLO
+    assert len(_blocks(message, "text")) == 1
+    assert len(_blocks(message, "reasoning")) == reasoning
+    assert all(b["reasoning"] for b in _blocks(message, "reasoning"))
+    assert message.tool_calls == []  # Letta's own tools are never handed to LangGraph
+    if tool is None:
+        assert not _blocks(message, "server_tool_call")
+    else:
+        name, word, status = tool
+        (call,) = _blocks(message, "server_tool_call") or _blocks(message, "server_tool_call_chunk")
+        assert call["name"] == name
+        assert word in str(call["args"])
+        (result,) = _blocks(message, "server_tool_result")
+        assert result["tool_call_id"] == call["id"]
+        assert result["status"] == (status or "success")
+    usage = message.usage_metadata
+    assert usage is not None
+    assert usage["input_tokens"] > 0
+    assert usage["output_tokens"] > 0
+    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
+    metadata = message.response_metadata
+    assert metadata["model_provider"] == "letta"
+    assert metadata["agent_id"] == AGENT
+    assert metadata["stop_reason"] == "end_turn"
+    assert metadata["step_count"] >= 1
+    assert metadata["letta_message_ids"]
+
+
+@pytest.mark.parametrize(("capture", "reasoning", "tool"), CONVERSATIONS)
+def test_invoke_gives_the_expected_message(capture: str, reasoning: int, tool: Any) -> None:
+    with _server(capture) as server:
+        message = ChatLetta(agent_id=AGENT, base_url=server.base_url).invoke("hi")
+    _check_answer(message, reasoning, tool)
+    if tool is not None and tool[0] != "core_memory_append":
+        # invoke parses the streamed arguments (0.6.14 mangles its own JSON: kept as text)
+        assert isinstance(_blocks(message, "server_tool_call")[0]["args"], dict)
+
+
+@pytest.mark.parametrize(("capture", "reasoning", "tool"), CONVERSATIONS)
+def test_stream_aggregates_to_the_expected_message(capture: str, reasoning: int, tool: Any) -> None:
+    with _server(capture) as server:
+        chunks = list(ChatLetta(agent_id=AGENT, base_url=server.base_url).stream("hi"))
+    assert all(isinstance(chunk, AIMessageChunk) for chunk in chunks)
+    assert chunks[-1].chunk_position == "last"
+    assert sum(1 for chunk in chunks if chunk.usage_metadata) == 1
+    full = chunks[0]
+    for chunk in chunks[1:]:
+        full = full + chunk
+    _check_answer(full, reasoning, tool)
+
+
+@pytest.mark.parametrize(("capture", "reasoning", "tool"), CONVERSATIONS[::3])
+async def test_async_invoke_and_stream_match_sync(capture: str, reasoning: int, tool: Any) -> None:
+    with _server(capture, times=2) as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url)
+        message = await model.ainvoke("hi")
+        chunks = [chunk async for chunk in model.astream("hi")]
+    _check_answer(message, reasoning, tool)
+    full = chunks[0]
+    for chunk in chunks[1:]:
+        full = full + chunk
+    _check_answer(full, reasoning, tool)
+
+
+def test_token_streaming_yields_many_text_chunks_and_step_streaming_one() -> None:
+    with _server("0.16.8/memgpt_v2_agent/02-stream-tokens.sse") as server:
+        tokens = list(ChatLetta(agent_id=AGENT, base_url=server.base_url).stream("hi"))
+    with _server("0.16.8/memgpt_v2_agent/01-stream-steps.sse") as server:
+        steps = list(
+            ChatLetta(agent_id=AGENT, base_url=server.base_url, stream_tokens=False).stream("hi")
+        )
+    assert [c.text for c in tokens if c.text] == ["Hello", " from", " the", " fake", " model"]
+    assert [c.text for c in steps if c.text] == [HELLO]
+    assert server.stream_requests[0].json()["stream_tokens"] is False
+
+
+def test_v1_output_gives_server_tool_call_with_parsed_args_in_the_stream_aggregate() -> None:
+    with _server("0.16.8/letta_v1_agent/04-tool-call-tokens.sse") as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url, output_version="v1")
+        chunks = list(model.stream("hi"))
+    full = chunks[0]
+    for chunk in chunks[1:]:
+        full = full + chunk
+    (call,) = [b for b in full.content_blocks if b["type"] == "server_tool_call"]
+    assert call["args"]["new_string"] == "The user likes tea."
+    assert full.response_metadata["output_version"] == "v1"
+
+
+def test_seed_era_json_prefix_leak_is_removed_from_the_answer() -> None:
+    with _server("0.6.14/memgpt_agent/02-stream-tokens.sse") as server:
+        message = ChatLetta(agent_id=AGENT, base_url=server.base_url).invoke("hi")
+    assert message.text == HELLO
+
+
+def test_in_stream_error_surfaces_typed_and_callbacks_get_the_partial_output() -> None:
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Recorder(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.errors: list[tuple[BaseException, Any]] = []
+
+        def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
+            self.errors.append((error, kwargs.get("response")))
+
+    recorder = Recorder()
+    with _server("0.16.8/memgpt_v2_agent/14-llm-error-steps.sse") as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url)
+        with pytest.raises(LettaAPIError):
+            list(model.stream("hi", config={"callbacks": [recorder]}))
+    assert isinstance(recorder.errors[0][0], LettaAPIError)
+
+
+def _history() -> list[Any]:
+    earlier = AIMessage(
+        content="Hi Bob",
+        response_metadata={"model_provider": "letta", "agent_id": AGENT},
+    )
+    foreign = AIMessage(content="from another model")
+    return [
+        SystemMessage("be nice"),
+        HumanMessage("hi"),
+        earlier,
+        HumanMessage("one", name="bob"),
+        foreign,
+        SystemMessage("note"),
+        HumanMessage("two"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("policy", "messages", "sent"),
+    [
+        ("new", [SystemMessage("s"), HumanMessage("a"), HumanMessage("b")], ["s", "a", "b"]),
+        ("last", [HumanMessage("a"), HumanMessage("b")], ["b"]),
+        ("all", [SystemMessage("s"), HumanMessage("a")], ["s", "a"]),
+    ],
+)
+def test_history_policy_decides_what_is_sent(policy: str, messages: Any, sent: list[str]) -> None:
+    with _server("0.16.8/letta_v1_agent/01-stream-steps.sse") as server:
+        ChatLetta(agent_id=AGENT, base_url=server.base_url, history=policy).invoke(messages)
+    body = server.stream_requests[0].json()
+    assert [m["content"] for m in body["messages"]] == sent
+
+
+def test_new_policy_refuses_to_send_a_foreign_ai_message_after_our_answer() -> None:
+    with _server("0.16.8/letta_v1_agent/01-stream-steps.sse") as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url)
+        with pytest.raises(ValueError, match="cannot send a AIMessage"):
+            model.invoke(_history())
+    assert server.stream_requests == []
+
+
+def test_only_messages_after_this_agents_answer_are_sent() -> None:
+    history = [*_history()[:4], HumanMessage("two")]
+    with _server("0.16.8/letta_v1_agent/01-stream-steps.sse") as server:
+        ChatLetta(agent_id=AGENT, base_url=server.base_url).invoke(history)
+    messages = server.stream_requests[0].json()["messages"]
+    assert [(m["role"], m["content"], m.get("name")) for m in messages] == [
+        ("user", "one", "bob"),
+        ("user", "two", None),
+    ]
+
+
+def test_an_answer_of_another_agent_does_not_count_as_ours() -> None:
+    other = AIMessage("x", response_metadata={"model_provider": "letta", "agent_id": "agent-2"})
+    history = [HumanMessage("a"), other, HumanMessage("b")]
+    with _server("0.16.8/letta_v1_agent/01-stream-steps.sse") as server:
+        ChatLetta(agent_id=AGENT, base_url=server.base_url).invoke(history)
+    assert [m["content"] for m in server.stream_requests[0].json()["messages"]] == ["b"]
+
+
+def test_the_answer_is_recognised_on_the_next_turn() -> None:
+    with _server("0.16.8/letta_v1_agent/01-stream-steps.sse", times=2) as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url)
+        first = model.invoke([HumanMessage("hi")])
+        model.invoke([HumanMessage("hi"), first, HumanMessage("and now?")])
+    second = server.stream_requests[1].json()["messages"]
+    assert [m["content"] for m in second] == ["and now?"]
+
+
+def test_agent_can_be_chosen_per_call_from_the_config() -> None:
+    with _server("0.16.8/letta_v1_agent/01-stream-steps.sse", times=2) as server:
+        model = ChatLetta(base_url=server.base_url)
+        model.invoke("hi", config={"configurable": {"agent_id": "agent-a"}})
+        list(model.stream("hi", config={"configurable": {"agent_id": "agent-b"}}))
+    paths = [request.path for request in server.stream_requests]
+    assert paths == ["/v1/agents/agent-a/messages/stream", "/v1/agents/agent-b/messages/stream"]
+
+
+def test_a_missing_agent_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="needs an agent"):
+        ChatLetta(base_url="http://127.0.0.1:9").invoke("hi")
+
+
+def test_agent_id_is_validated_at_construction() -> None:
+    with pytest.raises(ValueError, match="invalid Letta agent id"):
+        ChatLetta(agent_id="../tools")
+
+
+def test_model_maps_to_override_model_and_names_the_response() -> None:
+    with _server("0.16.8/letta_v1_agent/01-stream-steps.sse") as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url, model="openai/gpt-4o-mini")
+        message = model.invoke("hi")
+    assert server.stream_requests[0].json()["override_model"] == "openai/gpt-4o-mini"
+    assert message.response_metadata["model_name"] == "openai/gpt-4o-mini"
+
+
+def test_images_are_sent_as_letta_image_parts() -> None:
+    image = HumanMessage(
+        content=[
+            {"type": "text", "text": "what is this?"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+            {"type": "image", "url": "https://example.invalid/cat.png"},
+        ]
+    )
+    with _server("0.16.8/letta_v1_agent/01-stream-steps.sse") as server:
+        ChatLetta(agent_id=AGENT, base_url=server.base_url).invoke([image])
+    content = server.stream_requests[0].json()["messages"][0]["content"]
+    assert content == [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}},
+        {"type": "image", "source": {"type": "url", "url": "https://example.invalid/cat.png"}},
+    ]
+
+
+def test_ls_params_name_letta_and_honour_a_per_call_model() -> None:
+    model = ChatLetta(agent_id=AGENT, temperature=0.2)
+    params = model._get_ls_params()
+    assert params["ls_provider"] == "letta"
+    assert params["ls_model_type"] == "chat"
+    assert params["ls_temperature"] == 0.2
+    assert model._get_ls_params(model="m-override")["ls_model_name"] == "m-override"
+
+
+def test_secrets_stay_out_of_the_models_repr() -> None:
+    model = ChatLetta(agent_id=AGENT, api_key="sk-very-secret", password="pw-secret")
+    assert "sk-very-secret" not in repr(model)
+    assert "pw-secret" not in repr(model)
+
+
+def _graph_chunks(server: FakeLettaServer) -> Iterator[tuple[Any, Any]]:
+    from langgraph.graph import START, MessagesState, StateGraph
+
+    model = ChatLetta(agent_id=AGENT, base_url=server.base_url)
+
+    def agent(state: MessagesState) -> dict[str, list[Any]]:
+        return {"messages": [model.invoke(state["messages"])]}
+
+    graph = StateGraph(MessagesState).add_node("agent", agent).add_edge(START, "agent").compile()
+    yield from graph.stream(
+        {"messages": [HumanMessage("Please remember that I like tea.")]},
+        stream_mode=["messages", "values"],
+    )
+
+
+def test_chatletta_streams_as_a_langgraph_node() -> None:
+    with _server("0.16.8/memgpt_v2_agent/04-tool-call-tokens.sse") as server:
+        parts = list(_graph_chunks(server))
+    chunks = [data[0] for mode, data in parts if mode == "messages"]
+    assert all(isinstance(chunk, AIMessageChunk) for chunk in chunks)
+    assert "".join(chunk.text for chunk in chunks) == HELLO
+    assert any(
+        b.get("type") == "server_tool_call_chunk"
+        for c in chunks
+        for b in c.content
+        if isinstance(b, dict)
+    )
+    final = [data for mode, data in parts if mode == "values"][-1]["messages"]
+    assert [type(m).__name__ for m in final] == ["HumanMessage", "AIMessage"]
+    assert final[-1].text == HELLO
+    assert final[-1].tool_calls == []
+    assert server.stream_requests[0].json()["messages"][0]["content"] == (
+        "Please remember that I like tea."
+    )
