@@ -247,6 +247,7 @@ def error_from_response(
 
 _IN_STREAM_ERRORS: dict[str, type[LettaError]] = {
     "llm_rate_limit": LettaRateLimitError,
+    "rate_limit_exceeded": LettaRateLimitError,  # seed-era `code`
     "llm_authentication": LettaAuthenticationError,
     "llm_timeout": LettaTimeoutError,
     "context_window_overflow_in_system_prompt": LettaContextOverflowError,
@@ -267,8 +268,8 @@ def error_from_stream(
 
     The server had accepted the message by then, so the error is never retryable.
     """
-    cls = _IN_STREAM_ERRORS.get(error_type or "", LettaAPIError)
-    if cls is LettaAPIError and "ContextWindowExceeded" in message:
+    cls = _IN_STREAM_ERRORS.get((error_type or "").lower(), LettaAPIError)
+    if cls is LettaAPIError and "contextwindowexceeded" in message.lower():
         cls = LettaContextOverflowError
     text = f"Letta reported an error in the stream: {message}"
     if detail:
@@ -333,7 +334,7 @@ def _letta_error_type(body: Any) -> str | None:
 def _retry_after(headers: Mapping[str, str] | None) -> float | None:
     if not headers:
         return None
-    value = headers.get("retry-after")
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
     if value is None:
         return None
     try:

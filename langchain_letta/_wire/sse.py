@@ -28,44 +28,49 @@ class SSEFrameDecoder:
         max_frame_bytes: Largest frame accepted, in characters of decoded text.
     """
 
-    __slots__ = ("_buffer", "_decoder", "_max_frame", "_pending_cr")
+    __slots__ = ("_buffer", "_decoder", "_max_frame", "_skip_lf")
 
     def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._buffer = ""
-        self._pending_cr = False
+        self._skip_lf = False
         self._max_frame = max_frame_bytes
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Decode one network read and return every frame it completed, in order."""
         text = self._decoder.decode(chunk)
-        if self._pending_cr:
-            text = "\r" + text
-            self._pending_cr = False
+        if self._skip_lf and text.startswith("\n"):
+            text = text[1:]  # the LF of a CRLF split across two reads
         if "\r" in text:
-            if text.endswith("\r"):  # its "\n" may come with the next read
-                text = text[:-1]
-                self._pending_cr = True
+            # A CR that ends this read already ends its line; an LF opening the next
+            # read then belongs to it and is dropped.
+            self._skip_lf = text.endswith("\r")
             text = text.replace("\r\n", "\n").replace("\r", "\n")
+        elif text:
+            self._skip_lf = False
         if self._buffer:
             text = self._buffer + text
         blocks = text.split("\n\n")
         self._buffer = blocks.pop()
-        if len(self._buffer) > self._max_frame:
-            size = len(self._buffer)
-            self._buffer = ""
-            raise FrameTooLargeError(
-                f"an SSE frame exceeded {self._max_frame} characters ({size} so far)"
-            )
+        self._check_size(self._buffer)
         frames: list[ServerSentEvent] = []
         for block in blocks:
             if block.startswith("data: ") and "\n" not in block:
+                self._check_size(block)
                 frames.append(ServerSentEvent(data=block[6:]))
             elif block:
+                self._check_size(block)
                 frame = parse_block(block)
                 if frame is not None:
                     frames.append(frame)
         return frames
+
+    def _check_size(self, text: str) -> None:
+        if len(text) > self._max_frame:
+            self._buffer = ""
+            raise FrameTooLargeError(
+                f"an SSE frame exceeded {self._max_frame} characters ({len(text)} so far)"
+            )
 
     def tail(self) -> str:
         """Text received after the last complete frame (a frame cut off by the end of stream)."""
