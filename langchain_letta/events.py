@@ -198,6 +198,8 @@ class ToolReturnMessage(LettaMessage):
         """Every return in this event, from ``tool_returns`` or else from the top-level fields."""
         if self.tool_returns:
             return self.tool_returns
+        if self.tool_call_id is None and self.tool_return is None:
+            return []
         return [
             ToolReturn(
                 tool_call_id=self.tool_call_id,

@@ -9,7 +9,7 @@ import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
 
 from langchain_letta import ChatLetta
-from langchain_letta.errors import LettaAPIError
+from langchain_letta.errors import LettaRateLimitError
 from langchain_letta.testing import FakeLettaServer, Reply
 from tests.conftest import CAPTURES
 
@@ -147,11 +147,21 @@ def test_in_stream_error_surfaces_typed_and_callbacks_get_the_partial_output() -
             self.errors.append((error, kwargs.get("response")))
 
     recorder = Recorder()
-    with _server("0.16.8/memgpt_v2_agent/14-llm-error-steps.sse") as server:
+    body = (
+        b'data: {"message_type":"assistant_message","otid":"o-1","content":"Half an"}\n\n'
+        b'data: {"message_type":"stop_reason","stop_reason":"llm_api_error"}\n\n'
+        b'event: error\ndata: {"message_type":"error_message","error_type":"llm_rate_limit",'
+        b'"message":"slow down","detail":"429 upstream"}\n\n'
+        b"data: [DONE]\n\n"
+    )
+    with FakeLettaServer([Reply(body=body)]) as server:
         model = ChatLetta(agent_id=AGENT, base_url=server.base_url)
-        with pytest.raises(LettaAPIError):
+        with pytest.raises(LettaRateLimitError) as caught:
             list(model.stream("hi", config={"callbacks": [recorder]}))
-    assert isinstance(recorder.errors[0][0], LettaAPIError)
+    assert not caught.value.is_retryable  # the turn is in the agent's memory already
+    error, response = recorder.errors[0]
+    assert error is caught.value
+    assert response.generations[0][0].message.text == "Half an"
 
 
 def _history() -> list[Any]:
