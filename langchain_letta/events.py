@@ -18,7 +18,15 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Tag, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+)
 
 __all__ = [
     "ApprovalRequestMessage",
@@ -394,6 +402,30 @@ LettaEvent = Annotated[
 
 _EVENT_ADAPTER: TypeAdapter[LettaEvent] = TypeAdapter(LettaEvent)
 
+_TAGGED_EVENTS = (
+    ReasoningMessage
+    | HiddenReasoningMessage
+    | AssistantMessage
+    | ToolCallMessage
+    | ApprovalRequestMessage
+    | ToolReturnMessage
+    | UserMessage
+    | SystemMessage
+    | ApprovalResponseMessage
+    | SummaryMessage
+    | EventMessage
+    | Ping
+    | UsageStatistics
+    | StopReason
+    | ErrorMessage
+)
+_FAST_ADAPTER: TypeAdapter[LettaEvent] = TypeAdapter(
+    Annotated[_TAGGED_EVENTS, Field(discriminator="message_type")]
+)
+"""The hot path: a payload that names a known ``message_type`` is validated straight from
+JSON by the tag. Anything else (no tag, unknown tag, bad fields) takes the full adapter,
+which also gives the precise error."""
+
 
 def parse_event(data: str | bytes) -> LettaEvent:
     """Parse the JSON of one SSE ``data:`` payload into its typed event.
@@ -410,6 +442,10 @@ def parse_event(data: str | bytes) -> LettaEvent:
             with fields of the wrong type. The message names the cause;
             :class:`pydantic.ValidationError` is a ``ValueError`` too.
     """
+    try:
+        return _FAST_ADAPTER.validate_json(data)
+    except ValidationError:
+        pass
     try:
         return _EVENT_ADAPTER.validate_json(data)
     except ValidationError as error:
