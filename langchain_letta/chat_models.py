@@ -106,6 +106,21 @@ class ChatLetta(BaseChatModel):
     def _llm_type(self) -> str:
         return "letta"
 
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        """ChatLetta can be saved with ``dumpd`` and loaded back (secrets as env references)."""
+        return True
+
+    @classmethod
+    def get_lc_namespace(cls) -> list[str]:
+        """The import path ``load`` uses to rebuild the model."""
+        return ["langchain_letta", "chat_models"]
+
+    @property
+    def lc_secrets(self) -> dict[str, str]:
+        """Secrets are serialised as the names of the environment variables that hold them."""
+        return {"api_key": "LETTA_API_KEY", "password": "LETTA_SERVER_PASSWORD"}
+
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {"agent_id": self.agent_id, "model": self.model, "stream_tokens": self.stream_tokens}

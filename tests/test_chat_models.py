@@ -292,6 +292,25 @@ def test_secrets_stay_out_of_the_models_repr() -> None:
     assert "pw-secret" not in repr(model)
 
 
+def test_dumpd_and_load_round_trip_keeps_secrets_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    from langchain_core.load import dumpd, load
+
+    model = ChatLetta(agent_id=AGENT, api_key="sk-very-secret", history="last")
+    saved = dumpd(model)
+    assert "sk-very-secret" not in str(saved)
+    monkeypatch.setenv("LETTA_API_KEY", "sk-from-env")
+    loaded = load(
+        saved,
+        valid_namespaces=["langchain_letta"],
+        allowed_objects=[ChatLetta],
+        secrets_from_env=True,
+    )
+    assert isinstance(loaded, ChatLetta)
+    assert loaded.history == "last"
+    assert loaded.api_key is not None
+    assert loaded.api_key.get_secret_value() == "sk-from-env"
+
+
 def _graph_chunks(server: FakeLettaServer) -> Iterator[tuple[Any, Any]]:
     from langgraph.graph import START, MessagesState, StateGraph
 
