@@ -13,7 +13,7 @@ $(INSTALLED): pyproject.toml
 	touch $(INSTALLED)
 
 demo: $(INSTALLED)
-	$(PY) examples/stream_events.py
+	$(PY) examples/quickstart.py
 
 test: lint typecheck unit
 

@@ -1,20 +1,14 @@
-"""Stream one message to a Letta agent and print its typed events as they arrive.
+"""The wire layer alone: stream one message and print Letta's typed events as they arrive.
 
-Without ``LETTA_BASE_URL`` this replays a conversation captured from a real Letta
-0.16.8 server (a memory tool call, token by token) through a local fake server on
-127.0.0.1. With ``LETTA_BASE_URL`` and ``LETTA_AGENT_ID`` set it talks to that
-server instead (``LETTA_API_KEY`` is sent if set):
-
-    LETTA_BASE_URL=http://localhost:8283 LETTA_AGENT_ID=agent-... make demo
+Without ``LETTA_BASE_URL`` this replays a turn captured from a real Letta 0.16.8 server
+(a memory tool call, token by token); see ``_server.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
-from collections.abc import Iterator
-from pathlib import Path
+
+from _server import letta_server
 
 from langchain_letta import LettaClient, OutgoingMessage, StreamRequest
 from langchain_letta.errors import LettaError
@@ -29,28 +23,7 @@ from langchain_letta.events import (
     UsageStatistics,
 )
 
-CAPTURE = (
-    Path(__file__).resolve().parent.parent
-    / "tests/data/letta-streams/0.16.8/memgpt_v2_agent/04-tool-call-tokens.sse"
-)
 MESSAGE = "Please remember that I like tea, again."
-
-
-@contextlib.contextmanager
-def letta_server() -> Iterator[tuple[str, str]]:
-    """The server and agent to talk to: the real one from the environment, else a replay."""
-    base_url = os.environ.get("LETTA_BASE_URL")
-    if base_url:
-        agent_id = os.environ.get("LETTA_AGENT_ID")
-        if not agent_id:
-            sys.exit("LETTA_BASE_URL is set: set LETTA_AGENT_ID to the agent to talk to")
-        yield base_url, agent_id
-        return
-    from langchain_letta.testing import FakeLettaServer, Reply
-
-    with FakeLettaServer([Reply.from_capture(CAPTURE)]) as server:
-        print(f"(replaying {CAPTURE.name}, captured from Letta 0.16.8, on {server.base_url})\n")
-        yield server.base_url, "agent-9d9e1f61-7d82-476c-9996-867db2b9c18f"
 
 
 class Printer:
@@ -100,7 +73,10 @@ class Printer:
 
 def main() -> None:
     printer = Printer()
-    with letta_server() as (base_url, agent_id), LettaClient(base_url=base_url) as client:
+    with (
+        letta_server("0.16.8/memgpt_v2_agent/04-tool-call-tokens.sse") as (base_url, agent_id),
+        LettaClient(base_url=base_url) as client,
+    ):
         print(f"you       │ {MESSAGE}")
         request = StreamRequest(messages=[OutgoingMessage(content=MESSAGE)], stream_tokens=True)
         stream = client.stream(agent_id, request)

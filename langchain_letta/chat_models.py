@@ -5,11 +5,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.callbacks import (
+    AsyncCallbackManager,
+    AsyncCallbackManagerForLLMRun,
+    CallbackManager,
+    CallbackManagerForLLMRun,
+)
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import RunnableConfig, ensure_config
+from langchain_core.runnables.config import (
+    get_async_callback_manager_for_config,
+    get_callback_manager_for_config,
+)
 from langchain_core.utils import from_env, secret_from_env
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 
@@ -27,6 +36,7 @@ from langchain_letta._wire import (
     StreamRequest,
     validate_agent_id,
 )
+from langchain_letta.events import LettaEvent
 
 DEFAULT_MODEL_NAME = "letta-agent"
 
@@ -193,9 +203,14 @@ class ChatLetta(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         agent_id, request, builder = self._prepare(messages, kwargs)
+        observers = _parent_run_callbacks()
         with self._sync_client().stream(agent_id, request) as events:
             for batch in events.batches():
                 for event in batch:
+                    if observers:
+                        observers.on_custom_event(
+                            _event_name(event), event, run_id=observers.parent_run_id
+                        )
                     message = builder.chunk(event)
                     if message is not None:
                         chunk = ChatGenerationChunk(message=message)
@@ -215,9 +230,14 @@ class ChatLetta(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         agent_id, request, builder = self._prepare(messages, kwargs)
+        observers = _async_parent_run_callbacks()
         async with self._async_letta_client().stream(agent_id, request) as events:
             async for batch in events.batches():
                 for event in batch:
+                    if observers:
+                        await observers.on_custom_event(
+                            _event_name(event), event, run_id=observers.parent_run_id
+                        )
                     message = builder.chunk(event)
                     if message is not None:
                         chunk = ChatGenerationChunk(message=message)
@@ -299,6 +319,25 @@ class ChatLetta(BaseChatModel):
         if self._async_client is None:
             self._async_client = AsyncLettaClient(**self._client_options())
         return self._async_client
+
+
+def _event_name(event: LettaEvent) -> str:
+    return f"letta.{event.message_type}"
+
+
+def _parent_run_callbacks() -> CallbackManager | None:
+    """Callbacks of the run this model runs inside, to which each Letta event is dispatched.
+
+    A bare ``model.stream()`` has no parent run: then nothing is dispatched (the
+    events are in the chunks anyway), rather than an error per event.
+    """
+    manager = get_callback_manager_for_config(ensure_config())
+    return manager if manager.parent_run_id is not None and manager.handlers else None
+
+
+def _async_parent_run_callbacks() -> AsyncCallbackManager | None:
+    manager = get_async_callback_manager_for_config(ensure_config())
+    return manager if manager.parent_run_id is not None and manager.handlers else None
 
 
 def _with_agent(config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -292,6 +292,7 @@ def test_secrets_stay_out_of_the_models_repr() -> None:
     assert "pw-secret" not in repr(model)
 
 
+@pytest.mark.filterwarnings("ignore:The function `load` is in beta")
 def test_dumpd_and_load_round_trip_keeps_secrets_out(monkeypatch: pytest.MonkeyPatch) -> None:
     from langchain_core.load import dumpd, load
 

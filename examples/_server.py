@@ -1,0 +1,38 @@
+"""Where the examples find a Letta agent: the real one from the environment, else a replay."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+CAPTURES = Path(__file__).resolve().parent.parent / "tests" / "data" / "letta-streams"
+REPLAYED_AGENT = "agent-9d9e1f61-7d82-476c-9996-867db2b9c18f"
+"""The agent of the 0.16.8 memgpt_v2_agent captures."""
+
+
+@contextlib.contextmanager
+def letta_server(capture: str) -> Iterator[tuple[str, str]]:
+    """Yield ``(base_url, agent_id)``.
+
+    With ``LETTA_BASE_URL`` and ``LETTA_AGENT_ID`` set, that server and agent (send
+    ``LETTA_API_KEY`` too if the server wants one). Otherwise a local fake server on
+    127.0.0.1 replays ``capture``, a conversation recorded from a real Letta server.
+    """
+    base_url = os.environ.get("LETTA_BASE_URL")
+    if base_url:
+        agent_id = os.environ.get("LETTA_AGENT_ID")
+        if not agent_id:
+            sys.exit("LETTA_BASE_URL is set: set LETTA_AGENT_ID to the agent to talk to")
+        yield base_url, agent_id
+        return
+    from langchain_letta.testing import FakeLettaServer, Reply
+
+    with FakeLettaServer([Reply.from_capture(CAPTURES / capture)]) as server:
+        print(f"(replaying {capture}, recorded from a real Letta server, on {server.base_url})")
+        print(
+            "(to talk to your own: LETTA_BASE_URL=http://localhost:8283 LETTA_AGENT_ID=agent-…)\n"
+        )
+        yield server.base_url, REPLAYED_AGENT
