@@ -346,3 +346,48 @@ def test_chatletta_streams_as_a_langgraph_node() -> None:
     assert server.stream_requests[0].json()["messages"][0]["content"] == (
         "Please remember that I like tea."
     )
+
+
+def _expected_from_capture(path: Any) -> dict[str, Any]:
+    """What a user should get, read from the capture without the package."""
+    from tests.conftest import expected_payloads
+
+    payloads = [p for _, p in expected_payloads(path) if isinstance(p, dict)]
+    texts: dict[str, str] = {}
+    for p in payloads:
+        if p.get("message_type") == "assistant_message":
+            key = p.get("otid") or p.get("id")
+            texts[key] = texts.get(key, "") + (p.get("content") or p.get("assistant_message") or "")
+    leak = '{"message":"'
+    answer = "\n\n".join(t[len(leak) :] if t.startswith(leak) else t for t in texts.values())
+    usage = next(p for p in payloads if p.get("message_type") == "usage_statistics")
+    returns = [p for p in payloads if p.get("message_type") == "tool_return_message"]
+    return {"text": answer, "usage": usage, "returns": len(returns)}
+
+
+def _clean_captures() -> list[Any]:
+    from tests.test_replay_captures import CLEAN
+
+    return [p for p in CLEAN if "usage_statistics" in p.read_text()]
+
+
+@pytest.mark.parametrize("path", _clean_captures(), ids=lambda p: str(p.relative_to(CAPTURES)))
+def test_every_clean_capture_gives_the_message_its_frames_describe(path: Any) -> None:
+    expected = _expected_from_capture(path)
+    with FakeLettaServer([Reply.from_capture(path), Reply.from_capture(path)]) as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url)
+        invoked = model.invoke("hi")
+        chunks = list(model.stream("hi"))
+    streamed = chunks[0]
+    for chunk in chunks[1:]:
+        streamed = streamed + chunk
+    for message in (invoked, streamed):
+        assert message.text == expected["text"]
+        assert len(_blocks(message, "text")) == (1 if expected["text"] else 0)
+        assert len(_blocks(message, "server_tool_result")) == expected["returns"]
+        assert message.tool_calls == []
+        usage = message.usage_metadata
+        assert usage is not None
+        assert usage["input_tokens"] == expected["usage"]["prompt_tokens"]
+        assert usage["output_tokens"] == expected["usage"]["completion_tokens"]
+        assert message.response_metadata["step_count"] == expected["usage"]["step_count"]
