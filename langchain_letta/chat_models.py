@@ -21,6 +21,7 @@ from langchain_core.runnables.config import (
 )
 from langchain_core.utils import from_env, secret_from_env
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, field_validator
+from tenacity import RetryCallState
 
 from langchain_letta._convert import (
     ChunkBuilder,
@@ -36,6 +37,8 @@ from langchain_letta._wire import (
     StreamRequest,
     validate_agent_id,
 )
+from langchain_letta._wire.retry import DEFAULT_RETRY_TIMEOUT
+from langchain_letta.errors import LettaError, StreamProgress
 from langchain_letta.events import LettaEvent
 
 DEFAULT_MODEL_NAME = "letta-agent"
@@ -94,7 +97,14 @@ class ChatLetta(BaseChatModel):
     timeout: float | None = None
     """Read timeout in seconds (never below the server's ping interval)."""
     max_retries: int = 2
-    """Retries allowed before the server accepted a request (with the resume work)."""
+    """Retries of a request the server provably did not accept (connection refused, 429,
+    502-504, busy); also how many resumes in a row may bring nothing new."""
+    retry_timeout: float = DEFAULT_RETRY_TIMEOUT
+    """No retry starts after this many seconds."""
+    background: bool | None = None
+    """Ask for a resumable background run; ``None``: where the server has them (0.11.5+)."""
+    cancel_on_close: bool = False
+    """If the consumer stops early, cancel the run on the server too (needs Redis there)."""
     streaming: bool = False
     """Route ``invoke`` through streaming (LangChain convention)."""
     temperature: float | None = None
@@ -204,19 +214,35 @@ class ChatLetta(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         agent_id, request, builder = self._prepare(messages, kwargs)
         observers = _parent_run_callbacks()
-        with self._sync_client().stream(agent_id, request) as events:
-            for batch in events.batches():
-                for event in batch:
-                    if observers:
-                        observers.on_custom_event(
-                            _event_name(event), event, run_id=observers.parent_run_id
-                        )
-                    message = builder.chunk(event)
-                    if message is not None:
-                        chunk = ChatGenerationChunk(message=message)
-                        if run_manager:
-                            run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                        yield chunk
+        notices = _Notices()
+        client = self._sync_client()
+        resume_from = kwargs.get("resume_from")
+        if resume_from is not None:
+            events = client.resume(agent_id, resume_from, **notices.hooks())
+        else:
+            events = client.stream(agent_id, request, **notices.hooks())
+        emitted: list[AIMessageChunk] = []
+        try:
+            with events:
+                for batch in events.batches():
+                    notices.flush(run_manager, observers)
+                    for event in batch:
+                        if observers:
+                            observers.on_custom_event(
+                                _event_name(event), event, run_id=observers.parent_run_id
+                            )
+                        message = builder.chunk(event)
+                        if message is not None:
+                            emitted.append(message)
+                            chunk = ChatGenerationChunk(message=message)
+                            if run_manager:
+                                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                            yield chunk
+        except LettaError as error:
+            notices.flush(run_manager, observers)
+            error.partial_message = _partial(emitted)
+            raise
+        notices.flush(run_manager, observers)
         chunk = ChatGenerationChunk(message=builder.last_chunk())
         if run_manager:
             run_manager.on_llm_new_token("", chunk=chunk)
@@ -231,19 +257,35 @@ class ChatLetta(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         agent_id, request, builder = self._prepare(messages, kwargs)
         observers = _async_parent_run_callbacks()
-        async with self._async_letta_client().stream(agent_id, request) as events:
-            async for batch in events.batches():
-                for event in batch:
-                    if observers:
-                        await observers.on_custom_event(
-                            _event_name(event), event, run_id=observers.parent_run_id
-                        )
-                    message = builder.chunk(event)
-                    if message is not None:
-                        chunk = ChatGenerationChunk(message=message)
-                        if run_manager:
-                            await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                        yield chunk
+        notices = _Notices()
+        client = self._async_letta_client()
+        resume_from = kwargs.get("resume_from")
+        if resume_from is not None:
+            events = client.resume(agent_id, resume_from, **notices.hooks())
+        else:
+            events = client.stream(agent_id, request, **notices.hooks())
+        emitted: list[AIMessageChunk] = []
+        try:
+            async with events:
+                async for batch in events.batches():
+                    await notices.aflush(run_manager, observers)
+                    for event in batch:
+                        if observers:
+                            await observers.on_custom_event(
+                                _event_name(event), event, run_id=observers.parent_run_id
+                            )
+                        message = builder.chunk(event)
+                        if message is not None:
+                            emitted.append(message)
+                            chunk = ChatGenerationChunk(message=message)
+                            if run_manager:
+                                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                            yield chunk
+        except LettaError as error:
+            await notices.aflush(run_manager, observers)
+            error.partial_message = _partial(emitted)
+            raise
+        await notices.aflush(run_manager, observers)
         chunk = ChatGenerationChunk(message=builder.last_chunk())
         if run_manager:
             await run_manager.on_llm_new_token("", chunk=chunk)
@@ -273,19 +315,20 @@ class ChatLetta(BaseChatModel):
         self, messages: Sequence[BaseMessage], kwargs: dict[str, Any]
     ) -> tuple[str, StreamRequest, ChunkBuilder]:
         agent_id = self._agent_for_call(kwargs)
+        model = kwargs.get("model") or self.model
+        builder = ChunkBuilder(agent_id, model or DEFAULT_MODEL_NAME)
         selected = select_new_messages(messages, agent_id, self.history)
-        if not selected:
+        if not selected and kwargs.get("resume_from") is None:
             raise ValueError(
                 "nothing new to send to the Letta agent: the history ends with its own answer"
             )
-        model = kwargs.get("model") or self.model
         request = StreamRequest(
             messages=[to_outgoing(message) for message in selected],
             stream_tokens=kwargs.get("stream_tokens", self.stream_tokens),
             max_steps=kwargs.get("max_steps", self.max_steps),
             override_model=model,
         )
-        return agent_id, request, ChunkBuilder(agent_id, model or DEFAULT_MODEL_NAME)
+        return agent_id, request, builder
 
     def _agent_for_call(self, kwargs: dict[str, Any]) -> str:
         agent_id = (
@@ -308,6 +351,10 @@ class ChatLetta(BaseChatModel):
             "user_id": self.user_id,
             "timeout": self.timeout,
             "dialect": self.dialect,
+            "max_retries": self.max_retries,
+            "retry_timeout": self.retry_timeout,
+            "background": self.background,
+            "cancel_on_close": self.cancel_on_close,
         }
 
     def _sync_client(self) -> LettaClient:
@@ -319,6 +366,59 @@ class ChatLetta(BaseChatModel):
         if self._async_client is None:
             self._async_client = AsyncLettaClient(**self._client_options())
         return self._async_client
+
+
+class _Notices:
+    """Retries and resumes the client reports, passed on to callbacks between batches.
+
+    The client calls its hooks from inside its I/O; the model forwards what they
+    recorded from its own loop, where sync and async callbacks can both be called.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[str, dict[str, Any], RetryCallState | None]] = []
+
+    def hooks(self) -> dict[str, Any]:
+        return {"on_retry": self._retry, "on_resume": self._resume}
+
+    def _retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        data = {"attempt": state.attempt_number, "error": str(error), "wait": state.upcoming_sleep}
+        self._pending.append(("letta.retry", data, state))
+
+    def _resume(self, progress: StreamProgress, error: LettaError) -> None:
+        data = {"run_id": progress.run_id, "starting_after": progress.last_seq_id}
+        self._pending.append(("letta.resume", {**data, "error": str(error)}, None))
+
+    def flush(
+        self, run_manager: CallbackManagerForLLMRun | None, observers: CallbackManager | None
+    ) -> None:
+        pending, self._pending = self._pending, []
+        for name, data, state in pending:
+            if run_manager and state is not None:
+                run_manager.on_retry(state)
+            if observers:
+                observers.on_custom_event(name, data, run_id=observers.parent_run_id)
+
+    async def aflush(
+        self,
+        run_manager: AsyncCallbackManagerForLLMRun | None,
+        observers: AsyncCallbackManager | None,
+    ) -> None:
+        pending, self._pending = self._pending, []
+        for name, data, state in pending:
+            if run_manager and state is not None:
+                await run_manager.on_retry(state)
+            if observers:
+                await observers.on_custom_event(name, data, run_id=observers.parent_run_id)
+
+
+def _partial(chunks: list[AIMessageChunk]) -> AIMessage | None:
+    """What the agent had said when the stream failed, as one message."""
+    if not chunks:
+        return None
+    merged = chunks[0] + chunks[1:] if len(chunks) > 1 else chunks[0]
+    return finalize_content(AIMessage(content=merged.content, response_metadata={}))
 
 
 def _event_name(event: LettaEvent) -> str:

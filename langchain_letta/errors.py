@@ -92,6 +92,8 @@ class LettaError(ModelError):
         request_accepted: Whether the server may have accepted the message; when
             true, sending the request again would duplicate the turn.
         progress: How far the stream got, for errors raised mid-stream.
+        partial_message: What the agent had said before the failure (set by
+            ``ChatLetta``; an ``AIMessage``), so that nothing received is lost.
     """
 
     def __init__(
@@ -114,6 +116,7 @@ class LettaError(ModelError):
         self.detail = detail
         self.request_accepted = request_accepted
         self.progress = progress
+        self.partial_message: Any = None
         if request_accepted:
             self.is_retryable = False
         elif is_retryable is not None:

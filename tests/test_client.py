@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -41,10 +42,9 @@ SEED_REJECTS_CONTENT = Reply.json(
 )
 
 
-def _run(
-    server: FakeLettaServer, request: StreamRequest = REQUEST, **options: object
-) -> list[object]:
-    with LettaClient(base_url=server.base_url, **options) as client:  # type: ignore[arg-type]
+def _run(server: FakeLettaServer, request: StreamRequest = REQUEST, **options: Any) -> list[object]:
+    options.setdefault("max_retries", 0)  # these tests look at single answers; retries have theirs
+    with LettaClient(base_url=server.base_url, **options) as client:
         return list(client.stream(AGENT, request))
 
 
@@ -176,7 +176,9 @@ def test_refused_connection_is_a_retryable_connection_error() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with LettaClient(base_url=f"http://127.0.0.1:{port}", dialect="current") as client:
+    with LettaClient(
+        base_url=f"http://127.0.0.1:{port}", dialect="current", max_retries=0
+    ) as client:
         with pytest.raises(LettaConnectionError) as caught:
             list(client.stream(AGENT, REQUEST))
     assert caught.value.is_retryable

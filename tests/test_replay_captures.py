@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -41,7 +42,9 @@ def _id(path: Path) -> str:
     return str(path.relative_to(CAPTURES))
 
 
-def _replay(path: Path, **client_args: object) -> list[object]:
+def _replay(path: Path, **client_args: Any) -> list[object]:
+    client_args.setdefault("max_retries", 0)  # one capture, one answer
+    client_args.setdefault("background", False)  # byte-exact: the fake numbers background runs
     with (
         FakeLettaServer([Reply.from_capture(path)]) as server,
         LettaClient(base_url=server.base_url, **client_args) as client,  # type: ignore[arg-type]
@@ -120,7 +123,8 @@ def test_run_id_and_seq_ids_are_tracked_and_pings_hidden() -> None:
     assert all(event.message_type != "ping" for event in events)  # type: ignore[attr-defined]
     seq_ids = [e.seq_id for e in events if getattr(e, "seq_id", None) is not None]
     assert seq_ids == sorted(seq_ids)
-    assert stream.progress.last_seq_id == seq_ids[-1]
+    # stop_reason and usage_statistics take a seq number each without showing it
+    assert stream.progress.last_seq_id == seq_ids[-1] + 2
     assert stream.progress.run_id is not None
     assert stream.progress.run_id.startswith("run-")
     assert stream.progress.stop_reason == "end_turn"
@@ -151,7 +155,6 @@ ERROR_CAPTURES = [
     ("0.11.7/memgpt_v2_agent/08-missing-messages.txt", LettaInvalidRequestError, 422, "messages"),
     ("0.16.8/memgpt_v2_agent/07-invalid-body.txt", LettaInvalidRequestError, 422, "messages"),
     ("0.16.8/memgpt_v2_agent/08-missing-messages.txt", LettaInvalidRequestError, 422, "input"),
-    ("0.16.8/memgpt_v2_agent/16-background-no-redis.txt", LettaAPIError, 503, "Redis"),
 ]
 
 
@@ -186,11 +189,16 @@ def test_in_stream_error_keeps_run_id_and_letta_error_type() -> None:
     assert caught.value.progress.stop_reason == "error"
 
 
-def test_background_no_redis_is_retryable_before_acceptance() -> None:
-    with pytest.raises(LettaAPIError) as caught:
-        _replay(CAPTURES / "0.16.8/memgpt_v2_agent/16-background-no-redis.txt")
-    assert caught.value.is_retryable
-    assert not caught.value.request_accepted
+def test_background_refused_without_redis_falls_back_to_foreground() -> None:
+    refusal = Reply.from_capture(CAPTURES / "0.16.8/memgpt_v2_agent/16-background-no-redis.txt")
+    turn = Reply.from_capture(CAPTURES / "0.16.8/memgpt_v2_agent/01-stream-steps.sse")
+    with FakeLettaServer([refusal, turn]) as server:
+        with LettaClient(base_url=server.base_url, max_retries=0) as client:
+            events = list(client.stream(AGENT, REQUEST))
+    first, second = (request.json() for request in server.stream_requests)
+    assert first["background"] is True
+    assert "background" not in second
+    assert [e.message_type for e in events][-1] == "usage_statistics"  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
@@ -208,7 +216,7 @@ def test_stream_cut_before_done_raises_interrupted_with_progress(
     delivered: list[object] = []
     with (
         FakeLettaServer([Reply.from_capture(path)]) as server,
-        LettaClient(base_url=server.base_url) as client,
+        LettaClient(base_url=server.base_url, background=False, max_retries=0) as client,
     ):
         stream = client.stream(AGENT, REQUEST)
         with pytest.raises(LettaStreamInterruptedError) as caught:
@@ -245,7 +253,7 @@ async def test_async_client_yields_the_same_events(capture: str) -> None:
     path = CAPTURES / capture
     sync_events = _replay(path)
     with FakeLettaServer([Reply.from_capture(path)]) as server:
-        async with AsyncLettaClient(base_url=server.base_url) as client:
+        async with AsyncLettaClient(base_url=server.base_url, background=False) as client:
             async_events = [event async for event in client.stream(AGENT, REQUEST)]
     assert [e.raw for e in async_events] == [e.raw for e in sync_events]  # type: ignore[attr-defined]
 

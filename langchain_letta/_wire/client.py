@@ -9,16 +9,18 @@ holds many frames costs one split, not one pass per line.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import urllib.parse
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
 import httpx
 from httpx_sse import ServerSentEvent
 from pydantic import SecretStr
+from tenacity import AsyncRetrying, RetryCallState, Retrying
 
 from langchain_letta._wire.requests import (
     Dialect,
@@ -27,6 +29,13 @@ from langchain_letta._wire.requests import (
     build_body,
     dialect_after_rejection,
     dialect_for_version,
+)
+from langchain_letta._wire.retry import (
+    DEFAULT_RETRY_TIMEOUT,
+    logger,
+    retry_policy,
+    safe_to_resend,
+    worth_resuming_again,
 )
 from langchain_letta._wire.sse import FrameTooLargeError, SSEFrameDecoder
 from langchain_letta.errors import (
@@ -78,7 +87,7 @@ def validate_agent_id(agent_id: str) -> str:
 
 
 class _ClientCore:
-    """Settings shared by the sync and async clients; holds no connection itself."""
+    """Settings and decisions shared by the sync and async clients; no I/O of its own."""
 
     def __init__(
         self,
@@ -91,6 +100,10 @@ class _ClientCore:
         connect_timeout: float,
         dialect: DialectSetting,
         headers: Mapping[str, str] | None,
+        max_retries: int,
+        retry_timeout: float,
+        background: bool | None,
+        cancel_on_close: bool,
     ) -> None:
         self.base_url = (base_url or os.environ.get("LETTA_BASE_URL") or DEFAULT_BASE_URL).rstrip(
             "/"
@@ -104,11 +117,22 @@ class _ClientCore:
         self._dialect_setting = dialect
         self._dialect: Dialect | None = None if dialect == "auto" else dialect
         self._extra_headers = dict(headers or {})
+        self.max_retries = max_retries
+        self.retry_timeout = retry_timeout
+        self.background = background
+        self.cancel_on_close = cancel_on_close
+        self._version: str | None = None
+        self._probed = False
+        self._background_refused = False
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(base_url={self.base_url!r}, dialect={self._dialect_setting!r})"
         )
+
+    @property
+    def _needs_probe(self) -> bool:
+        return not self._probed and (self._dialect is None or self.background is None)
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "text/event-stream, application/json", **self._extra_headers}
@@ -124,39 +148,96 @@ class _ClientCore:
         quoted = urllib.parse.quote(validate_agent_id(agent_id), safe="")
         return f"/v1/agents/{quoted}/messages/stream"
 
-    def _dialect_from_health(self, response: httpx.Response | None) -> Dialect:
-        version = None
+    def _learn_from_health(self, response: httpx.Response | None) -> None:
+        self._probed = True
         if response is not None and response.status_code == 200:
             try:
                 payload = response.json()
             except ValueError:
                 payload = None
             if isinstance(payload, dict) and isinstance(payload.get("version"), str):
-                version = payload["version"]
-        self._dialect = dialect_for_version(version)
-        return self._dialect
+                self._version = payload["version"]
+        if self._dialect is None:
+            self._dialect = dialect_for_version(self._version)
 
-    def _retry_dialect(self, response: httpx.Response, body_text: str, sent: Dialect) -> bool:
-        """After a 422, switch dialect if the server named a message field (auto mode only)."""
-        if self._dialect_setting != "auto" or response.status_code != 422:
-            return False
-        other = dialect_after_rejection(body_text, sent)
-        if other is None:
-            return False
-        self._dialect = other
-        return True
+    def _body(self, request: StreamRequest) -> dict[str, Any]:
+        """The request in this server's dialect, with background mode decided."""
+        dialect = self._dialect or "current"
+        background = request.background
+        if background is None:
+            background = self.background
+        if background is None:
+            background = supports_background(self._version)
+        if self._background_refused:
+            background = False
+        return build_body(request.model_copy(update={"background": background}), dialect)
+
+    def _adjust_after_rejection(
+        self, status: int, body_text: str, sent: dict[str, Any], done: set[str]
+    ) -> bool:
+        """Change what is sent after a refusal that proves nothing was accepted.
+
+        A 422 naming a message field means the other dialect (auto mode only); a
+        503 about Redis means the server cannot run background mode. Each change
+        is made at most once per request (``done`` records them).
+        """
+        if status == 422 and self._dialect_setting == "auto" and "dialect" not in done:
+            sent_dialect: Dialect = (
+                "seed" if "text" in sent["messages"][0] else self._dialect or "current"
+            )
+            other = dialect_after_rejection(body_text, sent_dialect)
+            if other is not None:
+                self._dialect = other
+                done.add("dialect")
+                return True
+        if status == 503 and sent.get("background") and "redis" in body_text.lower():
+            logger.warning("the Letta server cannot run background mode; streaming in foreground")
+            self._background_refused = True
+            done.add("background")
+            return True
+        return False
+
+    def _resume_target(self, progress: StreamProgress) -> tuple[str, dict[str, Any]]:
+        run_id = urllib.parse.quote(progress.run_id or "", safe="")
+        body = {"starting_after": progress.last_seq_id or 0, "include_pings": True}
+        return f"/v1/runs/{run_id}/stream", body
+
+    def _cancel_target(self, agent_id: str, run_id: str) -> tuple[str, dict[str, Any]]:
+        quoted = urllib.parse.quote(validate_agent_id(agent_id), safe="")
+        return f"/v1/agents/{quoted}/messages/cancel", {"run_ids": [run_id]}
+
+
+def supports_background(version: str | None) -> bool:
+    """Background runs (resumable streams) exist from Letta 0.11.5 on."""
+    numbers = re.match(r"^v?(\d+)\.(\d+)\.(\d+)", version or "")
+    return numbers is not None and tuple(int(n) for n in numbers.groups()) >= (0, 11, 5)
 
 
 class _StreamState:
-    """Turns the frames of one stream into events, errors and progress; no I/O."""
+    """Turns the frames of one stream into events, errors and progress; no I/O.
 
-    __slots__ = ("decoder", "done", "progress", "status_code")
+    ``progress.last_seq_id`` is the resume cursor. In a background run every frame
+    takes a sequence number, but ``stop_reason`` and ``usage_statistics`` frames do
+    not show theirs: the cursor counts them, so that a resume never replays them.
+    """
+
+    __slots__ = ("decoder", "done", "frames", "progress", "status_code")
 
     def __init__(self, status_code: int | None = None) -> None:
         self.decoder = SSEFrameDecoder()
         self.progress = StreamProgress()
         self.done = False
+        self.frames = 0
         self.status_code = status_code
+
+    @property
+    def resumable(self) -> bool:
+        """Whether the run can be read again from the cursor (a background run)."""
+        return self.progress.run_id is not None and self.progress.last_seq_id is not None
+
+    def restart(self) -> None:
+        """Before reading a resumed stream: a frame cut by the drop is replayed whole."""
+        self.decoder = SSEFrameDecoder()
 
     def feed(self, chunk: bytes) -> list[LettaEvent]:
         """Events completed by one network read; raises the stream's typed errors."""
@@ -189,18 +270,28 @@ class _StreamState:
             event = parse_event(frame.data)
         except ValueError as error:
             raise LettaProtocolError(
-                f"malformed frame #{self.progress.events_received + 1} in the Letta stream "
+                f"malformed frame #{self.frames + 1} in the Letta stream "
                 f"({error}): {frame.data[:200]!r}",
                 body=frame.data[:1000],
                 progress=self.progress,
             ) from None
+        self.frames += 1
+        progress = self.progress
+        run_id = getattr(event, "run_id", None)
+        if run_id:
+            progress.run_id = run_id
+        seq_id = getattr(event, "seq_id", None)
+        if seq_id is not None:
+            progress.last_seq_id = seq_id
+        elif progress.last_seq_id is not None and not isinstance(event, Ping):
+            progress.last_seq_id += 1
         if isinstance(event, (ErrorMessage, StreamErrorFrame)):
             raise error_from_stream(
                 event.error_type,
                 event.message or "unknown error",
                 event.detail,
                 body=event.raw,
-                progress=self.progress,
+                progress=progress,
                 status_code=self.status_code,
             )
         if name == "error":
@@ -209,19 +300,12 @@ class _StreamState:
                 frame.data[:500],
                 None,
                 body=event.raw,
-                progress=self.progress,
+                progress=progress,
                 status_code=self.status_code,
             )
         if name != "message":
             # A named event this package does not know: keep it, with its name.
             event = UnknownEvent(message_type=f"event:{name}", data=frame.data)
-        progress = self.progress
-        run_id = getattr(event, "run_id", None)
-        if run_id:
-            progress.run_id = run_id
-        seq_id = getattr(event, "seq_id", None)
-        if seq_id is not None:
-            progress.last_seq_id = seq_id
         if isinstance(event, Ping):
             return None
         if isinstance(event, StopReason):
@@ -229,29 +313,24 @@ class _StreamState:
         progress.events_received += 1
         return event
 
-    def finish(self) -> None:
-        """Called at end of body: a stream without ``[DONE]`` is an interruption."""
-        if self.done:
-            return
-        tail = self.decoder.tail()
-        cut = f"; it ended inside a frame: {tail[:200]!r}" if tail else ""
-        raise LettaStreamInterruptedError(
-            f"the Letta stream ended before [DONE] after {self.progress.events_received} "
-            f"events{cut}",
-            request_accepted=True,
-            progress=self.progress,
-        )
-
-    def interrupted(self, error: httpx.TransportError) -> LettaError:
-        """The typed error for a transport failure after the response started."""
+    def interruption(self, error: httpx.TransportError | None = None) -> LettaError:
+        """The typed error for a stream that stopped before ``[DONE]``."""
         if isinstance(error, httpx.TimeoutException):
             return LettaTimeoutError(
                 f"no data from the Letta server for longer than the read timeout ({error!r})",
                 request_accepted=True,
                 progress=self.progress,
             )
+        if error is not None:
+            cause = f"the connection broke ({error!r})"
+        else:
+            tail = self.decoder.tail()
+            cause = "the server ended the response" + (
+                f" inside a frame: {tail[:200]!r}" if tail else ""
+            )
         return LettaStreamInterruptedError(
-            f"the connection to the Letta server broke mid-stream ({error!r})",
+            f"the Letta stream stopped before [DONE] after {self.progress.events_received} "
+            f"events: {cause}",
             request_accepted=True,
             progress=self.progress,
         )
@@ -300,18 +379,38 @@ def _check_stream_response(response: httpx.Response) -> None:
         )
 
 
+OnRetry = Callable[[RetryCallState], None]
+OnResume = Callable[[StreamProgress, LettaError], None]
+
+
 class EventStream:
     """The events of one streamed request; iterate it, or close it to hang up early.
 
-    The request is sent on first iteration. ``progress`` tells how far the stream
-    got (run id, last ``seq_id``, stop reason), also after an error.
+    The request is sent on first iteration, retried while the server provably has
+    not accepted it, and, for a background run, resumed from the last ``seq_id``
+    after a drop, so that every event arrives exactly once. ``progress`` tells how
+    far the stream got (run id, cursor, stop reason), also after an error.
     """
 
-    def __init__(self, client: LettaClient, agent_id: str, request: StreamRequest) -> None:
+    def __init__(
+        self,
+        client: LettaClient,
+        agent_id: str,
+        request: StreamRequest | None,
+        *,
+        resume_from: StreamProgress | None = None,
+        on_retry: OnRetry | None = None,
+        on_resume: OnResume | None = None,
+    ) -> None:
         self._client = client
         self._agent_id = agent_id
         self._request = request
         self._state = _StreamState()
+        if resume_from is not None:
+            self._state.progress.run_id = resume_from.run_id
+            self._state.progress.last_seq_id = resume_from.last_seq_id or 0
+        self._on_retry = on_retry
+        self._on_resume = on_resume
         self._batches = self._iter_batches()
 
     @property
@@ -328,7 +427,7 @@ class EventStream:
             yield from batch
 
     def close(self) -> None:
-        """Close the HTTP response now (the stream stops; the run may go on on the server)."""
+        """Hang up now; with ``cancel_on_close`` the background run is cancelled too."""
         self._batches.close()
 
     def __enter__(self) -> EventStream:
@@ -343,49 +442,130 @@ class EventStream:
         self.close()
 
     def _iter_batches(self) -> Generator[list[LettaEvent], None, None]:
+        state = self._state
+        response = self._post(self._request) if self._request is not None else self._resume(None)
+        stalled = 0
+        try:
+            while True:
+                frames_before = state.frames
+                try:
+                    for chunk in response.iter_bytes():
+                        events = state.feed(chunk)
+                        if events:
+                            yield events
+                        if state.done:
+                            return
+                    interruption = state.interruption()
+                except httpx.TransportError as error:
+                    interruption = state.interruption(error)
+                response.close()
+                stalled = 0 if state.frames > frames_before else stalled + 1
+                if not state.resumable or stalled > self._client.max_retries:
+                    raise interruption
+                if self._on_resume is not None:
+                    self._on_resume(state.progress, interruption)
+                state.restart()
+                response = self._resume(interruption)
+        except GeneratorExit:
+            if not state.done and self._client.cancel_on_close and state.progress.run_id:
+                self._client.cancel(self._agent_id, state.progress.run_id)
+            raise
+        finally:
+            response.close()
+
+    def _post(self, request: StreamRequest) -> httpx.Response:
+        policy = retry_policy(
+            safe_to_resend,
+            max_retries=self._client.max_retries,
+            timeout=self._client.retry_timeout,
+            on_retry=self._on_retry,
+            what="sending the message to Letta",
+        )
+        for attempt in Retrying(**policy):
+            with attempt:
+                return self._send_post(request)
+        raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
+
+    def _send_post(self, request: StreamRequest) -> httpx.Response:
         client = self._client
         path = client._stream_path(self._agent_id)
-        may_switch_dialect = True
-        while True:
-            dialect = client.dialect()
-            body = build_body(self._request, dialect)
-            try:
-                with client._http.stream(
-                    "POST", path, json=body, headers=client._headers()
-                ) as response:
+        adjusted: set[str] = set()
+        for _ in range(3):  # at most a dialect switch and a background fallback
+            client.probe()
+            body = client._body(request)
+            response = _send(client, path, body)
+            if response.status_code < 400:
+                return response
+            data = _read_limited(response.iter_bytes())
+            response.close()
+            text = data.decode("utf-8", errors="replace")
+            if not client._adjust_after_rejection(response.status_code, text, body, adjusted):
+                raise _error_from_http(response, data)
+        raise _error_from_http(response, data)
+
+    def _resume(self, interruption: LettaError | None) -> httpx.Response:
+        policy = retry_policy(
+            worth_resuming_again,
+            max_retries=self._client.max_retries,
+            timeout=self._client.retry_timeout,
+            on_retry=self._on_retry,
+            what="resuming the Letta stream",
+        )
+        path, body = self._client._resume_target(self._state.progress)
+        try:
+            for attempt in Retrying(**policy):
+                with attempt:
+                    response = _send(self._client, path, body)
                     if response.status_code >= 400:
                         data = _read_limited(response.iter_bytes())
-                        if may_switch_dialect and client._retry_dialect(
-                            response, data.decode(errors="replace"), dialect
-                        ):
-                            may_switch_dialect = False
-                            continue
+                        response.close()
                         raise _error_from_http(response, data)
-                    _check_stream_response(response)
-                    state = self._state
-                    try:
-                        for chunk in response.iter_bytes():
-                            events = state.feed(chunk)
-                            if events:
-                                yield events
-                            if state.done:
-                                return
-                    except httpx.TransportError as error:
-                        raise state.interrupted(error) from error
-                    state.finish()
-                    return
-            except httpx.TransportError as error:
-                raise _error_from_connect(error) from error
+                    return response
+        except LettaError as error:
+            if interruption is None:
+                raise
+            raise interruption from error
+        raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
+
+
+def _send(client: LettaClient, path: str, body: dict[str, Any]) -> httpx.Response:
+    http = client._http
+    request = http.build_request("POST", path, json=body, headers=client._headers())
+    try:
+        response = http.send(request, stream=True)
+    except httpx.TransportError as error:
+        raise _error_from_connect(error) from error
+    if response.status_code < 400:
+        try:
+            _check_stream_response(response)
+        except LettaError:
+            response.close()
+            raise
+    return response
 
 
 class AsyncEventStream:
     """Async twin of :class:`EventStream`."""
 
-    def __init__(self, client: AsyncLettaClient, agent_id: str, request: StreamRequest) -> None:
+    def __init__(
+        self,
+        client: AsyncLettaClient,
+        agent_id: str,
+        request: StreamRequest | None,
+        *,
+        resume_from: StreamProgress | None = None,
+        on_retry: OnRetry | None = None,
+        on_resume: OnResume | None = None,
+    ) -> None:
         self._client = client
         self._agent_id = agent_id
         self._request = request
         self._state = _StreamState()
+        if resume_from is not None:
+            self._state.progress.run_id = resume_from.run_id
+            self._state.progress.last_seq_id = resume_from.last_seq_id or 0
+        self._on_retry = on_retry
+        self._on_resume = on_resume
         self._batches = self._iter_batches()
 
     @property
@@ -403,7 +583,7 @@ class AsyncEventStream:
                 yield event
 
     async def aclose(self) -> None:
-        """Close the HTTP response now (the stream stops; the run may go on on the server)."""
+        """Hang up now; with ``cancel_on_close`` the background run is cancelled too."""
         await self._batches.aclose()
 
     async def __aenter__(self) -> AsyncEventStream:
@@ -418,39 +598,108 @@ class AsyncEventStream:
         await self.aclose()
 
     async def _iter_batches(self) -> AsyncGenerator[list[LettaEvent], None]:
+        state = self._state
+        response = await (
+            self._post(self._request) if self._request is not None else self._resume(None)
+        )
+        stalled = 0
+        try:
+            while True:
+                frames_before = state.frames
+                try:
+                    async for chunk in response.aiter_bytes():
+                        events = state.feed(chunk)
+                        if events:
+                            yield events
+                        if state.done:
+                            return
+                    interruption = state.interruption()
+                except httpx.TransportError as error:
+                    interruption = state.interruption(error)
+                await response.aclose()
+                stalled = 0 if state.frames > frames_before else stalled + 1
+                if not state.resumable or stalled > self._client.max_retries:
+                    raise interruption
+                if self._on_resume is not None:
+                    self._on_resume(state.progress, interruption)
+                state.restart()
+                response = await self._resume(interruption)
+        except (GeneratorExit, asyncio.CancelledError):
+            if not state.done and self._client.cancel_on_close and state.progress.run_id:
+                await self._client.cancel(self._agent_id, state.progress.run_id)
+            raise
+        finally:
+            await response.aclose()
+
+    async def _post(self, request: StreamRequest) -> httpx.Response:
+        policy = retry_policy(
+            safe_to_resend,
+            max_retries=self._client.max_retries,
+            timeout=self._client.retry_timeout,
+            on_retry=self._on_retry,
+            what="sending the message to Letta",
+        )
+        async for attempt in AsyncRetrying(**policy):
+            with attempt:
+                return await self._send_post(request)
+        raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
+
+    async def _send_post(self, request: StreamRequest) -> httpx.Response:
         client = self._client
         path = client._stream_path(self._agent_id)
-        may_switch_dialect = True
-        while True:
-            dialect = await client.dialect()
-            body = build_body(self._request, dialect)
-            try:
-                async with client._http.stream(
-                    "POST", path, json=body, headers=client._headers()
-                ) as response:
+        adjusted: set[str] = set()
+        for _ in range(3):  # at most a dialect switch and a background fallback
+            await client.probe()
+            body = client._body(request)
+            response = await _asend(client, path, body)
+            if response.status_code < 400:
+                return response
+            data = await _aread_limited(response.aiter_bytes())
+            await response.aclose()
+            text = data.decode("utf-8", errors="replace")
+            if not client._adjust_after_rejection(response.status_code, text, body, adjusted):
+                raise _error_from_http(response, data)
+        raise _error_from_http(response, data)
+
+    async def _resume(self, interruption: LettaError | None) -> httpx.Response:
+        policy = retry_policy(
+            worth_resuming_again,
+            max_retries=self._client.max_retries,
+            timeout=self._client.retry_timeout,
+            on_retry=self._on_retry,
+            what="resuming the Letta stream",
+        )
+        path, body = self._client._resume_target(self._state.progress)
+        try:
+            async for attempt in AsyncRetrying(**policy):
+                with attempt:
+                    response = await _asend(self._client, path, body)
                     if response.status_code >= 400:
                         data = await _aread_limited(response.aiter_bytes())
-                        if may_switch_dialect and client._retry_dialect(
-                            response, data.decode(errors="replace"), dialect
-                        ):
-                            may_switch_dialect = False
-                            continue
+                        await response.aclose()
                         raise _error_from_http(response, data)
-                    _check_stream_response(response)
-                    state = self._state
-                    try:
-                        async for chunk in response.aiter_bytes():
-                            events = state.feed(chunk)
-                            if events:
-                                yield events
-                            if state.done:
-                                return
-                    except httpx.TransportError as error:
-                        raise state.interrupted(error) from error
-                    state.finish()
-                    return
-            except httpx.TransportError as error:
-                raise _error_from_connect(error) from error
+                    return response
+        except LettaError as error:
+            if interruption is None:
+                raise
+            raise interruption from error
+        raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
+
+
+async def _asend(client: AsyncLettaClient, path: str, body: dict[str, Any]) -> httpx.Response:
+    http = client._http
+    request = http.build_request("POST", path, json=body, headers=client._headers())
+    try:
+        response = await http.send(request, stream=True)
+    except httpx.TransportError as error:
+        raise _error_from_connect(error) from error
+    if response.status_code < 400:
+        try:
+            _check_stream_response(response)
+        except LettaError:
+            await response.aclose()
+            raise
+    return response
 
 
 def _read_limited(chunks: Iterator[bytes]) -> bytes:
@@ -472,7 +721,7 @@ async def _aread_limited(chunks: AsyncIterator[bytes]) -> bytes:
 
 
 class LettaClient(_ClientCore):
-    """Streams messages to Letta agents over one pooled HTTP connection set.
+    """Streams messages to Letta agents over one pooled set of HTTP connections.
 
     Args:
         base_url: Server URL; else ``LETTA_BASE_URL``; else ``http://localhost:8283``.
@@ -481,10 +730,19 @@ class LettaClient(_ClientCore):
         password: A self-hosted server's password, sent as ``X-BARE-PASSWORD``.
         user_id: The acting user on a self-hosted server (``user_id`` header).
         timeout: Read timeout in seconds; raised to at least ``MIN_READ_TIMEOUT`` so
-            that the server's keep-alive pings always arrive in time.
+            that the server's keep-alive pings always arrive in time, while a dead
+            connection is still noticed.
         connect_timeout: Connect timeout in seconds.
         dialect: Request dialect, or ``"auto"`` to ask ``/v1/health/`` once.
         headers: Extra headers for every request.
+        max_retries: Retries of a request the server provably did not accept, and
+            resume attempts in a row that bring nothing new.
+        retry_timeout: No retry starts after this many seconds.
+        background: Ask for a background (resumable) run; ``None`` does where the
+            server supports it (0.11.5 onward), falling back to a foreground stream
+            if the server refuses (503, no Redis).
+        cancel_on_close: When the consumer stops early, also cancel the run on
+            the server (otherwise it goes on and stays in the agent's memory).
         http_client: An ``httpx.Client`` to use instead of creating one.
     """
 
@@ -499,6 +757,10 @@ class LettaClient(_ClientCore):
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         dialect: DialectSetting = "auto",
         headers: Mapping[str, str] | None = None,
+        max_retries: int = 2,
+        retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
+        background: bool | None = None,
+        cancel_on_close: bool = False,
         http_client: httpx.Client | None = None,
     ) -> None:
         super().__init__(
@@ -510,29 +772,71 @@ class LettaClient(_ClientCore):
             connect_timeout=connect_timeout,
             dialect=dialect,
             headers=headers,
+            max_retries=max_retries,
+            retry_timeout=retry_timeout,
+            background=background,
+            cancel_on_close=cancel_on_close,
         )
         self._http = http_client or httpx.Client(base_url=self.base_url, timeout=self.timeout)
 
+    def probe(self) -> None:
+        """Ask ``/v1/health/`` for the server's version, once, if a decision needs it."""
+        if not self._needs_probe:
+            return
+        try:
+            response: httpx.Response | None = self._http.get("/v1/health/", headers=self._headers())
+        except httpx.HTTPError:
+            response = None
+        self._learn_from_health(response)
+
     def dialect(self) -> Dialect:
         """The request dialect of this server, probed once and cached."""
-        if self._dialect is None:
-            try:
-                response: httpx.Response | None = self._http.get(
-                    "/v1/health/", headers=self._headers()
-                )
-            except httpx.HTTPError:
-                response = None
-            self._dialect = self._dialect_from_health(response)
-        return self._dialect
+        self.probe()
+        return self._dialect or "current"
 
-    def stream(self, agent_id: str, request: StreamRequest) -> EventStream:
+    def stream(
+        self,
+        agent_id: str,
+        request: StreamRequest,
+        *,
+        on_retry: OnRetry | None = None,
+        on_resume: OnResume | None = None,
+    ) -> EventStream:
         """Send ``request`` to ``agent_id`` and stream the typed events until ``[DONE]``.
 
         Raises (while iterating):
             LettaError: A typed subclass for every failure; see ``errors``.
         """
         validate_agent_id(agent_id)
-        return EventStream(self, agent_id, request)
+        return EventStream(self, agent_id, request, on_retry=on_retry, on_resume=on_resume)
+
+    def resume(
+        self,
+        agent_id: str,
+        progress: StreamProgress,
+        *,
+        on_retry: OnRetry | None = None,
+        on_resume: OnResume | None = None,
+    ) -> EventStream:
+        """Read a background run again after ``progress.last_seq_id`` (0: from the start).
+
+        ``progress`` is typically ``error.progress`` of a stream that could not be
+        resumed at the time. Nothing is sent to the agent: no turn is duplicated.
+        """
+        validate_agent_id(agent_id)
+        if not progress.run_id:
+            raise ValueError("resuming needs the run id of a background run")
+        return EventStream(
+            self, agent_id, None, resume_from=progress, on_retry=on_retry, on_resume=on_resume
+        )
+
+    def cancel(self, agent_id: str, run_id: str) -> None:
+        """Ask the server to cancel ``run_id`` (needs Redis on the server); never raises."""
+        path, body = self._cancel_target(agent_id, run_id)
+        try:
+            self._http.post(path, json=body, headers=self._headers(), timeout=5.0)
+        except httpx.HTTPError as error:
+            logger.warning("could not cancel Letta run %s: %s", run_id, error)
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -559,6 +863,10 @@ class AsyncLettaClient(_ClientCore):
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         dialect: DialectSetting = "auto",
         headers: Mapping[str, str] | None = None,
+        max_retries: int = 2,
+        retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
+        background: bool | None = None,
+        cancel_on_close: bool = False,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
         super().__init__(
@@ -570,25 +878,65 @@ class AsyncLettaClient(_ClientCore):
             connect_timeout=connect_timeout,
             dialect=dialect,
             headers=headers,
+            max_retries=max_retries,
+            retry_timeout=retry_timeout,
+            background=background,
+            cancel_on_close=cancel_on_close,
         )
         self._http = http_client or httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout)
 
+    async def probe(self) -> None:
+        """Ask ``/v1/health/`` for the server's version, once, if a decision needs it."""
+        if not self._needs_probe:
+            return
+        try:
+            response: httpx.Response | None = await self._http.get(
+                "/v1/health/", headers=self._headers()
+            )
+        except httpx.HTTPError:
+            response = None
+        self._learn_from_health(response)
+
     async def dialect(self) -> Dialect:
         """The request dialect of this server, probed once and cached."""
-        if self._dialect is None:
-            try:
-                response: httpx.Response | None = await self._http.get(
-                    "/v1/health/", headers=self._headers()
-                )
-            except httpx.HTTPError:
-                response = None
-            self._dialect = self._dialect_from_health(response)
-        return self._dialect
+        await self.probe()
+        return self._dialect or "current"
 
-    def stream(self, agent_id: str, request: StreamRequest) -> AsyncEventStream:
+    def stream(
+        self,
+        agent_id: str,
+        request: StreamRequest,
+        *,
+        on_retry: OnRetry | None = None,
+        on_resume: OnResume | None = None,
+    ) -> AsyncEventStream:
         """Send ``request`` to ``agent_id`` and stream the typed events until ``[DONE]``."""
         validate_agent_id(agent_id)
-        return AsyncEventStream(self, agent_id, request)
+        return AsyncEventStream(self, agent_id, request, on_retry=on_retry, on_resume=on_resume)
+
+    def resume(
+        self,
+        agent_id: str,
+        progress: StreamProgress,
+        *,
+        on_retry: OnRetry | None = None,
+        on_resume: OnResume | None = None,
+    ) -> AsyncEventStream:
+        """Read a background run again after ``progress.last_seq_id`` (0: from the start)."""
+        validate_agent_id(agent_id)
+        if not progress.run_id:
+            raise ValueError("resuming needs the run id of a background run")
+        return AsyncEventStream(
+            self, agent_id, None, resume_from=progress, on_retry=on_retry, on_resume=on_resume
+        )
+
+    async def cancel(self, agent_id: str, run_id: str) -> None:
+        """Ask the server to cancel ``run_id`` (needs Redis on the server); never raises."""
+        path, body = self._cancel_target(agent_id, run_id)
+        try:
+            await self._http.post(path, json=body, headers=self._headers(), timeout=5.0)
+        except httpx.HTTPError as error:
+            logger.warning("could not cancel Letta run %s: %s", run_id, error)
 
     async def aclose(self) -> None:
         """Close the connection pool."""

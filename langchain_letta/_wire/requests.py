@@ -46,7 +46,8 @@ class StreamRequest(BaseModel):
     assistant_message_tool_name: str = _SEND_MESSAGE
     assistant_message_tool_kwarg: str = _MESSAGE_KWARG
     include_pings: bool = True
-    background: bool = False
+    background: bool | None = None
+    """Ask for a resumable background run; ``None`` lets the client decide."""
     max_steps: int | None = None
     include_return_message_types: list[str] | None = None
     override_model: str | None = None

@@ -3,6 +3,6 @@
 Needs the ``test`` extra (uvicorn): ``pip install 'langchain-letta[test]'``.
 """
 
-from langchain_letta.testing.server import FakeLettaServer, RecordedRequest, Reply
+from langchain_letta.testing.server import BackgroundRun, FakeLettaServer, RecordedRequest, Reply
 
-__all__ = ["FakeLettaServer", "RecordedRequest", "Reply"]
+__all__ = ["BackgroundRun", "FakeLettaServer", "RecordedRequest", "Reply"]

@@ -1,16 +1,24 @@
-"""A fake Letta server on 127.0.0.1 that replays recorded or scripted streams.
+"""A fake Letta server on 127.0.0.1 that replays recorded or scripted streams, with faults.
 
 It is a plain ASGI app served by uvicorn on a real socket, so the client under
-test goes through real HTTP: chunked bodies, connection pooling, disconnects.
-Every request it receives is recorded, so a test can assert what was sent and
-how many messages the server accepted.
+test goes through real HTTP: chunked bodies, connection pooling, and drops that
+are real broken connections. It speaks what a Letta server speaks about streams:
+``GET /v1/health/``, ``POST /v1/agents/{id}/messages/stream`` (foreground, or a
+background run numbered with ``seq_id`` as Redis does), ``POST /v1/runs/{id}/stream``
+(resume after a cursor) and ``POST /v1/agents/{id}/messages/cancel``. Every request
+is recorded, so a test can assert what was sent and how many messages the server
+accepted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import logging
+import re
 import threading
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,19 +32,25 @@ Send = Callable[[Message], Awaitable[None]]
 
 SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
 JSON_CONTENT_TYPE = "application/json"
+_RUN_ID = re.compile(rb'"run_id":\s*"(run-[^"]+)"')
+_RESUME_PATH = re.compile(r"^/v1/runs/(?P<run>[^/]+)/stream/?$")
 
 
 @dataclass(frozen=True)
 class Reply:
-    """One scripted response.
+    """One scripted response, and the faults to inject into it.
 
     Attributes:
         status: HTTP status; 0 never answers (the server hangs until the client leaves).
         body: The body, byte-exact.
         content_type: Its content type.
-        headers: Extra response headers.
+        headers: Extra response headers (``retry-after``, ...).
         split_frames: Send an SSE body one frame per write (as a live server
             does) instead of in one write.
+        drops: Break the connection after this many frames: the first number for
+            the first connection, the next for the first resume, and so on.
+        stall_after: Stop sending after this many frames and hold the connection
+            open, silent, until the client gives up.
     """
 
     status: int = 200
@@ -44,6 +58,8 @@ class Reply:
     content_type: str = SSE_CONTENT_TYPE
     headers: tuple[tuple[str, str], ...] = ()
     split_frames: bool = True
+    drops: tuple[int, ...] = ()
+    stall_after: int | None = None
 
     @classmethod
     def from_capture(cls, body_path: str | Path) -> Reply:
@@ -82,6 +98,17 @@ class Reply:
             frames.append("data: [DONE]\n\n")
         return cls(body="".join(frames).encode())
 
+    def with_faults(self, *, drops: Iterable[int] = (), stall_after: int | None = None) -> Reply:
+        """This reply, broken: dropped after some frames, or stalled."""
+        return dataclasses.replace(self, drops=tuple(drops), stall_after=stall_after)
+
+    def frames(self) -> list[bytes]:
+        """The body's SSE frames, each with its blank line (a cut-off last one stays cut)."""
+        pieces = [piece + b"\n\n" for piece in self.body.split(b"\n\n") if piece.strip()]
+        if pieces and not self.body.endswith(b"\n\n"):
+            pieces[-1] = pieces[-1][:-2]
+        return pieces
+
 
 @dataclass(frozen=True)
 class RecordedRequest:
@@ -97,25 +124,55 @@ class RecordedRequest:
         return json.loads(self.body) if self.body else None
 
 
+@dataclass
+class BackgroundRun:
+    """A run kept for resuming, numbered as Letta's Redis stream numbers it (from 1)."""
+
+    run_id: str
+    frames: list[bytes]
+    drops: list[int]
+    split_frames: bool = True
+    cancelled: bool = False
+
+
 ReplySource = Iterable[Reply] | Callable[[RecordedRequest], Reply]
+
+
+class _DropConnection(Exception):
+    """Raised inside the app to make uvicorn break the connection mid-body."""
+
+
+class _HideInjectedDrops(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], _DropConnection))
+
+
+logging.getLogger("uvicorn.error").addFilter(_HideInjectedDrops())
 
 
 @dataclass
 class FakeLettaServer:
-    """A Letta server that answers ``/messages/stream`` with scripted replies.
+    """A Letta server that answers message streams with scripted replies.
 
     Args:
-        replies: Replies for successive stream requests, or a function choosing
+        replies: Replies for successive message requests, or a function choosing
             one per request.
-        version: What ``GET /v1/health/`` reports (it decides the dialect a client
-            in ``auto`` mode speaks); ``None`` makes the health route answer 404.
+        version: What ``GET /v1/health/`` reports (it decides the dialect, and
+            whether background runs exist: 0.11.5 onward); ``None`` makes the
+            health route answer 404.
+        redis: Whether background mode works; without it a background request
+            gets the real server's 503.
 
     Use it as a context manager; ``base_url`` is set once it is listening.
     """
 
     replies: ReplySource
     version: str | None = "0.16.8"
+    redis: bool = True
     received: list[RecordedRequest] = field(default_factory=list)
+    runs: dict[str, BackgroundRun] = field(default_factory=dict)
+    accepted: list[RecordedRequest] = field(default_factory=list)
+    """Message requests the server took into the agent's memory (answered with a stream)."""
     base_url: str = ""
     _queue: list[Reply] = field(default_factory=list, repr=False)
     _server: Any = field(default=None, repr=False)
@@ -127,8 +184,18 @@ class FakeLettaServer:
 
     @property
     def stream_requests(self) -> list[RecordedRequest]:
-        """The message requests received (health probes left out)."""
-        return [request for request in self.received if request.method == "POST"]
+        """The message requests received (health probes, resumes and cancels left out)."""
+        return [r for r in self.received if r.method == "POST" and r.path.startswith("/v1/agents")]
+
+    @property
+    def resume_requests(self) -> list[RecordedRequest]:
+        """The resume requests received (``POST /v1/runs/{id}/stream``)."""
+        return [r for r in self.received if _RESUME_PATH.match(r.path)]
+
+    @property
+    def cancelled_runs(self) -> list[str]:
+        """Runs a client asked to cancel."""
+        return [run.run_id for run in self.runs.values() if run.cancelled]
 
     def __enter__(self) -> FakeLettaServer:
         self.start()
@@ -184,6 +251,11 @@ class FakeLettaServer:
             return Reply.json(500, {"detail": "fake Letta server: no scripted reply left"})
         return self._queue.pop(0)
 
+    @property
+    def _has_background(self) -> bool:
+        numbers = re.match(r"^(\d+)\.(\d+)\.(\d+)", self.version or "")
+        return numbers is not None and tuple(int(n) for n in numbers.groups()) >= (0, 11, 5)
+
     async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
@@ -200,31 +272,115 @@ class FakeLettaServer:
             body=bytes(body),
         )
         self.received.append(request)
-        if request.method == "GET" and request.path.rstrip("/") == "/v1/health":
+        path = request.path.rstrip("/")
+        if request.method == "GET" and path == "/v1/health":
             if self.version is None:
-                reply = Reply.json(404, {"detail": "Not Found"})
+                await _send(Reply.json(404, {"detail": "Not Found"}), receive, send)
             else:
-                reply = Reply.json(200, {"version": self.version, "status": "ok"})
+                health = {"version": self.version, "status": "ok"}
+                await _send(Reply.json(200, health), receive, send)
+        elif resume := _RESUME_PATH.match(request.path):
+            await self._resume(resume["run"], request, receive, send)
+        elif path.endswith("/messages/cancel"):
+            await self._cancel(request, receive, send)
         else:
-            reply = self._next_reply(request)
-        await _send_reply(reply, receive, send)
+            await self._message(request, receive, send)
+
+    async def _message(self, request: RecordedRequest, receive: Receive, send: Send) -> None:
+        payload = request.json() if request.body.startswith(b"{") else {}
+        background = bool(payload.get("background")) and self._has_background
+        if background and not self.redis:
+            detail = (
+                "INTERNAL_SERVER_ERROR: Background streaming requires Redis to be running. "
+                "Please ensure Redis is properly configured."
+            )
+            await _send(Reply.json(503, {"detail": detail}), receive, send)
+            return
+        reply = self._next_reply(request)
+        if 200 <= reply.status < 300:
+            self.accepted.append(request)
+        if not (background and reply.status == 200 and reply.content_type == SSE_CONTENT_TYPE):
+            drop = reply.drops[0] if reply.drops else None
+            await _send(reply, receive, send, drop_after=drop)
+            return
+        run = self._start_run(reply)
+        await self._stream_run(run, 0, receive, send, stall_after=reply.stall_after)
+
+    def _start_run(self, reply: Reply) -> BackgroundRun:
+        found = _RUN_ID.search(reply.body)
+        run_id = found.group(1).decode() if found else f"run-{uuid.uuid4()}"
+        frames = [
+            frame.replace(b'"seq_id":null', b'"seq_id":%d' % seq).replace(
+                b'"run_id":null', b'"run_id":"%s"' % run_id.encode()
+            )
+            for seq, frame in enumerate(reply.frames(), start=1)
+        ]
+        run = BackgroundRun(run_id, frames, list(reply.drops), reply.split_frames)
+        self.runs[run_id] = run
+        return run
+
+    async def _stream_run(
+        self,
+        run: BackgroundRun,
+        starting_after: int,
+        receive: Receive,
+        send: Send,
+        *,
+        stall_after: int | None = None,
+    ) -> None:
+        if starting_after >= len(run.frames):
+            await _hang(receive)  # as the real server does for a cursor past [DONE]
+            return
+        drop = run.drops.pop(0) if run.drops else None
+        reply = Reply(
+            body=b"".join(run.frames[max(starting_after, 0) :]),
+            split_frames=run.split_frames,
+            stall_after=stall_after,
+        )
+        await _send(reply, receive, send, drop_after=drop)
+
+    async def _resume(
+        self, run_id: str, request: RecordedRequest, receive: Receive, send: Send
+    ) -> None:
+        run = self.runs.get(run_id)
+        if not request.body:
+            await _send(Reply.json(500, {"detail": "An unknown error occurred"}), receive, send)
+        elif run is None:
+            await _send(Reply.json(404, {"detail": "Run not found"}), receive, send)
+        else:
+            starting_after = int(request.json().get("starting_after") or 0)
+            await self._stream_run(run, starting_after, receive, send)
+
+    async def _cancel(self, request: RecordedRequest, receive: Receive, send: Send) -> None:
+        run_ids = (request.json() or {}).get("run_ids") or []
+        for run_id in run_ids:
+            if run_id in self.runs:
+                self.runs[run_id].cancelled = True
+        await _send(Reply.json(200, {"run_ids": run_ids}), receive, send)
 
 
-async def _send_reply(reply: Reply, receive: Receive, send: Send) -> None:
+async def _hang(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _send(
+    reply: Reply, receive: Receive, send: Send, *, drop_after: int | None = None
+) -> None:
     if reply.status == 0:
-        # Captured as "000": the real server never sent a status line. Hang until the client leaves.
-        while (await receive())["type"] != "http.disconnect":
-            pass
+        await _hang(receive)  # captured as "000": the real server never sent a status line
         return
     headers = [(b"content-type", reply.content_type.encode())]
     headers += [(name.encode(), value.encode()) for name, value in reply.headers]
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-    pieces = [reply.body]
-    if reply.split_frames and reply.content_type.startswith("text/event-stream"):
-        pieces = [piece + b"\n\n" for piece in reply.body.split(b"\n\n") if piece]
-        if not reply.body.endswith(b"\n\n") and pieces:
-            pieces[-1] = pieces[-1][:-2]  # keep a cut-off last frame cut off
-    for piece in pieces:
+    streamed = reply.content_type.startswith("text/event-stream")
+    pieces = reply.frames() if streamed and reply.split_frames else [reply.body]
+    for sent, piece in enumerate(pieces):
+        if drop_after is not None and sent >= drop_after:
+            raise _DropConnection
+        if reply.stall_after is not None and sent >= reply.stall_after:
+            await _hang(receive)
+            return
         await send({"type": "http.response.body", "body": piece, "more_body": True})
         await asyncio.sleep(0)
     await send({"type": "http.response.body", "body": b"", "more_body": False})

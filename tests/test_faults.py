@@ -1,0 +1,394 @@
+"""The fault matrix: each fault the fake server injects, what the user gets, how many turns.
+
+"Accepted" counts the message requests the server took into the agent's memory; it
+must be exactly one whenever the turn happened, whatever broke on the way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import AIMessage, AIMessageChunk
+from langchain_core.runnables import RunnableLambda
+
+from langchain_letta import AsyncLettaClient, ChatLetta, LettaClient, OutgoingMessage, StreamRequest
+from langchain_letta.errors import (
+    LettaAPIError,
+    LettaAuthenticationError,
+    LettaConnectionError,
+    LettaContextOverflowError,
+    LettaError,
+    LettaProtocolError,
+    LettaRateLimitError,
+    LettaStreamInterruptedError,
+    LettaTimeoutError,
+)
+from langchain_letta.events import UnknownEvent
+from langchain_letta.testing import FakeLettaServer, Reply
+from tests.conftest import CAPTURES
+
+AGENT = "agent-55573f99-7c7b-4e3c-a4ac-cada9620ce68"
+REQUEST = StreamRequest(messages=[OutgoingMessage(content="hi")])
+# A real 0.16.8 turn with a tool call, token-streamed: 22 frames with [DONE].
+TURN = CAPTURES / "0.16.8/background-redis/32-bg-disconnect-full-reread.sse"
+FRAMES = len(Reply.from_capture(TURN).frames())
+HELLO = "Hello from the fake model"
+QUICK_WAIT = (("retry-after", "0"),)
+
+
+@pytest.fixture(autouse=True)
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Record the retry waits instead of sleeping them (async tests here never retry)."""
+    slept: list[float] = []
+    monkeypatch.setattr("time.sleep", slept.append)
+    return slept
+
+
+def turn(**faults: Any) -> Reply:
+    return Reply.from_capture(TURN).with_faults(**faults)
+
+
+def events_of(server: FakeLettaServer, **options: Any) -> list[Any]:
+    with LettaClient(base_url=server.base_url, **options) as client:
+        return [event.raw for event in client.stream(AGENT, REQUEST)]
+
+
+def undisturbed() -> list[Any]:
+    with FakeLettaServer([turn()]) as server:
+        return events_of(server)
+
+
+def aggregate(chunks: list[AIMessageChunk]) -> AIMessageChunk:
+    full = chunks[0]
+    for chunk in chunks[1:]:
+        full = full + chunk
+    return full
+
+
+# ------------------------------------------------------------------ before acceptance
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        Reply.json(429, {"detail": "rate limited"}, headers=QUICK_WAIT),
+        Reply.json(502, {"detail": "bad gateway"}),
+        Reply.json(503, {"detail": "unavailable"}),
+        Reply.json(504, {"detail": "gateway timeout"}),
+        Reply.json(409, {"detail": "Agent is busy with another run"}),
+    ],
+    ids=["429", "502", "503", "504", "409-busy"],
+)
+def test_refusals_before_acceptance_are_retried_and_the_turn_happens_once(refusal: Reply) -> None:
+    with FakeLettaServer([refusal, refusal, turn()]) as server:
+        events = events_of(server, max_retries=2)
+    assert events == undisturbed()
+    assert len(server.stream_requests) == 3
+    assert len(server.accepted) == 1
+
+
+def test_retry_after_is_honoured(no_backoff: list[float]) -> None:
+    refusal = Reply.json(429, {"detail": "slow down"}, headers=(("retry-after", "7"),))
+    with FakeLettaServer([refusal, turn()]) as server:
+        events_of(server)
+    assert no_backoff
+    assert no_backoff[0] >= 7
+
+
+def test_a_storm_longer_than_max_retries_fails_typed_with_nothing_accepted() -> None:
+    refusal = Reply.json(429, {"detail": "rate limited"}, headers=QUICK_WAIT)
+    with FakeLettaServer([refusal] * 4) as server:
+        with pytest.raises(LettaRateLimitError):
+            events_of(server, max_retries=2)
+    assert len(server.stream_requests) == 3
+    assert server.accepted == []
+
+
+def test_a_500_is_never_retried_because_the_message_may_be_stored() -> None:
+    with FakeLettaServer([Reply.json(500, {"detail": "boom"}), turn()]) as server:
+        with pytest.raises(LettaAPIError) as caught:
+            events_of(server, max_retries=3)
+    assert len(server.stream_requests) == 1
+    assert not caught.value.is_retryable
+
+
+def test_refused_connection_is_retried_then_fails_typed() -> None:
+    with FakeLettaServer([turn()]) as server:
+        url = server.base_url
+    with pytest.raises(LettaConnectionError) as caught:
+        with LettaClient(base_url=url, max_retries=1, dialect="current") as client:
+            list(client.stream(AGENT, REQUEST))
+    assert caught.value.is_retryable
+    assert not caught.value.request_accepted
+
+
+def test_retries_reach_the_callbacks() -> None:
+    class Recorder(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.retries: list[Any] = []
+            self.custom: list[str] = []
+
+        def on_retry(self, retry_state: Any, **kwargs: Any) -> None:
+            self.retries.append(retry_state)
+
+        def on_custom_event(self, name: str, data: Any, **kwargs: Any) -> None:
+            self.custom.append(name)
+
+    refusal = Reply.json(503, {"detail": "unavailable"})
+    recorder = Recorder()
+    with FakeLettaServer([refusal, turn(), refusal, turn()]) as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url)
+        model.invoke("hi", config={"callbacks": [recorder]})  # the LLM run's on_retry
+        RunnableLambda(lambda text: model.invoke(text)).invoke(
+            "hi", config={"callbacks": [recorder]}
+        )  # and the parent run's custom events
+    assert len(recorder.retries) == 2  # one per call: the nested model run reports it too
+    assert "letta.retry" in recorder.custom
+    assert len(server.accepted) == 2
+
+
+def test_background_refused_without_redis_falls_back_to_one_foreground_turn() -> None:
+    with FakeLettaServer([turn()], redis=False) as server:
+        events = events_of(server)
+    assert [request.json().get("background") for request in server.stream_requests] == [
+        True,
+        None,
+    ]
+    assert len(server.accepted) == 1
+    assert [e["message_type"] for e in events][-1] == "usage_statistics"
+
+
+# ------------------------------------------------------------------ after acceptance
+
+
+@pytest.mark.parametrize("drop_after", [1, 2, 5, 12, FRAMES - 3, FRAMES - 2, FRAMES - 1])
+def test_a_drop_in_a_background_run_is_resumed_exactly(drop_after: int) -> None:
+    with FakeLettaServer([turn(drops=[drop_after])]) as server:
+        events = events_of(server)
+    assert events == undisturbed()  # none lost, none twice, in order
+    assert len(server.accepted) == 1
+    assert len(server.stream_requests) == 1
+    (resume,) = server.resume_requests
+    assert resume.json()["starting_after"] == drop_after
+
+
+def test_several_drops_are_each_resumed() -> None:
+    with FakeLettaServer([turn(drops=[3, 4, 1, 6])]) as server:
+        events = events_of(server)
+    assert events == undisturbed()
+    assert [r.json()["starting_after"] for r in server.resume_requests] == [3, 7, 8, 14]
+    assert len(server.accepted) == 1
+
+
+def test_twenty_random_drop_points_give_the_same_message_and_one_turn_each() -> None:
+    picker = random.Random(20261127)  # noqa: S311 - reproducible test data
+    reference: AIMessage | None = None
+    for _ in range(20):
+        drops = [picker.randrange(1, FRAMES) for _ in range(picker.randrange(1, 3))]
+        with FakeLettaServer([turn(drops=drops)]) as server:
+            message = ChatLetta(agent_id=AGENT, base_url=server.base_url).invoke("hi")
+        assert len(server.accepted) == 1, drops
+        assert server.resume_requests, drops
+        assert message.text == HELLO
+        reference = reference or message
+        assert message.content == reference.content, drops
+        assert message.usage_metadata == reference.usage_metadata
+
+
+def test_a_silent_dead_connection_is_detected_by_the_read_timeout_and_resumed() -> None:
+    with FakeLettaServer([turn(stall_after=4)]) as server:
+        http = httpx.Client(base_url=server.base_url, timeout=0.5)
+        events = events_of(server, http_client=http)
+    assert events == undisturbed()
+    assert server.resume_requests[0].json()["starting_after"] == 4
+    assert len(server.accepted) == 1
+
+
+def test_a_drop_in_a_foreground_stream_fails_loudly_with_the_partial_answer() -> None:
+    with FakeLettaServer([turn(drops=[12])]) as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url, background=False)
+        with pytest.raises(LettaStreamInterruptedError) as caught:
+            model.invoke("hi")
+    assert len(server.stream_requests) == 1  # never re-sent
+    error = caught.value
+    assert error.request_accepted
+    assert not error.is_retryable
+    assert error.progress is not None
+    assert error.progress.events_received == 11  # the ping is not counted
+    partial = error.partial_message
+    assert isinstance(partial, AIMessage)
+    assert any(b.get("type") == "server_tool_call_chunk" for b in partial.content)  # type: ignore[union-attr]
+
+
+def test_an_unresumable_background_run_raises_with_progress_and_resumes_later() -> None:
+    # The first connection drops after 5 frames and every resume right away: the
+    # client gives up, telling where the run is; later the run is read from there.
+    with FakeLettaServer([turn(drops=[5, 0, 0, 0])]) as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url, max_retries=2)
+        with pytest.raises(LettaStreamInterruptedError) as caught:
+            list(model.stream("hi"))
+        progress = caught.value.progress
+        assert progress is not None
+        assert progress.run_id is not None
+        assert progress.last_seq_id == 5
+        first_part = caught.value.partial_message
+        rest = list(model.stream([], resume_from=progress))
+    assert len(server.accepted) == 1
+    assert first_part is not None
+    # The part received before the failure and the part read later make the whole answer.
+    joined = AIMessageChunk(content=first_part.content) + aggregate(rest)
+    with FakeLettaServer([turn()]) as server:
+        reference = ChatLetta(agent_id=AGENT, base_url=server.base_url).invoke("hi")
+    assert joined.text == reference.text == HELLO
+    (call,) = [b for b in joined.content if isinstance(b, dict) and "args" in b]
+    (expected,) = [b for b in reference.content if isinstance(b, dict) and "args" in b]
+    assert json.loads(call["args"]) == expected["args"]
+    assert joined.usage_metadata == reference.usage_metadata
+
+
+def test_resuming_an_unknown_run_is_a_typed_not_found() -> None:
+    from langchain_letta.errors import LettaNotFoundError, StreamProgress
+
+    with FakeLettaServer([]) as server, LettaClient(base_url=server.base_url) as client:
+        with pytest.raises(LettaNotFoundError):
+            list(client.resume(AGENT, StreamProgress(run_id="run-unknown", last_seq_id=3)))
+
+
+# ------------------------------------------------------------------ bad streams
+
+
+@pytest.mark.parametrize(
+    ("body", "error_class"),
+    [
+        (
+            b'data: {"error":"Stream failed (internal error occured)"}\n\ndata: [DONE]\n\n',
+            LettaAPIError,
+        ),
+        (
+            b'data: {"error":"Stream failed: CONTEXT_WINDOW_EXCEEDED: too long",'
+            b'"code":"CONTEXT_WINDOW_EXCEEDED"}\n\ndata: [DONE]\n\n',
+            LettaContextOverflowError,
+        ),
+        (
+            b'event: error\ndata: {"error": {"type": "llm_rate_limit", "message": "slow"}}\n\n',
+            LettaRateLimitError,
+        ),
+        (
+            b'event: error\ndata: {"error": "INTERNAL_SERVER_ERROR: x", "code": '
+            b'"INTERNAL_SERVER_ERROR"}\n\n',
+            LettaAPIError,
+        ),
+        (
+            b'event: error\ndata: {"message_type":"error_message",'
+            b'"error_type":"llm_authentication","message":"bad key","detail":"401"}\n\n'
+            b"data: [DONE]\n\n",
+            LettaAuthenticationError,
+        ),
+        (
+            b'event: error\ndata: {"message_type":"error_message","error_type":"llm_timeout",'
+            b'"message":"slow","detail":null}\n\ndata: [DONE]\n\n',
+            LettaTimeoutError,
+        ),
+    ],
+    ids=["seed-string", "seed-code", "event-error-object", "event-error-code", "auth", "timeout"],
+)
+def test_error_events_of_every_shape_fail_typed_and_are_never_retried(
+    body: bytes, error_class: type[LettaError]
+) -> None:
+    with FakeLettaServer([Reply(body=body), turn()]) as server:
+        with pytest.raises(error_class) as caught:
+            events_of(server, max_retries=3)
+    assert type(caught.value) is error_class
+    assert not caught.value.is_retryable
+    assert len(server.stream_requests) == 1
+
+
+def test_a_malformed_frame_fails_typed_after_the_good_events() -> None:
+    frames = Reply.from_capture(TURN).frames()
+    body = b"".join(frames[:4]) + b"data: {not json\n\n" + b"".join(frames[4:])
+    delivered: list[Any] = []
+    with FakeLettaServer([Reply(body=body)]) as server:
+        with LettaClient(base_url=server.base_url) as client:
+            with pytest.raises(LettaProtocolError, match="malformed frame #5"):
+                delivered.extend(client.stream(AGENT, REQUEST))
+    assert len(delivered) == 3  # ping hidden
+    assert len(server.stream_requests) == 1
+
+
+def test_unknown_event_types_are_delivered_not_dropped() -> None:
+    frames = Reply.from_capture(TURN).frames()
+    body = b"".join(frames[:3]) + b'data: {"message_type":"new_thing","x":1}\n\n'
+    body += b"".join(frames[3:])
+    with FakeLettaServer([Reply(body=body)]) as server:
+        events = events_of(server)
+    unknown = [e for e in events if e["message_type"] == "new_thing"]
+    assert unknown == [{"message_type": "new_thing", "x": 1}]
+    assert len(events) == len(undisturbed()) + 1
+
+
+def test_an_oversized_frame_is_refused_typed() -> None:
+    body = b'data: {"message_type":"assistant_message","content":"' + b"x" * (9 << 20) + b'"}\n\n'
+    with FakeLettaServer([Reply(body=body, split_frames=False)]) as server:
+        with pytest.raises(LettaProtocolError, match="exceeded"):
+            events_of(server)
+
+
+def test_unknown_event_type_stays_an_unknown_event_object() -> None:
+    body = b'data: {"message_type":"new_thing"}\n\ndata: [DONE]\n\n'
+    with FakeLettaServer([Reply(body=body)]) as server:
+        with LettaClient(base_url=server.base_url) as client:
+            (event,) = list(client.stream(AGENT, REQUEST))
+    assert isinstance(event, UnknownEvent)
+
+
+# ------------------------------------------------------------------ stopping early
+
+
+@pytest.mark.parametrize(("cancel", "cancelled"), [(False, 0), (True, 1)])
+def test_stopping_early_hangs_up_and_cancels_only_when_asked(cancel: bool, cancelled: int) -> None:
+    with FakeLettaServer([turn(stall_after=6)]) as server:
+        with LettaClient(base_url=server.base_url, cancel_on_close=cancel) as client:
+            stream = client.stream(AGENT, REQUEST)
+            for _ in stream:
+                break
+            stream.close()
+        run_ids = server.cancelled_runs
+    assert len(run_ids) == cancelled
+    assert len(server.accepted) == 1
+
+
+async def test_async_drop_is_resumed_exactly() -> None:
+    with FakeLettaServer([turn(drops=[7, 3])]) as server:
+        async with AsyncLettaClient(base_url=server.base_url) as client:
+            events = [event.raw async for event in client.stream(AGENT, REQUEST)]
+    assert events == undisturbed()
+    assert len(server.accepted) == 1
+
+
+async def test_async_task_cancellation_closes_the_stream_and_cancels_the_run() -> None:
+    with FakeLettaServer([turn(stall_after=6)]) as server:
+        async with AsyncLettaClient(base_url=server.base_url, cancel_on_close=True) as client:
+
+            async def consume() -> None:
+                async for _ in client.stream(AGENT, REQUEST):
+                    pass
+
+            task = asyncio.create_task(consume())
+            await asyncio.sleep(0.5)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert len(server.cancelled_runs) == 1
+
+
+def test_fault_matrix_capture_is_a_real_background_run() -> None:
+    text = Path(TURN).read_text()
+    assert '"seq_id":1,' in text
+    assert FRAMES == 23
