@@ -392,3 +392,40 @@ def test_fault_matrix_capture_is_a_real_background_run() -> None:
     text = Path(TURN).read_text()
     assert '"seq_id":1,' in text
     assert FRAMES == 23
+
+
+@pytest.mark.parametrize("release", ["0.11.7", "0.16.8"])
+@pytest.mark.parametrize(
+    ("cut", "resumed"),
+    [
+        ("30-bg-disconnect-part1", "31-bg-disconnect-part2-resume"),
+        ("33-bg-headc-part1", "34-bg-headc-part2-resume"),
+    ],
+    ids=["disconnect", "cut-inside-a-frame"],
+)
+def test_resume_is_exact_on_real_background_captures(release: str, cut: str, resumed: str) -> None:
+    # A real stream that broke (part 1), the real server's answer to the resume the
+    # capture made (part 2): the client must ask for the same cursor the capture did,
+    # and deliver exactly the events of the whole run.
+    folder = CAPTURES / release / "background-redis"
+    part1 = Reply.from_capture(folder / f"{cut}.sse")
+    part2 = Reply.from_capture(folder / f"{resumed}.sse")
+    with FakeLettaServer([part1], resume_replies=[part2]) as server:
+        events = events_of(server)
+    (resume,) = server.resume_requests
+    recorded = json.loads((folder / f"{resumed}.request.json").read_text())
+    assert resume.json()["starting_after"] == recorded["starting_after"]
+    whole = [p for p in whole_run(folder, cut) if p.get("message_type") != "ping"]
+    assert events == whole
+    assert len(server.accepted) == 1
+
+
+def whole_run(folder: Path, cut: str) -> list[dict[str, Any]]:
+    """The run read back whole: the full re-read where captured, else both parts."""
+    from tests.conftest import expected_payloads
+
+    if cut.startswith("30"):
+        return [p for _, p in expected_payloads(folder / "32-bg-disconnect-full-reread.sse")]
+    part1 = [p for _, p in expected_payloads(folder / f"{cut}.sse")]
+    part2 = [p for _, p in expected_payloads(folder / "34-bg-headc-part2-resume.sse")]
+    return part1 + part2

@@ -162,6 +162,8 @@ class FakeLettaServer:
             health route answer 404.
         redis: Whether background mode works; without it a background request
             gets the real server's 503.
+        resume_replies: Scripted answers to resume requests, used before the
+            server's own background runs (to replay recorded resumes).
 
     Use it as a context manager; ``base_url`` is set once it is listening.
     """
@@ -169,6 +171,7 @@ class FakeLettaServer:
     replies: ReplySource
     version: str | None = "0.16.8"
     redis: bool = True
+    resume_replies: list[Reply] = field(default_factory=list)
     received: list[RecordedRequest] = field(default_factory=list)
     runs: dict[str, BackgroundRun] = field(default_factory=dict)
     accepted: list[RecordedRequest] = field(default_factory=list)
@@ -343,7 +346,9 @@ class FakeLettaServer:
         self, run_id: str, request: RecordedRequest, receive: Receive, send: Send
     ) -> None:
         run = self.runs.get(run_id)
-        if not request.body:
+        if self.resume_replies:
+            await _send(self.resume_replies.pop(0), receive, send)
+        elif not request.body:
             await _send(Reply.json(500, {"detail": "An unknown error occurred"}), receive, send)
         elif run is None:
             await _send(Reply.json(404, {"detail": "Run not found"}), receive, send)
