@@ -12,15 +12,21 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import sys
 import urllib.parse
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 from httpx_sse import ServerSentEvent
 from pydantic import SecretStr
 from tenacity import AsyncRetrying, RetryCallState, Retrying
+
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:  # pydantic depends on typing_extensions, so it is always installed
+    from typing_extensions import Unpack
 
 from langchain_letta._wire.requests import (
     Dialect,
@@ -86,41 +92,71 @@ def validate_agent_id(agent_id: str) -> str:
     return agent_id
 
 
+class ClientSettings(TypedDict, total=False):
+    """Settings of :class:`LettaClient` and :class:`AsyncLettaClient`.
+
+    Attributes:
+        base_url: Server URL; else ``LETTA_BASE_URL``; else ``http://localhost:8283``.
+        api_key: Sent as ``Authorization: Bearer`` (Letta Cloud, or a self-hosted
+            server's password from 0.6.20 on); else ``LETTA_API_KEY``.
+        password: A self-hosted server's password, sent as ``X-BARE-PASSWORD``.
+        user_id: The acting user on a self-hosted server (``user_id`` header).
+        timeout: Read timeout in seconds; raised to at least ``MIN_READ_TIMEOUT`` so
+            that the server's keep-alive pings always arrive in time, while a dead
+            connection is still noticed.
+        connect_timeout: Connect timeout in seconds.
+        dialect: Request dialect, or ``"auto"`` to ask ``/v1/health/`` once.
+        headers: Extra headers for every request.
+        max_retries: Retries of a request the server provably did not accept, and
+            resume attempts in a row that bring nothing new.
+        retry_timeout: No retry starts after this many seconds.
+        background: Ask for a background (resumable) run; ``None`` does where the
+            server supports it (0.11.5 onward), falling back to a foreground stream
+            if the server refuses (503, no Redis).
+        cancel_on_close: When the consumer stops early, also cancel the run on
+            the server (otherwise it goes on and stays in the agent's memory).
+    """
+
+    base_url: str | None
+    api_key: str | SecretStr | None
+    password: str | SecretStr | None
+    user_id: str | None
+    timeout: float | None
+    connect_timeout: float
+    dialect: DialectSetting
+    headers: Mapping[str, str] | None
+    max_retries: int
+    retry_timeout: float
+    background: bool | None
+    cancel_on_close: bool
+
+
 class _ClientCore:
     """Settings and decisions shared by the sync and async clients; no I/O of its own."""
 
-    def __init__(
-        self,
-        *,
-        base_url: str | None,
-        api_key: str | SecretStr | None,
-        password: str | SecretStr | None,
-        user_id: str | None,
-        timeout: float | None,
-        connect_timeout: float,
-        dialect: DialectSetting,
-        headers: Mapping[str, str] | None,
-        max_retries: int,
-        retry_timeout: float,
-        background: bool | None,
-        cancel_on_close: bool,
-    ) -> None:
+    def __init__(self, **settings: Unpack[ClientSettings]) -> None:
+        base_url = settings.get("base_url")
+        api_key = settings.get("api_key")
+        password = settings.get("password")
+        timeout = settings.get("timeout")
+        connect_timeout = settings.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+        dialect = settings.get("dialect", "auto")
         self.base_url = (base_url or os.environ.get("LETTA_BASE_URL") or DEFAULT_BASE_URL).rstrip(
             "/"
         )
         key = api_key if api_key is not None else os.environ.get("LETTA_API_KEY")
         self._api_key = SecretStr(key) if isinstance(key, str) else key
         self._password = SecretStr(password) if isinstance(password, str) else password
-        self._user_id = user_id
+        self._user_id = settings.get("user_id")
         read = DEFAULT_READ_TIMEOUT if timeout is None else max(float(timeout), MIN_READ_TIMEOUT)
         self.timeout = httpx.Timeout(read, connect=connect_timeout)
         self._dialect_setting = dialect
         self._dialect: Dialect | None = None if dialect == "auto" else dialect
-        self._extra_headers = dict(headers or {})
-        self.max_retries = max_retries
-        self.retry_timeout = retry_timeout
-        self.background = background
-        self.cancel_on_close = cancel_on_close
+        self._extra_headers = dict(settings.get("headers") or {})
+        self.max_retries = settings.get("max_retries", 2)
+        self.retry_timeout = settings.get("retry_timeout", DEFAULT_RETRY_TIMEOUT)
+        self.background = settings.get("background")
+        self.cancel_on_close = settings.get("cancel_on_close", False)
         self._version: str | None = None
         self._probed = False
         self._background_refused = False
@@ -723,60 +759,14 @@ async def _aread_limited(chunks: AsyncIterator[bytes]) -> bytes:
 class LettaClient(_ClientCore):
     """Streams messages to Letta agents over one pooled set of HTTP connections.
 
-    Args:
-        base_url: Server URL; else ``LETTA_BASE_URL``; else ``http://localhost:8283``.
-        api_key: Sent as ``Authorization: Bearer`` (Letta Cloud, or a self-hosted
-            server's password from 0.6.20 on); else ``LETTA_API_KEY``.
-        password: A self-hosted server's password, sent as ``X-BARE-PASSWORD``.
-        user_id: The acting user on a self-hosted server (``user_id`` header).
-        timeout: Read timeout in seconds; raised to at least ``MIN_READ_TIMEOUT`` so
-            that the server's keep-alive pings always arrive in time, while a dead
-            connection is still noticed.
-        connect_timeout: Connect timeout in seconds.
-        dialect: Request dialect, or ``"auto"`` to ask ``/v1/health/`` once.
-        headers: Extra headers for every request.
-        max_retries: Retries of a request the server provably did not accept, and
-            resume attempts in a row that bring nothing new.
-        retry_timeout: No retry starts after this many seconds.
-        background: Ask for a background (resumable) run; ``None`` does where the
-            server supports it (0.11.5 onward), falling back to a foreground stream
-            if the server refuses (503, no Redis).
-        cancel_on_close: When the consumer stops early, also cancel the run on
-            the server (otherwise it goes on and stays in the agent's memory).
-        http_client: An ``httpx.Client`` to use instead of creating one.
+    Takes the keyword settings of :class:`ClientSettings`, and ``http_client``, an
+    ``httpx.Client`` to use instead of creating one.
     """
 
     def __init__(
-        self,
-        *,
-        base_url: str | None = None,
-        api_key: str | SecretStr | None = None,
-        password: str | SecretStr | None = None,
-        user_id: str | None = None,
-        timeout: float | None = None,
-        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        dialect: DialectSetting = "auto",
-        headers: Mapping[str, str] | None = None,
-        max_retries: int = 2,
-        retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
-        background: bool | None = None,
-        cancel_on_close: bool = False,
-        http_client: httpx.Client | None = None,
+        self, *, http_client: httpx.Client | None = None, **settings: Unpack[ClientSettings]
     ) -> None:
-        super().__init__(
-            base_url=base_url,
-            api_key=api_key,
-            password=password,
-            user_id=user_id,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            dialect=dialect,
-            headers=headers,
-            max_retries=max_retries,
-            retry_timeout=retry_timeout,
-            background=background,
-            cancel_on_close=cancel_on_close,
-        )
+        super().__init__(**settings)
         self._http = http_client or httpx.Client(base_url=self.base_url, timeout=self.timeout)
 
     def probe(self) -> None:
@@ -853,36 +843,9 @@ class AsyncLettaClient(_ClientCore):
     """Async twin of :class:`LettaClient` (same arguments, ``httpx.AsyncClient``)."""
 
     def __init__(
-        self,
-        *,
-        base_url: str | None = None,
-        api_key: str | SecretStr | None = None,
-        password: str | SecretStr | None = None,
-        user_id: str | None = None,
-        timeout: float | None = None,
-        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        dialect: DialectSetting = "auto",
-        headers: Mapping[str, str] | None = None,
-        max_retries: int = 2,
-        retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
-        background: bool | None = None,
-        cancel_on_close: bool = False,
-        http_client: httpx.AsyncClient | None = None,
+        self, *, http_client: httpx.AsyncClient | None = None, **settings: Unpack[ClientSettings]
     ) -> None:
-        super().__init__(
-            base_url=base_url,
-            api_key=api_key,
-            password=password,
-            user_id=user_id,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            dialect=dialect,
-            headers=headers,
-            max_retries=max_retries,
-            retry_timeout=retry_timeout,
-            background=background,
-            cancel_on_close=cancel_on_close,
-        )
+        super().__init__(**settings)
         self._http = http_client or httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout)
 
     async def probe(self) -> None:
