@@ -35,6 +35,7 @@ from langchain_letta._wire.requests import (
     build_body,
     dialect_after_rejection,
     dialect_for_version,
+    supports_background,
 )
 from langchain_letta._wire.retry import (
     DEFAULT_RETRY_TIMEOUT,
@@ -241,12 +242,6 @@ class _ClientCore:
     def _cancel_target(self, agent_id: str, run_id: str) -> tuple[str, dict[str, Any]]:
         quoted = urllib.parse.quote(validate_agent_id(agent_id), safe="")
         return f"/v1/agents/{quoted}/messages/cancel", {"run_ids": [run_id]}
-
-
-def supports_background(version: str | None) -> bool:
-    """Background runs (resumable streams) exist from Letta 0.11.5 on."""
-    numbers = re.match(r"^v?(\d+)\.(\d+)\.(\d+)", version or "")
-    return numbers is not None and tuple(int(n) for n in numbers.groups()) >= (0, 11, 5)
 
 
 class _StreamState:

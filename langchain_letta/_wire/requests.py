@@ -119,12 +119,26 @@ def _without_otid(message: OutgoingMessage) -> dict[str, Any]:
     return message.model_dump(exclude_none=True, exclude={"otid"})
 
 
-def dialect_for_version(version: str | None) -> Dialect:
-    """The dialect a server of ``version`` reads; ``current`` for anything unrecognised."""
+def release_of(version: str | None) -> tuple[int, int, int] | None:
+    """``"0.16.8"`` as ``(0, 16, 8)``; ``None`` for anything else (Letta Cloud may say anything)."""
     numbers = re.match(r"^v?(\d+)\.(\d+)\.(\d+)", version or "")
     if numbers is None:
+        return None
+    major, minor, patch = (int(part) for part in numbers.groups())
+    return major, minor, patch
+
+
+def supports_background(version: str | None) -> bool:
+    """Background runs (resumable streams) exist from Letta 0.11.5 on."""
+    release = release_of(version)
+    return release is not None and release >= (0, 11, 5)
+
+
+def dialect_for_version(version: str | None) -> Dialect:
+    """The dialect a server of ``version`` reads; ``current`` for anything unrecognised."""
+    release = release_of(version)
+    if release is None:
         return "current"
-    release = tuple(int(part) for part in numbers.groups())
     if release < (0, 6, 15):
         return "seed"
     if release < (0, 6, 17):

@@ -25,6 +25,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from langchain_letta._wire.requests import supports_background
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -254,11 +256,6 @@ class FakeLettaServer:
             return Reply.json(500, {"detail": "fake Letta server: no scripted reply left"})
         return self._queue.pop(0)
 
-    @property
-    def _has_background(self) -> bool:
-        numbers = re.match(r"^(\d+)\.(\d+)\.(\d+)", self.version or "")
-        return numbers is not None and tuple(int(n) for n in numbers.groups()) >= (0, 11, 5)
-
     async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
@@ -291,7 +288,7 @@ class FakeLettaServer:
 
     async def _message(self, request: RecordedRequest, receive: Receive, send: Send) -> None:
         payload = request.json() if request.body.startswith(b"{") else {}
-        background = bool(payload.get("background")) and self._has_background
+        background = bool(payload.get("background")) and supports_background(self.version)
         if background and not self.redis:
             detail = (
                 "INTERNAL_SERVER_ERROR: Background streaming requires Redis to be running. "
