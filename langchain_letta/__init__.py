@@ -10,8 +10,11 @@ from langchain_letta._wire import (
     OutgoingMessage,
     StreamRequest,
 )
+from langchain_letta.agents import LettaAgentRunnable, LettaResponse
+from langchain_letta.callbacks import LettaStepPrinter
 from langchain_letta.chat_models import ChatLetta
 from langchain_letta.errors import LettaError
+from langchain_letta.graph import letta_node
 
 try:
     __version__ = metadata.version(__package__ or "langchain_letta")
@@ -23,9 +26,13 @@ __all__ = [
     "AsyncLettaClient",
     "ChatLetta",
     "EventStream",
+    "LettaAgentRunnable",
     "LettaClient",
     "LettaError",
+    "LettaResponse",
+    "LettaStepPrinter",
     "OutgoingMessage",
     "StreamRequest",
     "__version__",
+    "letta_node",
 ]

@@ -159,8 +159,6 @@ class ChatLetta(BaseChatModel):
             params["ls_stop"] = stop or self.stop
         return params
 
-    # The agent may come from the call's config; pass it on as a keyword so that it
-    # reaches `_stream` whichever entry point was used.
     def invoke(
         self,
         input: LanguageModelInput,
@@ -170,7 +168,8 @@ class ChatLetta(BaseChatModel):
         **kwargs: Any,
     ) -> AIMessage:
         """See :meth:`BaseChatModel.invoke`; ``configurable.agent_id`` picks the agent."""
-        return super().invoke(input, config, stop=stop, **_with_agent(config, kwargs))
+        config, kwargs = self._traced(config, kwargs)
+        return super().invoke(input, config, stop=stop, **kwargs)
 
     async def ainvoke(
         self,
@@ -181,7 +180,8 @@ class ChatLetta(BaseChatModel):
         **kwargs: Any,
     ) -> AIMessage:
         """See :meth:`BaseChatModel.ainvoke`; ``configurable.agent_id`` picks the agent."""
-        return await super().ainvoke(input, config, stop=stop, **_with_agent(config, kwargs))
+        config, kwargs = self._traced(config, kwargs)
+        return await super().ainvoke(input, config, stop=stop, **kwargs)
 
     def stream(
         self,
@@ -192,7 +192,8 @@ class ChatLetta(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[AIMessageChunk]:
         """See :meth:`BaseChatModel.stream`; ``configurable.agent_id`` picks the agent."""
-        return super().stream(input, config, stop=stop, **_with_agent(config, kwargs))
+        config, kwargs = self._traced(config, kwargs)
+        return super().stream(input, config, stop=stop, **kwargs)
 
     def astream(
         self,
@@ -203,7 +204,30 @@ class ChatLetta(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[AIMessageChunk]:
         """See :meth:`BaseChatModel.astream`; ``configurable.agent_id`` picks the agent."""
-        return super().astream(input, config, stop=stop, **_with_agent(config, kwargs))
+        config, kwargs = self._traced(config, kwargs)
+        return super().astream(input, config, stop=stop, **kwargs)
+
+    def _traced(
+        self, config: RunnableConfig | None, kwargs: dict[str, Any]
+    ) -> tuple[RunnableConfig, dict[str, Any]]:
+        """Pass the call's agent on to ``_stream``, and name it in the run's metadata.
+
+        The agent may come from ``configurable.agent_id``; ``_stream`` receives it as a
+        keyword whichever entry point was used, and LangSmith shows it on the run.
+        """
+        config = ensure_config(config)
+        agent_id = (
+            kwargs.get("agent_id")
+            or config.get("configurable", {}).get("agent_id")
+            or self.agent_id
+        )
+        if agent_id:
+            kwargs = {**kwargs, "agent_id": agent_id}
+            config = {
+                **config,
+                "metadata": {**config.get("metadata", {}), "letta_agent_id": agent_id},
+            }
+        return config, kwargs
 
     def _stream(
         self,
@@ -212,37 +236,13 @@ class ChatLetta(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        agent_id, request, builder = self._prepare(messages, kwargs)
-        observers = _parent_run_callbacks()
-        notices = _Notices()
-        client = self._sync_client()
-        resume_from = kwargs.get("resume_from")
-        if resume_from is not None:
-            events = client.resume(agent_id, resume_from, **notices.hooks())
-        else:
-            events = client.stream(agent_id, request, **notices.hooks())
-        emitted: list[AIMessageChunk] = []
-        try:
-            with events:
-                for batch in events.batches():
-                    notices.flush(run_manager, observers)
-                    for event in batch:
-                        if observers:
-                            observers.on_custom_event(
-                                _event_name(event), event, run_id=observers.parent_run_id
-                            )
-                        message = builder.chunk(event)
-                        if message is not None:
-                            emitted.append(message)
-                            chunk = ChatGenerationChunk(message=message)
-                            if run_manager:
-                                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                            yield chunk
-        except LettaError as error:
-            notices.flush(run_manager, observers)
-            error.partial_message = _partial(emitted)
-            raise
-        notices.flush(run_manager, observers)
+        builder, events = self._letta_events(messages, run_manager, kwargs)
+        for _event, message in events:
+            if message is not None:
+                chunk = ChatGenerationChunk(message=message)
+                if run_manager:
+                    run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
         chunk = ChatGenerationChunk(message=builder.last_chunk())
         if run_manager:
             run_manager.on_llm_new_token("", chunk=chunk)
@@ -255,41 +255,97 @@ class ChatLetta(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        agent_id, request, builder = self._prepare(messages, kwargs)
-        observers = _async_parent_run_callbacks()
-        notices = _Notices()
-        client = self._async_letta_client()
-        resume_from = kwargs.get("resume_from")
-        if resume_from is not None:
-            events = client.resume(agent_id, resume_from, **notices.hooks())
-        else:
-            events = client.stream(agent_id, request, **notices.hooks())
-        emitted: list[AIMessageChunk] = []
-        try:
-            async with events:
-                async for batch in events.batches():
-                    await notices.aflush(run_manager, observers)
-                    for event in batch:
-                        if observers:
-                            await observers.on_custom_event(
-                                _event_name(event), event, run_id=observers.parent_run_id
-                            )
-                        message = builder.chunk(event)
-                        if message is not None:
-                            emitted.append(message)
-                            chunk = ChatGenerationChunk(message=message)
-                            if run_manager:
-                                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                            yield chunk
-        except LettaError as error:
-            await notices.aflush(run_manager, observers)
-            error.partial_message = _partial(emitted)
-            raise
-        await notices.aflush(run_manager, observers)
+        builder, events = self._aletta_events(messages, run_manager, kwargs)
+        async for _event, message in events:
+            if message is not None:
+                chunk = ChatGenerationChunk(message=message)
+                if run_manager:
+                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
         chunk = ChatGenerationChunk(message=builder.last_chunk())
         if run_manager:
             await run_manager.on_llm_new_token("", chunk=chunk)
         yield chunk
+
+    def _letta_events(
+        self,
+        messages: Sequence[BaseMessage],
+        run_manager: CallbackManagerForLLMRun | None,
+        kwargs: dict[str, Any],
+    ) -> tuple[ChunkBuilder, Iterator[tuple[LettaEvent, AIMessageChunk | None]]]:
+        """Each Letta event of one call with the chunk it makes (the core of every surface)."""
+        agent_id, request, builder = self._prepare(messages, kwargs)
+        client = self._sync_client()
+        notices = _Notices()
+        resume_from = kwargs.get("resume_from")
+        if resume_from is not None:
+            stream = client.resume(agent_id, resume_from, **notices.hooks())
+        else:
+            stream = client.stream(agent_id, request, **notices.hooks())
+
+        def events() -> Iterator[tuple[LettaEvent, AIMessageChunk | None]]:
+            observers = _parent_run_callbacks()
+            emitted: list[AIMessageChunk] = []
+            try:
+                with stream:
+                    for batch in stream.batches():
+                        notices.flush(run_manager, observers)
+                        for event in batch:
+                            if observers:
+                                observers.on_custom_event(
+                                    _event_name(event), event, run_id=observers.parent_run_id
+                                )
+                            message = builder.chunk(event)
+                            if message is not None:
+                                emitted.append(message)
+                            yield event, message
+            except LettaError as error:
+                notices.flush(run_manager, observers)
+                error.partial_message = _partial(emitted)
+                raise
+            notices.flush(run_manager, observers)
+
+        return builder, events()
+
+    def _aletta_events(
+        self,
+        messages: Sequence[BaseMessage],
+        run_manager: AsyncCallbackManagerForLLMRun | None,
+        kwargs: dict[str, Any],
+    ) -> tuple[ChunkBuilder, AsyncIterator[tuple[LettaEvent, AIMessageChunk | None]]]:
+        """Async twin of :meth:`_letta_events`."""
+        agent_id, request, builder = self._prepare(messages, kwargs)
+        client = self._async_letta_client()
+        notices = _Notices()
+        resume_from = kwargs.get("resume_from")
+        if resume_from is not None:
+            stream = client.resume(agent_id, resume_from, **notices.hooks())
+        else:
+            stream = client.stream(agent_id, request, **notices.hooks())
+
+        async def events() -> AsyncIterator[tuple[LettaEvent, AIMessageChunk | None]]:
+            observers = _async_parent_run_callbacks()
+            emitted: list[AIMessageChunk] = []
+            try:
+                async with stream:
+                    async for batch in stream.batches():
+                        await notices.aflush(run_manager, observers)
+                        for event in batch:
+                            if observers:
+                                await observers.on_custom_event(
+                                    _event_name(event), event, run_id=observers.parent_run_id
+                                )
+                            message = builder.chunk(event)
+                            if message is not None:
+                                emitted.append(message)
+                            yield event, message
+            except LettaError as error:
+                await notices.aflush(run_manager, observers)
+                error.partial_message = _partial(emitted)
+                raise
+            await notices.aflush(run_manager, observers)
+
+        return builder, events()
 
     def _generate(
         self,
@@ -438,13 +494,6 @@ def _parent_run_callbacks() -> CallbackManager | None:
 def _async_parent_run_callbacks() -> AsyncCallbackManager | None:
     manager = get_async_callback_manager_for_config(ensure_config())
     return manager if manager.parent_run_id is not None and manager.handlers else None
-
-
-def _with_agent(config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[str, Any]:
-    agent_id = (config or {}).get("configurable", {}).get("agent_id")
-    if agent_id and "agent_id" not in kwargs:
-        return {**kwargs, "agent_id": agent_id}
-    return kwargs
 
 
 def _result(chunks: Iterator[ChatGenerationChunk] | list[ChatGenerationChunk]) -> ChatResult:

@@ -1,0 +1,191 @@
+"""LettaAgentRunnable: a Letta agent as a Runnable, for users who think in agents.
+
+Where :class:`~langchain_letta.ChatLetta` is a chat model (messages in, message
+chunks out), this runnable is the agent itself: it takes a question, streams the
+typed Letta events as they happen (reasoning, tool calls and results, text) and
+answers with a :class:`LettaResponse`, an ``AIMessage`` that also carries the run
+id, the stop reason and every event, so that it composes with output parsers in
+LCEL (``prompt | agent | StrOutputParser()``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any, cast
+
+from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, convert_to_messages
+from langchain_core.prompt_values import PromptValue
+from langchain_core.runnables import RunnableConfig, RunnableSerializable, ensure_config
+from pydantic import Field, model_validator
+
+from langchain_letta._convert import finalize_content
+from langchain_letta.chat_models import ChatLetta
+from langchain_letta.events import LettaEvent
+
+AgentInput = str | Sequence[Any] | PromptValue | dict[str, Any]
+"""A question, messages, a prompt value, or ``{"input": ..., "agent_id": ...}``."""
+
+
+class LettaResponse(AIMessage):
+    """The agent's answer: an ``AIMessage`` (text, blocks, usage) plus the run it came from.
+
+    Attributes:
+        agent_id: The agent that answered.
+        run_id: Letta's run id, where the server has runs.
+        stop_reason: Why the run ended (``end_turn``, ``max_steps``, ...).
+        events: Every Letta event of the run, typed, in order (pings left out).
+    """
+
+    agent_id: str = ""
+    run_id: str | None = None
+    stop_reason: str | None = None
+    events: list[Any] = Field(default_factory=list)
+
+
+class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
+    """A Letta agent as a Runnable: question in, typed events streamed, response out.
+
+    Build it from a model, ``LettaAgentRunnable(model=ChatLetta(...))``, or from
+    ChatLetta's own arguments, ``LettaAgentRunnable(agent_id="agent-…")``. The agent
+    for a call is, in order: ``input["agent_id"]``, ``configurable.agent_id`` in the
+    config, the model's ``agent_id``.
+    """
+
+    model: ChatLetta
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_from_arguments(cls, values: Any) -> Any:
+        if isinstance(values, dict) and "model" not in values:
+            return {"model": ChatLetta(**values)}
+        return values
+
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        """Serialisable like ChatLetta (secrets as environment references)."""
+        return True
+
+    @classmethod
+    def get_lc_namespace(cls) -> list[str]:
+        """The import path ``load`` uses to rebuild the runnable."""
+        return ["langchain_letta", "agents"]
+
+    def invoke(
+        self, input: AgentInput, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> LettaResponse:
+        """Run one turn and return the agent's response."""
+        return self._call_with_config(self._respond, input, config, **kwargs)
+
+    async def ainvoke(
+        self, input: AgentInput, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> LettaResponse:
+        """Async :meth:`invoke`."""
+        return await self._acall_with_config(self._arespond, input, config, **kwargs)
+
+    # Streaming yields the events themselves, not pieces of the response: that is
+    # what this runnable is for, hence the narrower override.
+    def stream(  # type: ignore[override]
+        self, input: AgentInput, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[LettaEvent]:
+        """Yield the typed Letta events of one turn as they arrive."""
+        events = self._transform_stream_with_config(iter([input]), self._events, config, **kwargs)
+        yield from cast("Iterator[LettaEvent]", events)
+
+    async def astream(  # type: ignore[override]
+        self, input: AgentInput, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[LettaEvent]:
+        """Async :meth:`stream`."""
+
+        async def single() -> AsyncIterator[AgentInput]:
+            yield input
+
+        events = self._atransform_stream_with_config(single(), self._aevents, config, **kwargs)
+        async for event in cast("AsyncIterator[LettaEvent]", events):
+            yield event
+
+    def _respond(
+        self, input: AgentInput, run_manager: CallbackManagerForChainRun, config: RunnableConfig
+    ) -> LettaResponse:
+        messages, kwargs = _call(input, config)
+        builder, pairs = self.model._letta_events(messages, None, kwargs)
+        events: list[LettaEvent] = []
+        chunks: list[AIMessageChunk] = []
+        for event, chunk in pairs:
+            events.append(event)
+            if chunk is not None:
+                chunks.append(chunk)
+        return _response([*chunks, builder.last_chunk()], events)
+
+    async def _arespond(
+        self,
+        input: AgentInput,
+        run_manager: AsyncCallbackManagerForChainRun,
+        config: RunnableConfig,
+    ) -> LettaResponse:
+        messages, kwargs = _call(input, config)
+        builder, pairs = self.model._aletta_events(messages, None, kwargs)
+        events: list[LettaEvent] = []
+        chunks: list[AIMessageChunk] = []
+        async for event, chunk in pairs:
+            events.append(event)
+            if chunk is not None:
+                chunks.append(chunk)
+        return _response([*chunks, builder.last_chunk()], events)
+
+    def _events(
+        self,
+        inputs: Iterator[AgentInput],
+        run_manager: CallbackManagerForChainRun,
+        config: RunnableConfig,
+    ) -> Iterator[Any]:
+        for input in inputs:
+            messages, kwargs = _call(input, config)
+            _builder, pairs = self.model._letta_events(messages, None, kwargs)
+            for event, _chunk in pairs:
+                yield event
+
+    async def _aevents(
+        self,
+        inputs: AsyncIterator[AgentInput],
+        run_manager: AsyncCallbackManagerForChainRun,
+        config: RunnableConfig,
+    ) -> AsyncIterator[Any]:
+        async for input in inputs:
+            messages, kwargs = _call(input, config)
+            _builder, pairs = self.model._aletta_events(messages, None, kwargs)
+            async for event, _chunk in pairs:
+                yield event
+
+
+def _call(input: AgentInput, config: RunnableConfig) -> tuple[list[BaseMessage], dict[str, Any]]:
+    """The messages to send and the call's agent, from any accepted input."""
+    kwargs: dict[str, Any] = {}
+    if isinstance(input, dict):
+        if input.get("agent_id"):
+            kwargs["agent_id"] = input["agent_id"]
+        input = input.get("input") or input.get("messages") or ""
+    if "agent_id" not in kwargs:
+        agent_id = ensure_config(config).get("configurable", {}).get("agent_id")
+        if agent_id:
+            kwargs["agent_id"] = agent_id
+    if isinstance(input, PromptValue):
+        return input.to_messages(), kwargs
+    if isinstance(input, str):
+        return convert_to_messages([("human", input)]), kwargs
+    return convert_to_messages(input), kwargs
+
+
+def _response(chunks: list[AIMessageChunk], events: list[LettaEvent]) -> LettaResponse:
+    merged = chunks[0] + chunks[1:] if len(chunks) > 1 else chunks[0]
+    message = finalize_content(AIMessage(content=merged.content))
+    metadata = merged.response_metadata
+    return LettaResponse(
+        content=message.content,
+        response_metadata=metadata,
+        usage_metadata=merged.usage_metadata,
+        agent_id=metadata.get("agent_id", ""),
+        run_id=metadata.get("run_id"),
+        stop_reason=metadata.get("stop_reason"),
+        events=events,
+    )
