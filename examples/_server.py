@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 CAPTURES = Path(__file__).resolve().parent.parent / "tests" / "data" / "letta-streams"
 REPLAYED_AGENT = "agent-9d9e1f61-7d82-476c-9996-867db2b9c18f"
@@ -14,12 +15,13 @@ REPLAYED_AGENT = "agent-9d9e1f61-7d82-476c-9996-867db2b9c18f"
 
 
 @contextlib.contextmanager
-def letta_server(capture: str) -> Iterator[tuple[str, str]]:
+def letta_server(capture: str, **faults: Any) -> Iterator[tuple[str, str]]:
     """Yield ``(base_url, agent_id)``.
 
     With ``LETTA_BASE_URL`` and ``LETTA_AGENT_ID`` set, that server and agent (send
     ``LETTA_API_KEY`` too if the server wants one). Otherwise a local fake server on
-    127.0.0.1 replays ``capture``, a conversation recorded from a real Letta server.
+    127.0.0.1 answers every message with ``capture``, a turn recorded from a real
+    Letta server, broken as ``faults`` say (see ``Reply.with_faults``).
     """
     base_url = os.environ.get("LETTA_BASE_URL")
     if base_url:
@@ -30,7 +32,8 @@ def letta_server(capture: str) -> Iterator[tuple[str, str]]:
         return
     from langchain_letta.testing import FakeLettaServer, Reply
 
-    with FakeLettaServer([Reply.from_capture(CAPTURES / capture)]) as server:
+    reply = Reply.from_capture(CAPTURES / capture)
+    with FakeLettaServer(lambda _request: reply.with_faults(**faults)) as server:
         print(f"(replaying {capture}, recorded from a real Letta server, on {server.base_url})")
         print(
             "(to talk to your own: LETTA_BASE_URL=http://localhost:8283 LETTA_AGENT_ID=agent-…)\n"

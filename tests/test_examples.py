@@ -1,4 +1,4 @@
-"""Every example runs, against the embedded fake server, and shows the recorded turn."""
+"""Every example runs against the embedded fake server and shows the recorded turn."""
 
 from __future__ import annotations
 
@@ -10,38 +10,74 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
+HELLO = "Hello from the fake model"
 
 
-@pytest.mark.parametrize("script", ["quickstart.py", "stream_events.py"])
-def test_example_replays_a_real_turn(script: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LETTA_")}
-    done = subprocess.run(
+def run(script: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LETTA_")}
+    return subprocess.run(
         [sys.executable, str(EXAMPLES / script)],
         capture_output=True,
         text=True,
-        env=env,
+        env={**clean, **env},
         timeout=60,
         check=False,
     )
+
+
+def test_every_example_is_tested() -> None:
+    scripts = {path.name for path in EXAMPLES.glob("*.py") if not path.name.startswith("_")}
+    assert scripts == set(EXPECTED)
+
+
+EXPECTED = {
+    "quickstart.py": [
+        "thinking  │ thinking...",
+        'tool call │ memory_insert {"label":"human"',
+        "result    │ success:",
+        f"assistant │ {HELLO}",
+    ],
+    "stream_events.py": [
+        "thinking  │ thinking...",
+        "tool call │ memory_insert {",
+        f"assistant │ {HELLO}",
+        "run       │ run-b167a27b-c3e2-4f67-96f3-cce4db11e1cf",
+    ],
+    "chain.py": [
+        f"answer    │ {HELLO}",
+        "(end_turn), tools used: ['memory_insert']",
+    ],
+    "langgraph_agents.py": [
+        f"memory    │ {HELLO}",
+        f"chat      │ {HELLO}",
+        "state     │ 4 messages",
+    ],
+    "tracing.py": [
+        "] reasoning: thinking...",
+        '] tool_call: memory_insert {"label":"human"',
+        "] tool_result: success:",
+        f"] answer: {HELLO}",
+        "5 steps in run run-b167a27b-c3e2-4f67-96f3-cce4db11e1cf",
+    ],
+    "resume.py": [
+        "after seq_id 4",
+        "after seq_id 10",
+        "tool call │ memory_insert {'label': 'human', 'new_string': 'The user likes tea.'}",
+        f"assistant │ {HELLO}",
+    ],
+}
+
+
+@pytest.mark.parametrize(("script", "expected"), EXPECTED.items(), ids=list(EXPECTED))
+def test_example_replays_a_real_turn(script: str, expected: list[str]) -> None:
+    done = run(script)
     assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
-    assert "thinking  │ thinking..." in lines
-    assert any(line.startswith("tool call │ memory_insert {") for line in lines)
-    assert any(line.startswith("result    │ success:") for line in lines)
-    assert "assistant │ Hello from the fake model" in lines
-    assert "run-b167a27b-c3e2-4f67-96f3-cce4db11e1cf" in done.stdout
+    for text in expected:
+        assert text in done.stdout
+    assert "LETTA_BASE_URL=" in done.stdout  # says how to point it at a real server
 
 
-def test_example_refuses_a_server_without_an_agent() -> None:
-    env = {**os.environ, "LETTA_BASE_URL": "http://127.0.0.1:9"}
-    env.pop("LETTA_AGENT_ID", None)
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / "quickstart.py")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+def test_examples_refuse_a_server_without_an_agent() -> None:
+    done = run("quickstart.py", LETTA_BASE_URL="http://127.0.0.1:9")
     assert done.returncode != 0
     assert "LETTA_AGENT_ID" in done.stderr
