@@ -16,7 +16,7 @@ import sys
 import urllib.parse
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Mapping
 from types import TracebackType
-from typing import Any, TypedDict
+from typing import Any, Generic, TypedDict, TypeVar
 
 import httpx
 from httpx_sse import ServerSentEvent
@@ -412,20 +412,15 @@ def _check_stream_response(response: httpx.Response) -> None:
 
 OnRetry = Callable[[RetryCallState], None]
 OnResume = Callable[[StreamProgress, LettaError], None]
+ClientT = TypeVar("ClientT", bound=_ClientCore)
 
 
-class EventStream:
-    """The events of one streamed request; iterate it, or close it to hang up early.
-
-    The request is sent on first iteration, retried while the server provably has
-    not accepted it, and, for a background run, resumed from the last ``seq_id``
-    after a drop, so that every event arrives exactly once. ``progress`` tells how
-    far the stream got (run id, cursor, stop reason), also after an error.
-    """
+class _StreamCore(Generic[ClientT]):
+    """What the sync and async event streams share: their state and retry policies."""
 
     def __init__(
         self,
-        client: LettaClient,
+        client: ClientT,
         agent_id: str,
         request: StreamRequest | None,
         *,
@@ -442,12 +437,37 @@ class EventStream:
             self._state.progress.last_seq_id = resume_from.last_seq_id or 0
         self._on_retry = on_retry
         self._on_resume = on_resume
-        self._batches = self._iter_batches()
 
     @property
     def progress(self) -> StreamProgress:
         """Run id, last seq_id, events received and stop reason so far."""
         return self._state.progress
+
+    def _policy(self, *, resuming: bool) -> dict[str, Any]:
+        return retry_policy(
+            worth_resuming_again if resuming else safe_to_resend,
+            max_retries=self._client.max_retries,
+            timeout=self._client.retry_timeout,
+            on_retry=self._on_retry,
+            what="resuming the Letta stream" if resuming else "sending the message to Letta",
+        )
+
+    def _stalled_too_long(self, stalled: int) -> bool:
+        return not self._state.resumable or stalled > self._client.max_retries
+
+
+class EventStream(_StreamCore["LettaClient"]):
+    """The events of one streamed request; iterate it, or close it to hang up early.
+
+    The request is sent on first iteration, retried while the server provably has
+    not accepted it, and, for a background run, resumed from the last ``seq_id``
+    after a drop, so that every event arrives exactly once. ``progress`` tells how
+    far the stream got (run id, cursor, stop reason), also after an error.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._batches = self._iter_batches()
 
     def batches(self) -> Iterator[list[LettaEvent]]:
         """The events, one list per network read (pings removed, lists never empty)."""
@@ -491,7 +511,7 @@ class EventStream:
                     interruption = state.interruption(error)
                 response.close()
                 stalled = 0 if state.frames > frames_before else stalled + 1
-                if not state.resumable or stalled > self._client.max_retries:
+                if self._stalled_too_long(stalled):
                     raise interruption
                 if self._on_resume is not None:
                     self._on_resume(state.progress, interruption)
@@ -505,13 +525,7 @@ class EventStream:
             response.close()
 
     def _post(self, request: StreamRequest) -> httpx.Response:
-        policy = retry_policy(
-            safe_to_resend,
-            max_retries=self._client.max_retries,
-            timeout=self._client.retry_timeout,
-            on_retry=self._on_retry,
-            what="sending the message to Letta",
-        )
+        policy = self._policy(resuming=False)
         for attempt in Retrying(**policy):
             with attempt:
                 return self._send_post(request)
@@ -535,13 +549,7 @@ class EventStream:
         raise _error_from_http(response, data)
 
     def _resume(self, interruption: LettaError | None) -> httpx.Response:
-        policy = retry_policy(
-            worth_resuming_again,
-            max_retries=self._client.max_retries,
-            timeout=self._client.retry_timeout,
-            on_retry=self._on_retry,
-            what="resuming the Letta stream",
-        )
+        policy = self._policy(resuming=True)
         path, body = self._client._resume_target(self._state.progress)
         try:
             for attempt in Retrying(**policy):
@@ -575,34 +583,12 @@ def _send(client: LettaClient, path: str, body: dict[str, Any]) -> httpx.Respons
     return response
 
 
-class AsyncEventStream:
+class AsyncEventStream(_StreamCore["AsyncLettaClient"]):
     """Async twin of :class:`EventStream`."""
 
-    def __init__(
-        self,
-        client: AsyncLettaClient,
-        agent_id: str,
-        request: StreamRequest | None,
-        *,
-        resume_from: StreamProgress | None = None,
-        on_retry: OnRetry | None = None,
-        on_resume: OnResume | None = None,
-    ) -> None:
-        self._client = client
-        self._agent_id = agent_id
-        self._request = request
-        self._state = _StreamState()
-        if resume_from is not None:
-            self._state.progress.run_id = resume_from.run_id
-            self._state.progress.last_seq_id = resume_from.last_seq_id or 0
-        self._on_retry = on_retry
-        self._on_resume = on_resume
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._batches = self._iter_batches()
-
-    @property
-    def progress(self) -> StreamProgress:
-        """Run id, last seq_id, events received and stop reason so far."""
-        return self._state.progress
 
     def batches(self) -> AsyncIterator[list[LettaEvent]]:
         """The events, one list per network read (pings removed, lists never empty)."""
@@ -649,7 +635,7 @@ class AsyncEventStream:
                     interruption = state.interruption(error)
                 await response.aclose()
                 stalled = 0 if state.frames > frames_before else stalled + 1
-                if not state.resumable or stalled > self._client.max_retries:
+                if self._stalled_too_long(stalled):
                     raise interruption
                 if self._on_resume is not None:
                     self._on_resume(state.progress, interruption)
@@ -663,13 +649,7 @@ class AsyncEventStream:
             await response.aclose()
 
     async def _post(self, request: StreamRequest) -> httpx.Response:
-        policy = retry_policy(
-            safe_to_resend,
-            max_retries=self._client.max_retries,
-            timeout=self._client.retry_timeout,
-            on_retry=self._on_retry,
-            what="sending the message to Letta",
-        )
+        policy = self._policy(resuming=False)
         async for attempt in AsyncRetrying(**policy):
             with attempt:
                 return await self._send_post(request)
@@ -693,13 +673,7 @@ class AsyncEventStream:
         raise _error_from_http(response, data)
 
     async def _resume(self, interruption: LettaError | None) -> httpx.Response:
-        policy = retry_policy(
-            worth_resuming_again,
-            max_retries=self._client.max_retries,
-            timeout=self._client.retry_timeout,
-            on_retry=self._on_retry,
-            what="resuming the Letta stream",
-        )
+        policy = self._policy(resuming=True)
         path, body = self._client._resume_target(self._state.progress)
         try:
             async for attempt in AsyncRetrying(**policy):
