@@ -29,3 +29,13 @@ unit: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(PY) bench/bench_stream.py
+
+# Real Letta servers (0.11.7 and 0.6.14, cached under ~/.cache/langchain-letta-lab) on
+# loopback against scripts/fakellm.py; see cassettes/README.md.
+.PHONY: record test-live
+
+record: $(INSTALLED)
+	$(PY) -m scripts.record
+
+test-live: $(INSTALLED)
+	LETTA_LIVE=1 $(PY) scripts/letta_lab.py run -- $(PY) -m pytest -q tests/test_live.py

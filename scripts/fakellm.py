@@ -1,0 +1,342 @@
+"""A deterministic fake of the OpenAI API, for driving real Letta servers offline.
+
+Standard library only. It listens on ``127.0.0.1:8999`` (``FAKE_LLM_PORT``) and
+answers what a Letta server asks of its LLM provider:
+
+* ``GET /v1/models``: a fixed model list.
+* ``POST /v1/embeddings``: small vectors derived from a hash of the text.
+* ``POST /v1/chat/completions``, streamed or not. The decision depends on the
+  request only, so the same conversation always gets the same answer:
+
+  - the last message contains ``trigger-llm-error``: HTTP 500 (a provider outage);
+  - a named function is forced by ``tool_choice``: that function;
+  - the last message is a tool result or a heartbeat: the final answer;
+  - the user says "remember": a memory tool (``core_memory_append`` and the like);
+  - the user says "search": ``conversation_search`` for "hello";
+  - otherwise: the final answer.
+
+  The final answer is ``send_message(message="Hello from the fake model")`` where
+  the agent has ``send_message``, else plain assistant text. Tool arguments get
+  ``inner_thoughts`` / ``thinking`` where Letta put them in the schema, and
+  ``request_heartbeat`` (true except for ``send_message``), so a memory edit
+  takes two steps. Every connection is closed after one answer (keep-alive made
+  some Letta releases stall).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import os
+import re
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+FINAL_TEXT = "Hello from the fake model"
+THOUGHTS = "thinking..."
+CREATED = 1700000000
+EMBED_DIM = 1536
+MEMORY_TOOLS = (
+    "core_memory_append",
+    "memory_insert",
+    "memory_append",
+    "archival_memory_insert",
+    "memory_replace",
+    "core_memory_replace",
+)
+ARGUMENT_DEFAULTS: dict[str, Any] = {
+    "label": "human",
+    "content": "The user likes tea.",
+    "new_str": "The user likes tea.",
+    "new_string": "The user likes tea.",
+    "old_str": "",
+    "text": "The user likes tea.",
+    "query": "hello",
+    "message": FINAL_TEXT,
+    "insert_line": -1,
+    "page": 0,
+    "start": 0,
+    # conversation_search (0.11): optional filters, left out as a model would
+    "roles": None,
+    "limit": None,
+    "start_date": None,
+    "end_date": None,
+}
+TYPE_DEFAULTS: dict[str, Any] = {
+    "string": "x",
+    "integer": 0,
+    "number": 0,
+    "boolean": False,
+    "array": [],
+    "object": {},
+}
+# Pieces shaped like GPT tokens, so that token streams look like real ones.
+TOKEN = re.compile(r"'s|'t|'re|'ve|'m|'ll|'d| ?[A-Za-z_]+| ?[0-9]{1,3}| ?[^\sA-Za-z0-9_]+|\s+")
+
+_ids = itertools.count(1)
+_ids_lock = threading.Lock()
+
+
+def next_id(prefix: str) -> str:
+    """A sequential id: the same run of requests always gets the same ids."""
+    with _ids_lock:
+        return f"{prefix}{next(_ids):06d}"
+
+
+def text_of(content: Any) -> str:
+    """The text of a chat message's content (a string or a list of parts)."""
+    if content is None:
+        return ""
+    if isinstance(content, list):
+        return "\n".join(
+            str(part.get("text") or part.get("content") or "")
+            if isinstance(part, dict)
+            else str(part)
+            for part in content
+        )
+    return str(content)
+
+
+def offered_tools(request: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The functions the request offers, by name, with their JSON schemas."""
+    tools: dict[str, dict[str, Any]] = {}
+    for tool in [*(request.get("tools") or []), *(request.get("functions") or [])]:
+        function = tool.get("function") or tool
+        if function.get("name"):
+            tools[function["name"]] = function.get("parameters") or {}
+    return tools
+
+
+def arguments(name: str, schema: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Arguments for a call of ``name`` that satisfy its schema."""
+    properties = schema.get("properties") or {}
+    args: dict[str, Any] = {
+        key: THOUGHTS for key in ("inner_thoughts", "thinking") if key in properties
+    }
+    for key in schema.get("required") or []:
+        if key in args or key == "request_heartbeat":
+            continue
+        spec = properties.get(key) or {}
+        if key in overrides:
+            args[key] = overrides[key]
+        elif spec.get("enum"):
+            args[key] = spec["enum"][0]
+        elif key in ARGUMENT_DEFAULTS:
+            args[key] = ARGUMENT_DEFAULTS[key]
+        else:
+            kind = spec.get("type")
+            if isinstance(kind, list):
+                kind = next((k for k in kind if k != "null"), "string")
+            args[key] = TYPE_DEFAULTS.get(kind, "x")
+    args.update({key: value for key, value in overrides.items() if key in properties})
+    if "request_heartbeat" in properties:
+        args["request_heartbeat"] = name != "send_message"
+    return args
+
+
+def decide(request: dict[str, Any]) -> tuple[str, dict[str, Any]] | str:
+    """The answer to a chat request: ``(tool name, arguments)`` or a text."""
+    tools = offered_tools(request)
+    messages = request.get("messages") or []
+    last = messages[-1] if messages else {}
+    last_text = text_of(last.get("content"))
+    choice = request.get("tool_choice")
+    forced = (
+        (choice.get("function") or {}).get("name") or choice.get("name")
+        if isinstance(choice, dict)
+        else None
+    )
+
+    def final() -> tuple[str, dict[str, Any]] | str:
+        if "send_message" in tools:
+            return "send_message", arguments("send_message", tools["send_message"], {})
+        if choice == "required" and tools:
+            name = next(iter(tools))
+            return name, arguments(name, tools[name], {})
+        return FINAL_TEXT
+
+    if forced in tools:
+        return (
+            final() if forced == "send_message" else (forced, arguments(forced, tools[forced], {}))
+        )
+    if not tools:
+        return FINAL_TEXT  # summaries, titles
+    after_tool = last.get("role") in ("tool", "function") or "heartbeat" in last_text.lower()[:200]
+    if last.get("role") == "user" and '"type": "user_message"' in last_text:
+        after_tool = False
+    if after_tool:
+        return final()
+    lowered = last_text.lower()
+    if "remember" in lowered:
+        for name in MEMORY_TOOLS:
+            if name in tools:
+                return name, arguments(name, tools[name], {})
+    if "search" in lowered and "conversation_search" in tools:
+        return "conversation_search", arguments(
+            "conversation_search", tools["conversation_search"], {}
+        )
+    return final()
+
+
+def usage(request: dict[str, Any]) -> dict[str, int]:
+    """Token counts derived from the prompt's length."""
+    prompt = sum(len(text_of(m.get("content"))) for m in request.get("messages") or []) // 4 + 1
+    return {"prompt_tokens": prompt, "completion_tokens": 10, "total_tokens": prompt + 10}
+
+
+class Handler(BaseHTTPRequestHandler):
+    """One request per connection; JSON or an OpenAI-style event stream."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Log to stderr with a prefix."""
+        sys.stderr.write("fakellm: " + (format % args) + "\n")
+
+    def send_json(self, status: int, payload: dict[str, Any]) -> None:
+        """Answer with JSON and close the connection."""
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.close_connection = True
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        """Models list and a health answer."""
+        path = self.path.split("?")[0].rstrip("/")
+        if path.endswith("/models"):
+            names = (
+                "gpt-4o-mini",
+                "fake-model",
+                "text-embedding-3-small",
+                "text-embedding-ada-002",
+            )
+            data = [
+                {"id": n, "object": "model", "created": CREATED, "owned_by": "fake"} for n in names
+            ]
+            self.send_json(200, {"object": "list", "data": data})
+        elif path in ("", "/health", "/v1"):
+            self.send_json(200, {"ok": True})
+        else:
+            self.send_json(404, {"error": {"message": f"not found: {self.path}"}})
+
+    def do_POST(self) -> None:
+        """Embeddings and chat completions."""
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            request = json.loads(self.rfile.read(length) or b"{}")
+        except ValueError:
+            self.send_json(400, {"error": {"message": "bad json"}})
+            return
+        path = self.path.split("?")[0].rstrip("/")
+        if path.endswith("/embeddings"):
+            self.embeddings(request)
+        elif path.endswith("/chat/completions"):
+            self.chat(request)
+        else:
+            self.send_json(404, {"error": {"message": f"not found: {self.path}"}})
+
+    def embeddings(self, request: dict[str, Any]) -> None:
+        """Deterministic vectors from a hash of each input."""
+        inputs = request.get("input")
+        inputs = [inputs] if isinstance(inputs, str) else inputs or []
+        dim = int(request.get("dimensions") or EMBED_DIM)
+        data = []
+        for index, text in enumerate(inputs):
+            digest = hashlib.sha256(str(text).encode()).digest()
+            vector = [digest[j % len(digest)] / 255.0 - 0.5 for j in range(dim)]
+            data.append({"object": "embedding", "index": index, "embedding": vector})
+        model = request.get("model", "text-embedding-3-small")
+        usage_ = {"prompt_tokens": 1, "total_tokens": 1}
+        self.send_json(200, {"object": "list", "data": data, "model": model, "usage": usage_})
+
+    def chat(self, request: dict[str, Any]) -> None:
+        """A chat completion, streamed when asked."""
+        messages = request.get("messages") or []
+        if messages and "trigger-llm-error" in text_of(messages[-1].get("content")):
+            error = {"message": "fake upstream failure", "type": "server_error", "code": None}
+            self.send_json(500, {"error": error})
+            return
+        decision = decide(request)
+        model = request.get("model", "gpt-4o-mini")
+        completion_id = next_id("chatcmpl-fake")
+        call: dict[str, Any] | None = None
+        if isinstance(decision, tuple):
+            name, args = decision
+            call = {
+                "id": next_id("call_fake"),
+                "type": "function",
+                "function": {"name": name, "arguments": json.dumps(args, separators=(",", ":"))},
+            }
+        if not request.get("stream"):
+            message: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": [call]}
+            if call is None:
+                message = {"role": "assistant", "content": decision}
+            choice = {
+                "index": 0,
+                "message": message,
+                "finish_reason": "stop" if call is None else "tool_calls",
+            }
+            self.send_json(
+                200,
+                {
+                    "id": completion_id,
+                    "object": "chat.completion",
+                    "created": CREATED,
+                    "model": model,
+                    "choices": [choice],
+                    "usage": usage(request),
+                },
+            )
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.close_connection = True
+        self.end_headers()
+
+        def send(delta: dict[str, Any] | None, finish: str | None = None, **extra: Any) -> None:
+            frame = {"id": completion_id, "object": "chat.completion.chunk", "created": CREATED}
+            frame["model"] = model
+            frame["choices"] = (
+                [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
+            )
+            self.wfile.write(b"data: " + json.dumps({**frame, **extra}).encode() + b"\n\n")
+            self.wfile.flush()
+
+        if call is not None:
+            head = {**call, "index": 0, "function": {**call["function"], "arguments": ""}}
+            send({"role": "assistant", "content": None, "tool_calls": [head]})
+            for piece in TOKEN.findall(call["function"]["arguments"]):
+                send({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+            send({}, "tool_calls")
+        else:
+            send({"role": "assistant", "content": ""})
+            for piece in TOKEN.findall(str(decision)):
+                send({"content": piece})
+            send({}, "stop")
+        if (request.get("stream_options") or {}).get("include_usage"):
+            send(None, usage=usage(request))
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+
+
+def main() -> None:
+    """Serve until interrupted."""
+    port = int(os.environ.get("FAKE_LLM_PORT", "8999"))
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    sys.stderr.write(f"fakellm listening on http://127.0.0.1:{port}\n")
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

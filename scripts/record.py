@@ -1,0 +1,90 @@
+"""Record the cassettes in ``cassettes/`` from real Letta servers (``make record``).
+
+For each release (0.11.7, then 0.6.14) this installs it if needed, starts the
+fake LLM and the server on loopback (``scripts/letta_lab.py``), creates the
+lab's agent and plays every scenario of ``scripts/cassettes.py`` through
+``ChatLetta`` under vcrpy (``record_mode="all"``): one cassette per scenario.
+Run from the repository root::
+
+    python -m scripts.record [--versions 0.11.7 0.6.14] [--only plain tokens ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from langchain_letta import ChatLetta, LettaError
+from scripts import letta_lab
+from scripts.cassettes import (
+    AGENT,
+    BASE_URL,
+    CASSETTES,
+    RECORD_SECRETS,
+    SCENARIOS,
+    Scenario,
+    cassette_path,
+    model_params,
+    use_cassette,
+)
+
+
+def play(version: str, scenario: Scenario, real_agent: str) -> str:
+    """Send one scenario's message, recording the exchange; returns a summary line."""
+    params: dict[str, Any] = {**model_params(version, scenario), **RECORD_SECRETS}
+    if params["agent_id"] == AGENT:
+        params["agent_id"] = real_agent
+    model = ChatLetta(**params)
+    path = cassette_path(version, scenario.name)
+    path.unlink(missing_ok=True)
+    with use_cassette(version, scenario.name, "all", real_agent):
+        try:
+            if scenario.stream_tokens:
+                chunks = list(model.stream(scenario.prompt))
+                text = "".join(chunk.text for chunk in chunks)
+                outcome = f"{len(chunks)} chunks, text {text!r}"
+            else:
+                message = model.invoke(scenario.prompt)
+                steps = message.response_metadata.get("step_count")
+                outcome = f"text {message.text!r}, {steps} steps, usage {message.usage_metadata}"
+        except LettaError as error:
+            outcome = f"{type(error).__name__} (HTTP {error.status_code}): {error}"
+    return f"{version} {scenario.name}: {outcome}"
+
+
+def record(version: str, names: list[str]) -> None:
+    """Start one release and record the named scenarios against it."""
+    port = int(BASE_URL.rsplit(":", 1)[1])
+    with letta_lab.fake_llm(), letta_lab.letta_server(version, port) as server:
+        health = letta_lab.get_json(f"{server.base_url}/v1/health/")
+        folder = CASSETTES / version
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            letta_lab.log(play(version, SCENARIOS[name], server.agent_id))
+        info = {
+            "letta_version": health.get("version") if isinstance(health, dict) else None,
+            "install": letta_lab.RELEASES[version][0],
+            "exclude_newer": letta_lab.RELEASES[version][1],
+            "agent": f"{letta_lab.AGENT_NAME} (stored as {AGENT})",
+            "scenarios": {name: SCENARIOS[name].prompt for name in names},
+        }
+        (folder / "recording.json").write_text(json.dumps(info, indent=2) + "\n")
+
+
+def main() -> int:
+    """Command line: which releases and scenarios to record (default: all)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--versions", nargs="+", default=list(letta_lab.VERSIONS))
+    parser.add_argument("--only", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS))
+    args = parser.parse_args()
+    for version in args.versions:
+        if version not in letta_lab.RELEASES:
+            parser.error(f"unknown release {version}")
+        record(version, args.only)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
