@@ -22,7 +22,8 @@ def main() -> None:
         print("answer    │", chain.invoke({"drink": "tea"}))
 
         response = agent.invoke({"input": "Please remember that I like tea."})
-        tools = [e.calls[0].name for e in response.events if e.message_type == "tool_call_message"]
+        calls = [e.calls for e in response.events if e.message_type == "tool_call_message"]
+        tools = sorted({call.name for batch in calls for call in batch if call.name})
         print(f"run       │ {response.run_id} ({response.stop_reason}), tools used: {tools}")
 
 

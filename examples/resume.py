@@ -36,10 +36,10 @@ def main() -> None:
         answer = ask.invoke(
             "Please remember that I like green tea.", {"callbacks": [ShowResumes()]}
         )
-        (call,) = [
-            b for b in answer.content if isinstance(b, dict) and b["type"] == "server_tool_call"
-        ]
-        print(f"tool call │ {call['name']} {call['args']}")
+        for block in answer.content:
+            # args arrive parsed where the server streamed valid JSON (0.6.14 may mangle it)
+            if isinstance(block, dict) and block["type"].startswith("server_tool_call"):
+                print(f"tool call │ {block['name']} {block['args']}")
         print(f"assistant │ {answer.text}")
         print(f"run       │ {answer.response_metadata['run_id']}")
 

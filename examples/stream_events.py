@@ -11,64 +11,44 @@ import sys
 from _server import letta_server
 
 from langchain_letta import LettaClient, OutgoingMessage, StreamRequest
+from langchain_letta.callbacks import step_piece
 from langchain_letta.errors import LettaError
-from langchain_letta.events import (
-    AssistantMessage,
-    HiddenReasoningMessage,
-    LettaEvent,
-    ReasoningMessage,
-    StopReason,
-    ToolCallMessage,
-    ToolReturnMessage,
-    UsageStatistics,
-)
+from langchain_letta.events import LettaEvent, StopReason, UsageStatistics
 
 MESSAGE = "Please remember that I like tea, again."
 
 
+LABELS = {
+    "reasoning": "thinking  │ ",
+    "tool_call": "tool call │ ",
+    "tool_result": "result    │ ",
+    "answer": "assistant │ ",
+}
+
+
 class Printer:
-    """Prints deltas of one message on one line, and starts a new line per message."""
+    """Prints the deltas of one step on one line, and starts a new line per step."""
 
     def __init__(self) -> None:
-        self.current: tuple[str, str | None] | None = None
-
-    def start(self, kind: str, key: str | None, label: str) -> None:
-        if self.current != (kind, key):
-            if self.current is not None:
-                print()
-            print(label, end="", flush=True)
-            self.current = (kind, key)
+        self.step: str | None = None
 
     def show(self, event: LettaEvent) -> None:
-        key = getattr(event, "otid", None) or getattr(event, "id", None)
-        if isinstance(event, ReasoningMessage):
-            self.start("reasoning", key, "thinking  │ ")
-            print(event.text, end="", flush=True)
-        elif isinstance(event, HiddenReasoningMessage):
-            self.start("hidden", key, f"thinking  │ (hidden by the provider: {event.state})")
-        elif isinstance(event, ToolCallMessage):
-            for call in event.calls:
-                label = f"tool call │ {call.name} "
-                self.start("call", call.tool_call_id or key, label)
-                print(call.arguments or "", end="", flush=True)
-        elif isinstance(event, ToolReturnMessage):
-            for result in event.returns:
-                output = result.output.replace("\n", "\n          │ ")
-                self.start("return", result.tool_call_id, f"result    │ {result.status}: {output}")
-        elif isinstance(event, AssistantMessage):
-            self.start("assistant", key, "assistant │ ")
-            print(event.text, end="", flush=True)
-        elif isinstance(event, StopReason):
-            self.start("stop", None, f"stopped   │ {event.stop_reason}")
+        if isinstance(event, StopReason):
+            print(f"\nstopped   │ {event.stop_reason}", end="")
         elif isinstance(event, UsageStatistics):
-            self.start(
-                "usage",
-                None,
-                f"usage     │ {event.prompt_tokens} in, {event.completion_tokens} out, "
+            print(
+                f"\nusage     │ {event.prompt_tokens} in, {event.completion_tokens} out, "
                 f"{event.step_count} step(s)",
+                end="",
             )
+        elif (piece := step_piece(event)) is not None:
+            key, kind, text = piece
+            if key != self.step:
+                self.step = key
+                print("\n" + LABELS[kind], end="")
+            print(text.replace("\n", "\n          │ "), end="", flush=True)
         else:
-            self.start(event.message_type, key, f"{event.message_type} │ {event.raw}")
+            print(f"\n{event.message_type} │ {event.raw}", end="")
 
 
 def main() -> None:
@@ -77,7 +57,7 @@ def main() -> None:
         letta_server("0.16.8/memgpt_v2_agent/04-tool-call-tokens.sse") as (base_url, agent_id),
         LettaClient(base_url=base_url) as client,
     ):
-        print(f"you       │ {MESSAGE}")
+        print(f"you       │ {MESSAGE}", end="")
         request = StreamRequest(messages=[OutgoingMessage(content=MESSAGE)], stream_tokens=True)
         stream = client.stream(agent_id, request)
         try:

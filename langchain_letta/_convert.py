@@ -131,7 +131,15 @@ def _image_from_url(url: str) -> dict[str, Any]:
 # ---------------------------------------------------------------- events -> chunks
 
 _LEAKED_PREFIX = re.compile(r'^\{\s*"message"\s*:\s*"')
-"""Letta 0.6's token parser can leak the start of the send_message JSON into the first delta."""
+
+
+def without_leaked_prefix(first_delta: str) -> str:
+    """The first text delta of an answer without the JSON that Letta 0.6 can leak into it.
+
+    Letta 0.6's token parser can pass the start of the ``send_message`` arguments,
+    ``{"message":"``, on to the client; no answer starts with it on purpose.
+    """
+    return _LEAKED_PREFIX.sub("", first_delta, count=1)
 
 
 class ChunkBuilder:
@@ -209,7 +217,7 @@ class ChunkBuilder:
         text = event.text
         group = _group(event)
         if group != self._text_group:
-            text = _LEAKED_PREFIX.sub("", text, count=1)
+            text = without_leaked_prefix(text)
             if self._text_group is not None:
                 text = "\n\n" + text  # a further assistant message of the same turn
             self._text_group = group

@@ -16,6 +16,7 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 
+from langchain_letta._convert import without_leaked_prefix
 from langchain_letta.events import (
     AssistantMessage,
     HiddenReasoningMessage,
@@ -88,6 +89,8 @@ class LettaStepPrinter(BaseCallbackHandler):
         key, kind, text = piece
         if key != self._key:
             self._key = key
+            if kind == "answer":
+                text = without_leaked_prefix(text)
             step = Step(kind, getattr(data, "run_id", None), getattr(data, "step_id", None), "")
             self.steps.append(step)
             self.write(f"\n[{step.run_id or '-'} {step.step_id or '-'}] {kind}: ")

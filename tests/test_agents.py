@@ -205,3 +205,12 @@ def test_every_model_run_carries_provider_model_and_agent_metadata() -> None:
         assert metadata["ls_provider"] == "letta"
         assert metadata["ls_model_name"] == "openai/gpt-4o-mini"
         assert metadata["letta_agent_id"] == agent
+
+
+def test_step_printer_shows_the_answer_without_the_seed_era_json_leak() -> None:
+    printer = LettaStepPrinter(write=lambda _text: None)
+    with _always(CAPTURES / "0.6.14/memgpt_agent/02-stream-tokens.sse") as server:
+        agent = LettaAgentRunnable(agent_id=AGENT, base_url=server.base_url)
+        agent.invoke("hi", config={"callbacks": [printer]})
+    assert [step.kind for step in printer.steps] == ["reasoning", "answer"]
+    assert printer.steps[-1].text == HELLO
