@@ -75,12 +75,13 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
         self, input: AgentInput, config: RunnableConfig | None = None, **kwargs: Any
     ) -> LettaResponse:
         """Run one turn and return the agent's response."""
-        return self._call_with_config(self._respond, input, config, **kwargs)
+        return self._call_with_config(self._respond, input, self._traced(input, config), **kwargs)
 
     async def ainvoke(
         self, input: AgentInput, config: RunnableConfig | None = None, **kwargs: Any
     ) -> LettaResponse:
         """Async :meth:`invoke`."""
+        config = self._traced(input, config)
         return await self._acall_with_config(self._arespond, input, config, **kwargs)
 
     # Streaming yields the events themselves, not pieces of the response: that is
@@ -89,6 +90,7 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
         self, input: AgentInput, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[LettaEvent]:
         """Yield the typed Letta events of one turn as they arrive."""
+        config = self._traced(input, config)
         events = self._transform_stream_with_config(iter([input]), self._events, config, **kwargs)
         yield from cast("Iterator[LettaEvent]", events)
 
@@ -100,9 +102,25 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
         async def single() -> AsyncIterator[AgentInput]:
             yield input
 
+        config = self._traced(input, config)
         events = self._atransform_stream_with_config(single(), self._aevents, config, **kwargs)
         async for event in cast("AsyncIterator[LettaEvent]", events):
             yield event
+
+    def _traced(self, input: AgentInput, config: RunnableConfig | None) -> RunnableConfig:
+        """Name provider, model and agent in the run's metadata, as ChatLetta's runs do."""
+        config = ensure_config(config)
+        _messages, call = _call(input, config)
+        params = self.model._get_ls_params()
+        metadata = {
+            **config.get("metadata", {}),
+            "ls_provider": params["ls_provider"],
+            "ls_model_name": params["ls_model_name"],
+        }
+        agent_id = call.get("agent_id") or self.model.agent_id
+        if agent_id:
+            metadata["letta_agent_id"] = agent_id
+        return {**config, "metadata": metadata}
 
     def _respond(
         self, input: AgentInput, run_manager: CallbackManagerForChainRun, config: RunnableConfig

@@ -66,6 +66,12 @@ class ChatLetta(BaseChatModel):
     The agent can also be chosen per call, so one model serves many agents:
     ``model.invoke(messages, config={"configurable": {"agent_id": "agent-…"}})``.
 
+    A message is never sent twice: requests are retried only while the server
+    provably has not accepted them, and a dropped stream of a background run is
+    read again from its last ``seq_id``. When that is impossible the
+    ``LettaStreamInterruptedError`` carries ``progress`` and ``partial_message``;
+    ``model.stream([], resume_from=error.progress)`` reads the rest later.
+
     ``temperature``, ``max_tokens`` and ``stop`` are accepted for compatibility and
     not sent: a Letta agent's LLM settings live in the agent's configuration.
     """

@@ -188,14 +188,19 @@ def test_step_printer_shows_each_step_with_run_and_step_ids() -> None:
     assert f"] answer: {HELLO}" in output
 
 
+class Starts(BaseCallbackHandler):
+    def __init__(self) -> None:
+        self.metadata: list[dict[str, Any]] = []
+        self.chains: list[dict[str, Any]] = []
+
+    def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
+        self.metadata.append(kwargs["metadata"])
+
+    def on_chain_start(self, serialized: Any, inputs: Any, **kwargs: Any) -> None:
+        self.chains.append(kwargs["metadata"])
+
+
 def test_every_model_run_carries_provider_model_and_agent_metadata() -> None:
-    class Starts(BaseCallbackHandler):
-        def __init__(self) -> None:
-            self.metadata: list[dict[str, Any]] = []
-
-        def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
-            self.metadata.append(kwargs["metadata"])
-
     starts = Starts()
     with _always(TOOL_TURN) as server:
         model = ChatLetta(base_url=server.base_url, model="openai/gpt-4o-mini")
@@ -214,3 +219,14 @@ def test_step_printer_shows_the_answer_without_the_seed_era_json_leak() -> None:
         agent.invoke("hi", config={"callbacks": [printer]})
     assert [step.kind for step in printer.steps] == ["reasoning", "answer"]
     assert printer.steps[-1].text == HELLO
+
+
+def test_the_agent_runnables_runs_carry_provider_model_and_agent_metadata() -> None:
+    starts = Starts()
+    with _always(TOOL_TURN) as server:
+        agent = LettaAgentRunnable(agent_id=AGENT, base_url=server.base_url)
+        agent.invoke({"input": "hi", "agent_id": "agent-two"}, config={"callbacks": [starts]})
+        list(agent.stream("hi", config={"callbacks": [starts]}))
+    assert [m["letta_agent_id"] for m in starts.chains] == ["agent-two", AGENT]
+    assert {m["ls_provider"] for m in starts.chains} == {"letta"}
+    assert {m["ls_model_name"] for m in starts.chains} == {"letta-agent"}
