@@ -110,14 +110,13 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
     def _traced(self, input: AgentInput, config: RunnableConfig | None) -> RunnableConfig:
         """Name provider, model and agent in the run's metadata, as ChatLetta's runs do."""
         config = ensure_config(config)
-        _messages, call = _call(input, config)
         params = self.model._get_ls_params()
         metadata = {
             **config.get("metadata", {}),
             "ls_provider": params["ls_provider"],
             "ls_model_name": params["ls_model_name"],
         }
-        agent_id = call.get("agent_id") or self.model.agent_id
+        agent_id = self.model._agent_from(config, _named_agent(input))
         if agent_id:
             metadata["letta_agent_id"] = agent_id
         return {**config, "metadata": metadata}
@@ -176,17 +175,21 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
                 yield event
 
 
+def _named_agent(input: AgentInput) -> str | None:
+    """The agent an input dict names (``{"input": ..., "agent_id": ...}``), if any."""
+    return input.get("agent_id") if isinstance(input, dict) else None
+
+
 def _call(input: AgentInput, config: RunnableConfig) -> tuple[list[BaseMessage], dict[str, Any]]:
-    """The messages to send and the call's agent, from any accepted input."""
+    """The messages to send and, where the input names one, the call's agent.
+
+    An agent from the config or the model is found by ChatLetta itself.
+    """
     kwargs: dict[str, Any] = {}
+    if agent_id := _named_agent(input):
+        kwargs["agent_id"] = agent_id
     if isinstance(input, dict):
-        if input.get("agent_id"):
-            kwargs["agent_id"] = input["agent_id"]
         input = input.get("input") or input.get("messages") or ""
-    if "agent_id" not in kwargs:
-        agent_id = ensure_config(config).get("configurable", {}).get("agent_id")
-        if agent_id:
-            kwargs["agent_id"] = agent_id
     if isinstance(input, PromptValue):
         return input.to_messages(), kwargs
     if isinstance(input, str):

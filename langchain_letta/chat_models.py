@@ -222,11 +222,7 @@ class ChatLetta(BaseChatModel):
         keyword whichever entry point was used, and LangSmith shows it on the run.
         """
         config = ensure_config(config)
-        agent_id = (
-            kwargs.get("agent_id")
-            or config.get("configurable", {}).get("agent_id")
-            or self.agent_id
-        )
+        agent_id = self._agent_from(config, kwargs.get("agent_id"))
         if agent_id:
             kwargs = {**kwargs, "agent_id": agent_id}
             config = {
@@ -392,12 +388,12 @@ class ChatLetta(BaseChatModel):
         )
         return agent_id, request, builder
 
+    def _agent_from(self, config: RunnableConfig, explicit: str | None = None) -> str | None:
+        """The call's agent: named explicitly, else ``configurable.agent_id``, else the model's."""
+        return explicit or config.get("configurable", {}).get("agent_id") or self.agent_id
+
     def _agent_for_call(self, kwargs: dict[str, Any]) -> str:
-        agent_id = (
-            kwargs.get("agent_id")
-            or ensure_config().get("configurable", {}).get("agent_id")
-            or self.agent_id
-        )
+        agent_id = self._agent_from(ensure_config(), kwargs.get("agent_id"))
         if not agent_id:
             raise ValueError(
                 "ChatLetta needs an agent: ChatLetta(agent_id=...) or "

@@ -230,3 +230,14 @@ def test_the_agent_runnables_runs_carry_provider_model_and_agent_metadata() -> N
     assert [m["letta_agent_id"] for m in starts.chains] == ["agent-two", AGENT]
     assert {m["ls_provider"] for m in starts.chains} == {"letta"}
     assert {m["ls_model_name"] for m in starts.chains} == {"letta-agent"}
+
+
+async def test_async_runnable_takes_its_agent_from_the_config() -> None:
+    with _always(TOOL_TURN) as server:
+        agent = LettaAgentRunnable(agent_id=AGENT, base_url=server.base_url)
+        config = {"configurable": {"agent_id": "agent-from-config"}}
+        await agent.ainvoke("a", config=config)  # type: ignore[arg-type]
+        [event async for event in agent.astream("b", config=config)]  # type: ignore[arg-type]
+        list(agent.stream("c", config=config))  # type: ignore[arg-type]
+    paths = {r.path.split("/")[3] for r in server.stream_requests}
+    assert paths == {"agent-from-config"}
