@@ -37,8 +37,8 @@ PROVIDER = "letta"
 # ---------------------------------------------------------------- messages -> request
 
 
-def is_from_agent(message: BaseMessage, agent_id: str) -> bool:
-    """Whether ``message`` is an answer ChatLetta received from ``agent_id``."""
+def answered_by(message: BaseMessage, agent_id: str) -> bool:
+    """Whether ``message`` is an answer ChatLetta received from ``agent_id``, in any thread."""
     metadata = message.response_metadata
     return (
         isinstance(message, AIMessage)
@@ -47,21 +47,54 @@ def is_from_agent(message: BaseMessage, agent_id: str) -> bool:
     )
 
 
+def is_from_agent(message: BaseMessage, agent_id: str, conversation_id: str | None = None) -> bool:
+    """Whether ``message`` is an answer of ``agent_id`` in ``conversation_id``.
+
+    ``None`` is the agent's own thread; an answer from another conversation of the
+    same agent was never seen in this one, so it does not count.
+    """
+    return (
+        answered_by(message, agent_id)
+        and message.response_metadata.get("conversation_id") == conversation_id
+    )
+
+
+def conversation_in_history(messages: Sequence[BaseMessage], agent_id: str) -> str | None:
+    """The conversation of ``agent_id``'s last answer in ``messages`` that names one.
+
+    A LangGraph thread keeps its messages in its checkpoint, so its conversation
+    is found again after a restart, from the answers it already holds.
+    """
+    for message in reversed(messages):
+        if answered_by(message, agent_id):
+            conversation_id = message.response_metadata.get("conversation_id")
+            if isinstance(conversation_id, str):
+                return conversation_id
+    return None
+
+
 def select_new_messages(
-    messages: Sequence[BaseMessage], agent_id: str, policy: HistoryPolicy
+    messages: Sequence[BaseMessage],
+    agent_id: str,
+    policy: HistoryPolicy,
+    conversation_id: str | None = None,
+    *,
+    fresh: bool = False,
 ) -> list[BaseMessage]:
     """The messages to send to a stateful agent that already remembers the conversation.
 
-    ``"new"``: everything after this agent's last answer, or, with no such answer,
-    the trailing run of human and system messages. ``"last"``: the last message
-    only. ``"all"``: every message (to seed a fresh agent).
+    ``"new"``: everything after this agent's last answer in this conversation (its
+    own thread when ``conversation_id`` is ``None``), or, with no such answer or
+    in a ``fresh`` conversation, the trailing run of human and system messages.
+    ``"last"``: the last message only. ``"all"``: every message (to seed a fresh
+    agent).
     """
     if policy == "all":
         return list(messages)
     if policy == "last":
         return list(messages[-1:])
-    for position in range(len(messages) - 1, -1, -1):
-        if is_from_agent(messages[position], agent_id):
+    for position in range(-1 if fresh else len(messages) - 1, -1, -1):
+        if is_from_agent(messages[position], agent_id, conversation_id):
             return list(messages[position + 1 :])
     start = len(messages)
     while start > 0 and isinstance(messages[start - 1], (HumanMessage, SystemMessage)):
@@ -151,9 +184,10 @@ class ChunkBuilder:
     call gets its own.
     """
 
-    def __init__(self, agent_id: str, model_name: str) -> None:
+    def __init__(self, agent_id: str, model_name: str, conversation_id: str | None = None) -> None:
         self.agent_id = agent_id
         self.model_name = model_name
+        self.conversation_id = conversation_id
         self._indexes: dict[tuple[str, str], int] = {}
         self._text_index: int | None = None
         self._text_group: str | None = None
@@ -204,6 +238,8 @@ class ChunkBuilder:
             "stop_reason": self.stop_reason or "end_turn",
             "letta_message_ids": list(self._message_ids),
         }
+        if self.conversation_id is not None:
+            metadata["conversation_id"] = self.conversation_id
         if self.usage is not None:
             metadata["step_count"] = self.usage.step_count
         return AIMessageChunk(

@@ -24,7 +24,8 @@ from langchain_letta.chat_models import ChatLetta
 from langchain_letta.events import LettaEvent
 
 AgentInput = str | Sequence[Any] | PromptValue | dict[str, Any]
-"""A question, messages, a prompt value, or ``{"input": ..., "agent_id": ...}``."""
+"""A question, messages, a prompt value, or ``{"input": ..., "agent_id": ...,
+"conversation_id": ...}``."""
 
 
 class LettaResponse(AIMessage):
@@ -49,7 +50,8 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
     Build it from a model, ``LettaAgentRunnable(model=ChatLetta(...))``, or from
     ChatLetta's own arguments, ``LettaAgentRunnable(agent_id="agent-…")``. The agent
     for a call is, in order: ``input["agent_id"]``, ``configurable.agent_id`` in the
-    config, the model's ``agent_id``.
+    config, the model's ``agent_id``; the conversation likewise
+    (:meth:`ChatLetta.target_for`).
     """
 
     model: ChatLetta
@@ -116,9 +118,11 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
             "ls_provider": params["ls_provider"],
             "ls_model_name": params["ls_model_name"],
         }
-        agent_id = self.model._agent_from(config, _named_agent(input))
-        if agent_id:
-            metadata["letta_agent_id"] = agent_id
+        target = self.model.target_for(config, **_named_target(input))
+        if target.agent_id:
+            metadata["letta_agent_id"] = target.agent_id
+        if target.conversation_id:
+            metadata["letta_conversation_id"] = target.conversation_id
         return {**config, "metadata": metadata}
 
     def _respond(
@@ -175,19 +179,19 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
                 yield event
 
 
-def _named_agent(input: AgentInput) -> str | None:
-    """The agent an input dict names (``{"input": ..., "agent_id": ...}``), if any."""
-    return input.get("agent_id") if isinstance(input, dict) else None
+def _named_target(input: AgentInput) -> dict[str, str]:
+    """The agent and conversation an input dict names (``{"input": ..., "agent_id": ...}``)."""
+    if not isinstance(input, dict):
+        return {}
+    return {key: input[key] for key in ("agent_id", "conversation_id") if input.get(key)}
 
 
 def _call(input: AgentInput, config: RunnableConfig) -> tuple[list[BaseMessage], dict[str, Any]]:
-    """The messages to send and, where the input names one, the call's agent.
+    """The messages to send and, where the input names them, the call's agent and conversation.
 
-    An agent from the config or the model is found by ChatLetta itself.
+    Whatever the input leaves open, ChatLetta finds in the config or its own fields.
     """
-    kwargs: dict[str, Any] = {}
-    if agent_id := _named_agent(input):
-        kwargs["agent_id"] = agent_id
+    kwargs: dict[str, Any] = _named_target(input)
     if isinstance(input, dict):
         input = input.get("input") or input.get("messages") or ""
     if isinstance(input, PromptValue):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple, overload
 
 from langchain_core.callbacks import (
     AsyncCallbackManager,
@@ -26,22 +26,42 @@ from tenacity import RetryCallState
 from langchain_letta._convert import (
     ChunkBuilder,
     HistoryPolicy,
+    conversation_in_history,
     finalize_content,
     select_new_messages,
     to_outgoing,
 )
 from langchain_letta._wire import (
+    AsyncEventStream,
     AsyncLettaClient,
     DialectSetting,
+    EventStream,
     LettaClient,
     StreamRequest,
     validate_agent_id,
+    validate_conversation_id,
 )
 from langchain_letta._wire.retry import DEFAULT_RETRY_TIMEOUT
 from langchain_letta.errors import LettaError, StreamProgress
 from langchain_letta.events import LettaEvent
 
 DEFAULT_MODEL_NAME = "letta-agent"
+
+
+class LettaTarget(NamedTuple):
+    """Where one call goes (see :meth:`ChatLetta.target_for`).
+
+    Attributes:
+        agent_id: The agent.
+        conversation_id: The conversation of that agent, or ``None`` for the
+            agent's own thread.
+        thread_id: The LangGraph thread whose own conversation is to be used
+            (``conversation_per_thread``), when no conversation is named.
+    """
+
+    agent_id: str | None
+    conversation_id: str | None
+    thread_id: str | None
 
 
 class ChatLetta(BaseChatModel):
@@ -65,6 +85,9 @@ class ChatLetta(BaseChatModel):
 
     The agent can also be chosen per call, so one model serves many agents:
     ``model.invoke(messages, config={"configurable": {"agent_id": "agent-…"}})``.
+    A conversation (one of the agent's threads, Letta 0.16.2+) is chosen the same
+    way, with ``conversation_id``; ``conversation_per_thread=True`` gives each
+    LangGraph thread its own conversation (see :meth:`target_for`).
 
     A message is never sent twice: requests are retried only while the server
     provably has not accepted them, and a dropped stream of a background run is
@@ -80,6 +103,13 @@ class ChatLetta(BaseChatModel):
 
     agent_id: str | None = None
     """The agent to talk to; may be given per call instead (``configurable.agent_id``)."""
+    conversation_id: str | None = None
+    """A conversation of the agent (Letta 0.16.2+) to talk in; may be given per call
+    (``configurable.conversation_id``). ``None``: the agent's own thread."""
+    conversation_per_thread: bool = False
+    """Give each LangGraph thread (``configurable.thread_id``) its own conversation of
+    the agent, created on first use and remembered, so that one agent serves many
+    threads in parallel without their turns mixing."""
     base_url: str | None = Field(default_factory=from_env("LETTA_BASE_URL", default=None))
     """Server URL; ``LETTA_BASE_URL``, else ``http://localhost:8283``."""
     api_key: SecretStr | None = Field(
@@ -122,11 +152,17 @@ class ChatLetta(BaseChatModel):
 
     _client: LettaClient | None = PrivateAttr(default=None)
     _async_client: AsyncLettaClient | None = PrivateAttr(default=None)
+    _thread_conversations: dict[tuple[str, str], str] = PrivateAttr(default_factory=dict)
 
     @field_validator("agent_id")
     @classmethod
     def _check_agent_id(cls, value: str | None) -> str | None:
         return None if value is None else validate_agent_id(value)
+
+    @field_validator("conversation_id")
+    @classmethod
+    def _check_conversation_id(cls, value: str | None) -> str | None:
+        return None if value is None else validate_conversation_id(value)
 
     @property
     def _llm_type(self) -> str:
@@ -149,7 +185,12 @@ class ChatLetta(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"agent_id": self.agent_id, "model": self.model, "stream_tokens": self.stream_tokens}
+        return {
+            "agent_id": self.agent_id,
+            "conversation_id": self.conversation_id,
+            "model": self.model,
+            "stream_tokens": self.stream_tokens,
+        }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = LangSmithParams(
@@ -213,23 +254,64 @@ class ChatLetta(BaseChatModel):
         config, kwargs = self._traced(config, kwargs)
         return super().astream(input, config, stop=stop, **kwargs)
 
+    def target_for(
+        self,
+        config: RunnableConfig | None = None,
+        *,
+        agent_id: str | None = None,
+        conversation_id: str | None = None,
+        thread_id: str | None = None,
+    ) -> LettaTarget:
+        """Where a call goes; the one rule every surface of this package follows.
+
+        The agent and the conversation are each taken from the call (a keyword, or
+        the runnable's input dict), else from ``config["configurable"]``
+        (``agent_id``, ``conversation_id``), else from this model's fields. With
+        ``conversation_per_thread`` and no conversation named, the LangGraph thread
+        (``configurable.thread_id``) is returned, whose conversation the call will
+        find or create.
+        """
+        configurable = ensure_config(config).get("configurable", {})
+        agent = agent_id or configurable.get("agent_id") or self.agent_id
+        conversation = (
+            conversation_id or configurable.get("conversation_id") or self.conversation_id
+        )
+        thread = None
+        if conversation is None and self.conversation_per_thread:
+            thread = thread_id or configurable.get("thread_id")
+        return LettaTarget(
+            str(agent) if agent else None,
+            str(conversation) if conversation else None,
+            str(thread) if thread is not None else None,
+        )
+
     def _traced(
         self, config: RunnableConfig | None, kwargs: dict[str, Any]
     ) -> tuple[RunnableConfig, dict[str, Any]]:
-        """Pass the call's agent on to ``_stream``, and name it in the run's metadata.
+        """Pass the call's target on to ``_stream``, and name it in the run's metadata.
 
-        The agent may come from ``configurable.agent_id``; ``_stream`` receives it as a
-        keyword whichever entry point was used, and LangSmith shows it on the run.
+        The agent and conversation may come from the config; ``_stream`` receives
+        them as keywords whichever entry point was used, and LangSmith shows them.
         """
         config = ensure_config(config)
-        agent_id = self._agent_from(config, kwargs.get("agent_id"))
-        if agent_id:
-            kwargs = {**kwargs, "agent_id": agent_id}
-            config = {
-                **config,
-                "metadata": {**config.get("metadata", {}), "letta_agent_id": agent_id},
-            }
-        return config, kwargs
+        target = self.target_for(
+            config,
+            agent_id=kwargs.get("agent_id"),
+            conversation_id=kwargs.get("conversation_id"),
+            thread_id=kwargs.get("thread_id"),
+        )
+        named = {
+            "agent_id": target.agent_id,
+            "conversation_id": target.conversation_id,
+            "thread_id": target.thread_id,
+        }
+        kwargs = {**kwargs, **{key: value for key, value in named.items() if value}}
+        metadata = {**config.get("metadata", {})}
+        if target.agent_id:
+            metadata["letta_agent_id"] = target.agent_id
+        if target.conversation_id:
+            metadata["letta_conversation_id"] = target.conversation_id
+        return {**config, "metadata": metadata}, kwargs
 
     def _stream(
         self,
@@ -275,18 +357,20 @@ class ChatLetta(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None,
         kwargs: dict[str, Any],
     ) -> tuple[ChunkBuilder, Iterator[tuple[LettaEvent, AIMessageChunk | None]]]:
-        """Each Letta event of one call with the chunk it makes (the core of every surface)."""
-        agent_id, request, builder = self._prepare(messages, kwargs)
+        """Each Letta event of one call with the chunk it makes (the core of every surface).
+
+        Returns the builder (whose ``last_chunk`` closes the message once the events
+        are consumed) and the events; nothing is sent before the first is asked for.
+        """
+        call = self._call(messages, kwargs)
         client = self._sync_client()
-        notices = _Notices()
-        resume_from = kwargs.get("resume_from")
-        if resume_from is not None:
-            stream = client.resume(agent_id, resume_from, **notices.hooks())
-        else:
-            stream = client.stream(agent_id, request, **notices.hooks())
 
         def events() -> Iterator[tuple[LettaEvent, AIMessageChunk | None]]:
+            if call.needs_conversation:
+                call.use_conversation(client.create_conversation(call.agent_id))
+            stream = call.open(client)
             observers = _parent_run_callbacks()
+            notices = call.notices
             emitted: list[AIMessageChunk] = []
             try:
                 with stream:
@@ -297,7 +381,7 @@ class ChatLetta(BaseChatModel):
                                 observers.on_custom_event(
                                     _event_name(event), event, run_id=observers.parent_run_id
                                 )
-                            message = builder.chunk(event)
+                            message = call.builder.chunk(event)
                             if message is not None:
                                 emitted.append(message)
                             yield event, message
@@ -307,7 +391,7 @@ class ChatLetta(BaseChatModel):
                 raise
             notices.flush(run_manager, observers)
 
-        return builder, events()
+        return call.builder, events()
 
     def _aletta_events(
         self,
@@ -316,17 +400,15 @@ class ChatLetta(BaseChatModel):
         kwargs: dict[str, Any],
     ) -> tuple[ChunkBuilder, AsyncIterator[tuple[LettaEvent, AIMessageChunk | None]]]:
         """Async twin of :meth:`_letta_events`."""
-        agent_id, request, builder = self._prepare(messages, kwargs)
+        call = self._call(messages, kwargs)
         client = self._async_letta_client()
-        notices = _Notices()
-        resume_from = kwargs.get("resume_from")
-        if resume_from is not None:
-            stream = client.resume(agent_id, resume_from, **notices.hooks())
-        else:
-            stream = client.stream(agent_id, request, **notices.hooks())
 
         async def events() -> AsyncIterator[tuple[LettaEvent, AIMessageChunk | None]]:
+            if call.needs_conversation:
+                call.use_conversation(await client.create_conversation(call.agent_id))
+            stream = call.open(client)
             observers = _async_parent_run_callbacks()
+            notices = call.notices
             emitted: list[AIMessageChunk] = []
             try:
                 async with stream:
@@ -337,7 +419,7 @@ class ChatLetta(BaseChatModel):
                                 await observers.on_custom_event(
                                     _event_name(event), event, run_id=observers.parent_run_id
                                 )
-                            message = builder.chunk(event)
+                            message = call.builder.chunk(event)
                             if message is not None:
                                 emitted.append(message)
                             yield event, message
@@ -347,7 +429,7 @@ class ChatLetta(BaseChatModel):
                 raise
             await notices.aflush(run_manager, observers)
 
-        return builder, events()
+        return call.builder, events()
 
     def _generate(
         self,
@@ -369,14 +451,42 @@ class ChatLetta(BaseChatModel):
         chunks = [chunk async for chunk in self._astream(messages, stop, run_manager, **kwargs)]
         return _result(chunks)
 
-    def _prepare(
-        self, messages: Sequence[BaseMessage], kwargs: dict[str, Any]
-    ) -> tuple[str, StreamRequest, ChunkBuilder]:
-        agent_id = self._agent_for_call(kwargs)
+    def _call(self, messages: Sequence[BaseMessage], kwargs: dict[str, Any]) -> _Call:
+        """Plan one call: its target, what it sends, and the builder of its chunks.
+
+        Raises:
+            ValueError: No agent, an invalid id, or nothing new to send.
+        """
+        target = self.target_for(
+            ensure_config(),
+            agent_id=kwargs.get("agent_id"),
+            conversation_id=kwargs.get("conversation_id"),
+            thread_id=kwargs.get("thread_id"),
+        )
+        if not target.agent_id:
+            raise ValueError(
+                "ChatLetta needs an agent: ChatLetta(agent_id=...) or "
+                'config={"configurable": {"agent_id": ...}}'
+            )
+        agent_id = validate_agent_id(target.agent_id)
+        conversation_id = target.conversation_id
+        thread_key = None
+        if conversation_id is None and target.thread_id is not None:
+            thread_key = (agent_id, target.thread_id)
+            conversation_id = self._thread_conversations.get(thread_key) or conversation_in_history(
+                messages, agent_id
+            )
+            if conversation_id is not None:
+                self._thread_conversations.setdefault(thread_key, conversation_id)
+                thread_key = None
+        if conversation_id is not None:
+            validate_conversation_id(conversation_id)
         model = kwargs.get("model") or self.model
-        builder = ChunkBuilder(agent_id, model or DEFAULT_MODEL_NAME)
-        selected = select_new_messages(messages, agent_id, self.history)
-        if not selected and kwargs.get("resume_from") is None:
+        resume_from = kwargs.get("resume_from")
+        selected = select_new_messages(
+            messages, agent_id, self.history, conversation_id, fresh=thread_key is not None
+        )
+        if not selected and resume_from is None:
             raise ValueError(
                 "nothing new to send to the Letta agent: the history ends with its own answer"
             )
@@ -386,20 +496,8 @@ class ChatLetta(BaseChatModel):
             max_steps=kwargs.get("max_steps", self.max_steps),
             override_model=model,
         )
-        return agent_id, request, builder
-
-    def _agent_from(self, config: RunnableConfig, explicit: str | None = None) -> str | None:
-        """The call's agent: named explicitly, else ``configurable.agent_id``, else the model's."""
-        return explicit or config.get("configurable", {}).get("agent_id") or self.agent_id
-
-    def _agent_for_call(self, kwargs: dict[str, Any]) -> str:
-        agent_id = self._agent_from(ensure_config(), kwargs.get("agent_id"))
-        if not agent_id:
-            raise ValueError(
-                "ChatLetta needs an agent: ChatLetta(agent_id=...) or "
-                'config={"configurable": {"agent_id": ...}}'
-            )
-        return validate_agent_id(str(agent_id))
+        builder = ChunkBuilder(agent_id, model or DEFAULT_MODEL_NAME, conversation_id)
+        return _Call(self, agent_id, request, builder, thread_key, resume_from)
 
     def _client_options(self) -> dict[str, Any]:
         return {
@@ -424,6 +522,65 @@ class ChatLetta(BaseChatModel):
         if self._async_client is None:
             self._async_client = AsyncLettaClient(**self._client_options())
         return self._async_client
+
+
+class _Call:
+    """One planned call; the sync and async paths differ only in how they do its I/O.
+
+    Attributes:
+        agent_id: The agent.
+        request: What is sent.
+        builder: Turns the call's events into chunks; knows the conversation.
+        notices: Retries and resumes reported by the client, for the callbacks.
+    """
+
+    def __init__(
+        self,
+        model: ChatLetta,
+        agent_id: str,
+        request: StreamRequest,
+        builder: ChunkBuilder,
+        thread_key: tuple[str, str] | None,
+        resume_from: StreamProgress | None,
+    ) -> None:
+        self._model = model
+        self.agent_id = agent_id
+        self.request = request
+        self.builder = builder
+        self._thread_key = thread_key
+        self._resume_from = resume_from
+        self.notices = _Notices()
+
+    @property
+    def needs_conversation(self) -> bool:
+        """Whether the LangGraph thread has no conversation yet (create one first)."""
+        return self._thread_key is not None
+
+    def use_conversation(self, created: str) -> None:
+        """Talk in the conversation just created for the thread, and remember it.
+
+        If another call of the same thread created one meanwhile, the first one
+        remembered wins, so that the thread's turns never split across two.
+        """
+        if self._thread_key is None:  # pragma: no cover - guarded by needs_conversation
+            return
+        conversations = self._model._thread_conversations
+        self.builder.conversation_id = conversations.setdefault(self._thread_key, created)
+        self._thread_key = None
+
+    @overload
+    def open(self, client: LettaClient) -> EventStream: ...
+
+    @overload
+    def open(self, client: AsyncLettaClient) -> AsyncEventStream: ...
+
+    def open(self, client: LettaClient | AsyncLettaClient) -> EventStream | AsyncEventStream:
+        """The event stream of this call on ``client`` (sync or async alike)."""
+        hooks = self.notices.hooks()
+        if self._resume_from is not None:
+            return client.resume(self.agent_id, self._resume_from, **hooks)
+        conversation_id = self.builder.conversation_id
+        return client.stream(self.agent_id, self.request, conversation_id=conversation_id, **hooks)
 
 
 class _Notices:

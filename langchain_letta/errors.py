@@ -44,6 +44,7 @@ __all__ = [
     "LettaStreamCancelledError",
     "LettaStreamInterruptedError",
     "LettaTimeoutError",
+    "LettaUnsupportedError",
     "StreamProgress",
 ]
 
@@ -142,6 +143,25 @@ class LettaNotFoundError(LettaError, ModelNotFoundError):
 
 class LettaInvalidRequestError(LettaError, ModelInvalidRequestError):
     """The server rejected the request as invalid (400, 422); nothing was accepted."""
+
+
+class LettaUnsupportedError(LettaInvalidRequestError):
+    """The server's release lacks a feature the call asks for; raised before anything is sent.
+
+    Raised instead of sending a request that an older server would silently
+    misread (an unknown field ignored, a route answered with a bare 404).
+
+    Attributes:
+        feature: What was asked for (``"conversations"``, a request field, ...).
+        server_version: The release the server reported.
+    """
+
+    def __init__(
+        self, message: str, *, feature: str, server_version: str | None, **kwargs: Any
+    ) -> None:
+        super().__init__(message, is_retryable=False, **kwargs)
+        self.feature = feature
+        self.server_version = server_version
 
 
 class LettaRateLimitError(LettaError, ModelRateLimitError):

@@ -8,7 +8,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 
-from langchain_letta._convert import is_from_agent
+from langchain_letta._convert import answered_by
 from langchain_letta.chat_models import ChatLetta
 
 
@@ -29,7 +29,10 @@ def letta_node(
         name: The node's run name (default ``"letta_agent"``).
         model_args: ChatLetta's arguments, when ``model`` is not given.
 
-    The agent is the model's ``agent_id``, else ``configurable.agent_id``.
+    The agent and the conversation follow :meth:`ChatLetta.target_for`, as for the
+    model itself: ``configurable.agent_id`` before the model's ``agent_id``. With
+    ``conversation_per_thread=True`` each LangGraph thread talks in its own Letta
+    conversation of the agent, so one agent serves many threads at once.
     """
     letta = model or ChatLetta(**model_args)
 
@@ -50,7 +53,7 @@ def letta_node(
 
 
 def _agent(model: ChatLetta, config: RunnableConfig) -> str | None:
-    return model.agent_id or config.get("configurable", {}).get("agent_id")
+    return model.target_for(config).agent_id
 
 
 def _visible(messages: Sequence[BaseMessage], agent_id: str | None) -> list[BaseMessage]:
@@ -59,5 +62,5 @@ def _visible(messages: Sequence[BaseMessage], agent_id: str | None) -> list[Base
         message
         for message in messages
         if isinstance(message, (HumanMessage, SystemMessage))
-        or (agent_id is not None and is_from_agent(message, agent_id))
+        or (agent_id is not None and answered_by(message, agent_id))
     ]

@@ -59,6 +59,10 @@ EXPECTED = {
         f"] answer: {HELLO}",
         "5 steps in run run-b167a27b-c3e2-4f67-96f3-cce4db11e1cf",
     ],
+    "conversations.py": [
+        f"│ {HELLO}",
+        "threads   │ 2 conversations; alice kept hers: True",
+    ],
     "resume.py": [
         "after seq_id 4",
         "after seq_id 10",

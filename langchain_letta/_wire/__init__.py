@@ -6,6 +6,7 @@ from langchain_letta._wire.client import (
     EventStream,
     LettaClient,
     validate_agent_id,
+    validate_conversation_id,
 )
 from langchain_letta._wire.requests import Dialect, DialectSetting, OutgoingMessage, StreamRequest
 
@@ -19,4 +20,5 @@ __all__ = [
     "OutgoingMessage",
     "StreamRequest",
     "validate_agent_id",
+    "validate_conversation_id",
 ]

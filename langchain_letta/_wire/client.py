@@ -10,6 +10,8 @@ holds many frames costs one split, not one pass per line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import re
 import sys
@@ -36,6 +38,7 @@ from langchain_letta._wire.requests import (
     dialect_after_rejection,
     dialect_for_version,
     supports_background,
+    supports_conversations,
 )
 from langchain_letta._wire.retry import (
     DEFAULT_RETRY_TIMEOUT,
@@ -52,6 +55,7 @@ from langchain_letta.errors import (
     LettaStreamCancelledError,
     LettaStreamInterruptedError,
     LettaTimeoutError,
+    LettaUnsupportedError,
     StreamProgress,
     error_from_response,
     error_from_stream,
@@ -85,12 +89,25 @@ def validate_agent_id(agent_id: str) -> str:
         ValueError: The id contains anything but letters, digits, ``-`` and ``_``
             (``../tools`` and the like).
     """
-    if not isinstance(agent_id, str) or not _AGENT_ID.match(agent_id):
+    return _validate_id(agent_id, "agent", "agent-0b5c…")
+
+
+def validate_conversation_id(conversation_id: str) -> str:
+    """Check that ``conversation_id`` can only ever name a conversation (as for agents).
+
+    Raises:
+        ValueError: The id contains anything but letters, digits, ``-`` and ``_``.
+    """
+    return _validate_id(conversation_id, "conversation", "conv-0b5c…")
+
+
+def _validate_id(value: str, what: str, example: str) -> str:
+    if not isinstance(value, str) or not _AGENT_ID.match(value):
         raise ValueError(
-            f"invalid Letta agent id {agent_id!r}: expected letters, digits, '-' and '_' "
-            "(such as 'agent-0b5c…')"
+            f"invalid Letta {what} id {value!r}: expected letters, digits, '-' and '_' "
+            f"(such as {example!r})"
         )
-    return agent_id
+    return value
 
 
 class ClientSettings(TypedDict, total=False):
@@ -167,9 +184,14 @@ class _ClientCore:
             f"{type(self).__name__}(base_url={self.base_url!r}, dialect={self._dialect_setting!r})"
         )
 
-    @property
-    def _needs_probe(self) -> bool:
-        return not self._probed and (self._dialect is None or self.background is None)
+    def _needs_probe(self, conversation_id: str | None = None) -> bool:
+        """Whether a decision still needs the server's version.
+
+        The dialect, background mode, and whether a conversation can be addressed
+        at all depend on it.
+        """
+        wanted = self._dialect is None or self.background is None or conversation_id is not None
+        return not self._probed and wanted
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "text/event-stream, application/json", **self._extra_headers}
@@ -181,9 +203,43 @@ class _ClientCore:
             headers["user_id"] = self._user_id
         return headers
 
-    def _stream_path(self, agent_id: str) -> str:
-        quoted = urllib.parse.quote(validate_agent_id(agent_id), safe="")
-        return f"/v1/agents/{quoted}/messages/stream"
+    def _message_path(self, agent_id: str, conversation_id: str | None) -> str:
+        """Where a message goes: the agent's stream route, or the conversation's.
+
+        An agent's own thread uses ``/v1/agents/{id}/messages/stream``, which every
+        release from 0.6 to 0.16.8 serves alike (0.16.2 marks it deprecated; its
+        replacement, ``POST /v1/agents/{id}/messages`` with ``streaming: true``,
+        streams only for clients that present themselves as Letta's own SDK). A
+        conversation uses ``/v1/conversations/{id}/messages``, which streams by
+        default for any client.
+
+        Raises:
+            LettaUnsupportedError: A conversation on a server older than 0.16.2.
+        """
+        if conversation_id is None:
+            quoted = urllib.parse.quote(validate_agent_id(agent_id), safe="")
+            return f"/v1/agents/{quoted}/messages/stream"
+        self._require_conversations()
+        quoted = urllib.parse.quote(validate_conversation_id(conversation_id), safe="")
+        return f"/v1/conversations/{quoted}/messages"
+
+    def _require_conversations(self) -> None:
+        if not supports_conversations(self._version):
+            raise LettaUnsupportedError(
+                f"this Letta server ({self._version}) has no conversations: they exist from "
+                f"Letta 0.16.2 on. Leave conversation_id unset to talk to the agent itself, "
+                "or upgrade the server.",
+                feature="conversations",
+                server_version=self._version,
+            )
+
+    def _conversation_target(
+        self, agent_id: str, fields: Mapping[str, Any]
+    ) -> tuple[str, dict[str, str], dict[str, Any]]:
+        """Path, query and body of ``POST /v1/conversations/`` (create one for the agent)."""
+        self._require_conversations()
+        body = {name: value for name, value in fields.items() if value is not None}
+        return "/v1/conversations/", {"agent_id": validate_agent_id(agent_id)}, body
 
     def _learn_from_health(self, response: httpx.Response | None) -> None:
         self._probed = True
@@ -238,6 +294,24 @@ class _ClientCore:
         run_id = urllib.parse.quote(progress.run_id or "", safe="")
         body = {"starting_after": progress.last_seq_id or 0, "include_pings": True}
         return f"/v1/runs/{run_id}/stream", body
+
+    @staticmethod
+    def _created_conversation(response: httpx.Response, body: bytes) -> str:
+        """The id of the conversation the server created; a typed error for anything else."""
+        if response.status_code >= 400:
+            raise _error_from_http(response, body)
+        try:
+            created = json.loads(body)
+        except ValueError:
+            created = None
+        conversation_id = created.get("id") if isinstance(created, dict) else None
+        if not isinstance(conversation_id, str):
+            raise LettaProtocolError(
+                f"the Letta server created a conversation without an id: {body[:200]!r}",
+                status_code=response.status_code,
+                request_accepted=True,
+            )
+        return validate_conversation_id(conversation_id)
 
     def _cancel_target(self, agent_id: str, run_id: str) -> tuple[str, dict[str, Any]]:
         quoted = urllib.parse.quote(validate_agent_id(agent_id), safe="")
@@ -424,12 +498,14 @@ class _StreamCore(Generic[ClientT]):
         agent_id: str,
         request: StreamRequest | None,
         *,
+        conversation_id: str | None = None,
         resume_from: StreamProgress | None = None,
         on_retry: OnRetry | None = None,
         on_resume: OnResume | None = None,
     ) -> None:
         self._client = client
         self._agent_id = agent_id
+        self._conversation_id = conversation_id
         self._request = request
         self._state = _StreamState()
         if resume_from is not None:
@@ -533,10 +609,10 @@ class EventStream(_StreamCore["LettaClient"]):
 
     def _send_post(self, request: StreamRequest) -> httpx.Response:
         client = self._client
-        path = client._stream_path(self._agent_id)
+        client.probe(self._conversation_id)
+        path = client._message_path(self._agent_id, self._conversation_id)
         adjusted: set[str] = set()
         for _ in range(3):  # at most a dialect switch and a background fallback
-            client.probe()
             body = client._body(request)
             response = _send(client, path, body)
             if response.status_code < 400:
@@ -657,10 +733,10 @@ class AsyncEventStream(_StreamCore["AsyncLettaClient"]):
 
     async def _send_post(self, request: StreamRequest) -> httpx.Response:
         client = self._client
-        path = client._stream_path(self._agent_id)
+        await client.probe(self._conversation_id)
+        path = client._message_path(self._agent_id, self._conversation_id)
         adjusted: set[str] = set()
         for _ in range(3):  # at most a dialect switch and a background fallback
-            await client.probe()
             body = client._body(request)
             response = await _asend(client, path, body)
             if response.status_code < 400:
@@ -707,6 +783,13 @@ async def _asend(client: AsyncLettaClient, path: str, body: dict[str, Any]) -> h
     return response
 
 
+def _check_target(agent_id: str, conversation_id: str | None) -> None:
+    """Refuse ids that could name another endpoint, before anything is sent."""
+    validate_agent_id(agent_id)
+    if conversation_id is not None:
+        validate_conversation_id(conversation_id)
+
+
 def _read_limited(chunks: Iterator[bytes]) -> bytes:
     body = bytearray()
     for chunk in chunks:
@@ -738,9 +821,9 @@ class LettaClient(_ClientCore):
         super().__init__(**settings)
         self._http = http_client or httpx.Client(base_url=self.base_url, timeout=self.timeout)
 
-    def probe(self) -> None:
+    def probe(self, conversation_id: str | None = None) -> None:
         """Ask ``/v1/health/`` for the server's version, once, if a decision needs it."""
-        if not self._needs_probe:
+        if not self._needs_probe(conversation_id):
             return
         try:
             response: httpx.Response | None = self._http.get("/v1/health/", headers=self._headers())
@@ -758,16 +841,32 @@ class LettaClient(_ClientCore):
         agent_id: str,
         request: StreamRequest,
         *,
+        conversation_id: str | None = None,
         on_retry: OnRetry | None = None,
         on_resume: OnResume | None = None,
     ) -> EventStream:
         """Send ``request`` to ``agent_id`` and stream the typed events until ``[DONE]``.
 
+        Args:
+            agent_id: The agent.
+            request: What to send.
+            conversation_id: Send into this conversation of the agent (Letta
+                0.16.2+) instead of the agent's own thread.
+            on_retry: Called before each retry of a request the server did not accept.
+            on_resume: Called before each resume of a dropped background run.
+
         Raises (while iterating):
             LettaError: A typed subclass for every failure; see ``errors``.
         """
-        validate_agent_id(agent_id)
-        return EventStream(self, agent_id, request, on_retry=on_retry, on_resume=on_resume)
+        _check_target(agent_id, conversation_id)
+        return EventStream(
+            self,
+            agent_id,
+            request,
+            conversation_id=conversation_id,
+            on_retry=on_retry,
+            on_resume=on_resume,
+        )
 
     def resume(
         self,
@@ -788,6 +887,34 @@ class LettaClient(_ClientCore):
         return EventStream(
             self, agent_id, None, resume_from=progress, on_retry=on_retry, on_resume=on_resume
         )
+
+    def create_conversation(self, agent_id: str, **fields: Any) -> str:
+        """Start a new conversation of ``agent_id`` (Letta 0.16.2+) and return its id.
+
+        A conversation is one thread of the agent: its own context window, the
+        agent's shared memory; several conversations of one agent can run at once.
+
+        Args:
+            agent_id: The agent.
+            **fields: Optional fields of Letta's ``CreateConversation`` (``summary``,
+                ``isolated_block_labels``, ``model``, ``model_settings``).
+
+        Raises:
+            LettaUnsupportedError: The server is older than 0.16.2 (nothing sent).
+            LettaError: The typed error of the server's answer.
+        """
+        self.probe(conversation_id="new")
+        path, query, body = self._conversation_target(agent_id, fields)
+        request = self._http.build_request(
+            "POST", path, params=query, json=body, headers=self._headers()
+        )
+        try:
+            response = self._http.send(request, stream=True)
+            with contextlib.closing(response):
+                data = _read_limited(response.iter_bytes())
+        except httpx.TransportError as error:
+            raise _error_from_connect(error) from error
+        return self._created_conversation(response, data)
 
     def cancel(self, agent_id: str, run_id: str) -> None:
         """Ask the server to cancel ``run_id`` (needs Redis on the server); never raises."""
@@ -817,9 +944,9 @@ class AsyncLettaClient(_ClientCore):
         super().__init__(**settings)
         self._http = http_client or httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout)
 
-    async def probe(self) -> None:
+    async def probe(self, conversation_id: str | None = None) -> None:
         """Ask ``/v1/health/`` for the server's version, once, if a decision needs it."""
-        if not self._needs_probe:
+        if not self._needs_probe(conversation_id):
             return
         try:
             response: httpx.Response | None = await self._http.get(
@@ -839,12 +966,20 @@ class AsyncLettaClient(_ClientCore):
         agent_id: str,
         request: StreamRequest,
         *,
+        conversation_id: str | None = None,
         on_retry: OnRetry | None = None,
         on_resume: OnResume | None = None,
     ) -> AsyncEventStream:
         """Send ``request`` to ``agent_id`` and stream the typed events until ``[DONE]``."""
-        validate_agent_id(agent_id)
-        return AsyncEventStream(self, agent_id, request, on_retry=on_retry, on_resume=on_resume)
+        _check_target(agent_id, conversation_id)
+        return AsyncEventStream(
+            self,
+            agent_id,
+            request,
+            conversation_id=conversation_id,
+            on_retry=on_retry,
+            on_resume=on_resume,
+        )
 
     def resume(
         self,
@@ -861,6 +996,23 @@ class AsyncLettaClient(_ClientCore):
         return AsyncEventStream(
             self, agent_id, None, resume_from=progress, on_retry=on_retry, on_resume=on_resume
         )
+
+    async def create_conversation(self, agent_id: str, **fields: Any) -> str:
+        """Start a new conversation of ``agent_id`` (Letta 0.16.2+) and return its id."""
+        await self.probe(conversation_id="new")
+        path, query, body = self._conversation_target(agent_id, fields)
+        request = self._http.build_request(
+            "POST", path, params=query, json=body, headers=self._headers()
+        )
+        try:
+            response = await self._http.send(request, stream=True)
+            try:
+                data = await _aread_limited(response.aiter_bytes())
+            finally:
+                await response.aclose()
+        except httpx.TransportError as error:
+            raise _error_from_connect(error) from error
+        return self._created_conversation(response, data)
 
     async def cancel(self, agent_id: str, run_id: str) -> None:
         """Ask the server to cancel ``run_id`` (needs Redis on the server); never raises."""

@@ -134,6 +134,21 @@ def supports_background(version: str | None) -> bool:
     return release is not None and release >= (0, 11, 5)
 
 
+CONVERSATIONS_SINCE = (0, 16, 2)
+"""The first release with conversations (``/v1/conversations``)."""
+
+
+def supports_conversations(version: str | None) -> bool:
+    """Conversations exist from Letta 0.16.2 on.
+
+    A server that names no release (Letta Cloud, or a failed probe) is given the
+    benefit of the doubt: it answers a route it lacks with a typed 404, and
+    nothing was accepted.
+    """
+    release = release_of(version)
+    return release is None or release >= CONVERSATIONS_SINCE
+
+
 def dialect_for_version(version: str | None) -> Dialect:
     """The dialect a server of ``version`` reads; ``current`` for anything unrecognised."""
     release = release_of(version)

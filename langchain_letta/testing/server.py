@@ -4,10 +4,12 @@ It is a plain ASGI app served by uvicorn on a real socket, so the client under
 test goes through real HTTP: chunked bodies, connection pooling, and drops that
 are real broken connections. It speaks what a Letta server speaks about streams:
 ``GET /v1/health/``, ``POST /v1/agents/{id}/messages/stream`` (foreground, or a
-background run numbered with ``seq_id`` as Redis does), ``POST /v1/runs/{id}/stream``
-(resume after a cursor) and ``POST /v1/agents/{id}/messages/cancel``. Every request
-is recorded, so a test can assert what was sent and how many messages the server
-accepted.
+background run numbered with ``seq_id`` as Redis does), conversations (``POST
+/v1/conversations/?agent_id=…`` creates one, ``POST /v1/conversations/{id}/messages``
+streams like the agent route; both only from 0.16.2, as on real servers), ``POST
+/v1/runs/{id}/stream`` (resume after a cursor) and ``POST
+/v1/agents/{id}/messages/cancel``. Every request is recorded, so a test can assert
+what was sent and how many messages the server accepted.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from langchain_letta._wire.requests import supports_background
+from langchain_letta._wire.requests import release_of, supports_background
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -36,6 +38,8 @@ SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
 JSON_CONTENT_TYPE = "application/json"
 _RUN_ID = re.compile(rb'"run_id":\s*"(run-[^"]+)"')
 _RESUME_PATH = re.compile(r"^/v1/runs/(?P<run>[^/]+)/stream/?$")
+_CONVERSATION_MESSAGES = re.compile(r"^/v1/conversations/(?P<conversation>[^/]+)/messages/?$")
+_MESSAGE_PATH = re.compile(r"^/v1/(agents/[^/]+/messages/stream|conversations/[^/]+/messages)/?$")
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,8 @@ class FakeLettaServer:
     runs: dict[str, BackgroundRun] = field(default_factory=dict)
     accepted: list[RecordedRequest] = field(default_factory=list)
     """Message requests the server took into the agent's memory (answered with a stream)."""
+    conversations: dict[str, str] = field(default_factory=dict)
+    """The conversations created, each with its agent."""
     base_url: str = ""
     _queue: list[Reply] = field(default_factory=list, repr=False)
     _server: Any = field(default=None, repr=False)
@@ -189,8 +195,8 @@ class FakeLettaServer:
 
     @property
     def stream_requests(self) -> list[RecordedRequest]:
-        """The message requests received (health probes, resumes and cancels left out)."""
-        return [r for r in self.received if r.method == "POST" and r.path.startswith("/v1/agents")]
+        """The message requests received, to agents and to conversations (nothing else)."""
+        return [r for r in self.received if r.method == "POST" and _MESSAGE_PATH.match(r.path)]
 
     @property
     def resume_requests(self) -> list[RecordedRequest]:
@@ -281,10 +287,40 @@ class FakeLettaServer:
                 await _send(Reply.json(200, health), receive, send)
         elif resume := _RESUME_PATH.match(request.path):
             await self._resume(resume["run"], request, receive, send)
+        elif request.path.startswith("/v1/conversations") and not self._has_conversations:
+            await _send(Reply.json(404, {"detail": "Not Found"}), receive, send)
+        elif request.method == "POST" and path == "/v1/conversations":
+            await self._create_conversation(request, scope, receive, send)
+        elif conversation := _CONVERSATION_MESSAGES.match(request.path):
+            if conversation["conversation"] in self.conversations:
+                await self._message(request, receive, send)
+            else:
+                detail = f"Conversation with id {conversation['conversation']} not found"
+                await _send(Reply.json(404, {"detail": detail}), receive, send)
         elif path.endswith("/messages/cancel"):
             await self._cancel(request, receive, send)
         else:
             await self._message(request, receive, send)
+
+    @property
+    def _has_conversations(self) -> bool:
+        release = release_of(self.version)
+        return release is None or release >= (0, 16, 2)
+
+    async def _create_conversation(
+        self, request: RecordedRequest, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        query = dict(
+            pair.split("=", 1) for pair in scope["query_string"].decode().split("&") if "=" in pair
+        )
+        agent_id = query.get("agent_id")
+        if not agent_id:
+            detail = [{"type": "missing", "loc": ["query", "agent_id"], "msg": "Field required"}]
+            await _send(Reply.json(422, {"detail": detail}), receive, send)
+            return
+        conversation_id = f"conv-{uuid.uuid4()}"
+        self.conversations[conversation_id] = agent_id
+        await _send(Reply.json(200, {"id": conversation_id, "agent_id": agent_id}), receive, send)
 
     async def _message(self, request: RecordedRequest, receive: Receive, send: Send) -> None:
         payload = request.json() if request.body.startswith(b"{") else {}
