@@ -1,18 +1,27 @@
 # Both targets work on a fresh machine with only python3: they create .venv and install
-# the package with its test and dev extras once (again only when pyproject.toml changes).
+# what they need once (again only when pyproject.toml changes): the demo the package and
+# its fake server, the tests everything (test and dev extras).
 VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+DEMO_INSTALLED := $(VENV)/.demo-installed
 
 .PHONY: demo test lint typecheck unit bench
 
-$(INSTALLED): pyproject.toml
+$(VENV)/.created:
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
-	touch $(INSTALLED)
+	touch $@
 
-demo: $(INSTALLED)
+$(DEMO_INSTALLED): pyproject.toml $(VENV)/.created
+	$(PY) -m pip install --quiet -e ".[testing]"
+	touch $@
+
+$(INSTALLED): pyproject.toml $(VENV)/.created
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@ $(DEMO_INSTALLED)
+
+demo: $(DEMO_INSTALLED)
 	$(PY) examples/quickstart.py
 
 test: lint typecheck unit

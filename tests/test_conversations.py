@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -296,32 +291,3 @@ def test_a_conversation_on_an_old_server_fails_typed_through_chatletta() -> None
             per_thread.invoke("hi", {"configurable": {"thread_id": "t"}})
     assert server.stream_requests == []
     assert _creations(server) == []
-
-
-# ------------------------------------------------------------------ the README
-
-
-def _readme_section(title: str) -> list[str]:
-    """The Python code blocks of one ``## title`` section of the README."""
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    section = readme.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, re.DOTALL)
-
-
-@pytest.mark.parametrize("position", [0, 1])
-def test_the_readme_snippets_on_conversations_run(position: int) -> None:
-    snippet = _readme_section("Conversations")[position]
-    with _server() as server:
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("LETTA_")}
-        env = {**clean, "LETTA_BASE_URL": server.base_url, "LETTA_AGENT_ID": AGENT}
-        done = subprocess.run(
-            [sys.executable, "-c", snippet],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-            check=False,
-        )
-    assert done.returncode == 0, done.stderr
-    assert server.stream_requests
-    assert all(_conversation_of(r) in server.conversations for r in server.stream_requests)

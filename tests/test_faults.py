@@ -364,6 +364,18 @@ def test_stopping_early_hangs_up_and_cancels_only_when_asked(cancel: bool, cance
     assert len(server.accepted) == 1
 
 
+def test_breaking_out_of_a_plain_loop_hangs_up_at_once() -> None:
+    """The README's iterator pattern, without ``with`` or ``close()``."""
+    with FakeLettaServer([turn(stall_after=6)]) as server:
+        with LettaClient(base_url=server.base_url, cancel_on_close=True) as client:
+            stream = client.stream(AGENT, REQUEST)
+            for _ in stream:
+                break
+            assert len(server.cancelled_runs) == 1  # hung up (and cancelled) before close()
+            with pytest.raises(StopIteration):
+                next(iter(stream))  # a closed stream stays closed
+
+
 async def test_async_drop_is_resumed_exactly() -> None:
     with FakeLettaServer([turn(drops=[7, 3])]) as server:
         async with AsyncLettaClient(base_url=server.base_url) as client:

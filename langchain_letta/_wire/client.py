@@ -550,8 +550,12 @@ class EventStream(_StreamCore["LettaClient"]):
         return self._batches
 
     def __iter__(self) -> Iterator[LettaEvent]:
-        for batch in self._batches:
-            yield from batch
+        # A loop that stops early drops this iterator: hang up then, not at close().
+        try:
+            for batch in self._batches:
+                yield from batch
+        finally:
+            self.close()
 
     def close(self) -> None:
         """Hang up now; with ``cancel_on_close`` the background run is cancelled too."""

@@ -1,6 +1,6 @@
 """Test helpers: a fake Letta server that replays recorded or scripted streams.
 
-Needs the ``test`` extra (uvicorn): ``pip install 'langchain-letta[test]'``.
+Needs the ``testing`` extra (uvicorn): ``pip install 'langchain-letta[testing]'``.
 """
 
 from langchain_letta.testing.server import BackgroundRun, FakeLettaServer, RecordedRequest, Reply

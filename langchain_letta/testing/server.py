@@ -226,7 +226,7 @@ class FakeLettaServer:
             import uvicorn
         except ImportError as error:  # pragma: no cover - depends on the environment
             raise ImportError(
-                "langchain_letta.testing needs uvicorn: pip install 'langchain-letta[test]'"
+                "langchain_letta.testing needs uvicorn: pip install 'langchain-letta[testing]'"
             ) from error
         config = uvicorn.Config(
             self._app,
