@@ -14,6 +14,11 @@ REPLAYED_AGENT = "agent-9d9e1f61-7d82-476c-9996-867db2b9c18f"
 """The agent of the 0.16.8 memgpt_v2_agent captures."""
 
 
+def run_label(run_id: str | None) -> str:
+    """A run id for printing: Letta 0.6 and 0.11 streams name no run (their ids are null)."""
+    return run_id or "(none: this server's stream names no run)"
+
+
 @contextlib.contextmanager
 def letta_server(capture: str, **faults: Any) -> Iterator[tuple[str, str]]:
     """Yield ``(base_url, agent_id)``.
@@ -34,7 +39,10 @@ def letta_server(capture: str, **faults: Any) -> Iterator[tuple[str, str]]:
 
     reply = Reply.from_capture(CAPTURES / capture)
     with FakeLettaServer(lambda _request: reply.with_faults(**faults)) as server:
-        print(f"(replaying {capture}, recorded from a real Letta server, on {server.base_url})")
+        print(
+            f"(replaying {capture}: a real Letta server's stream, its LLM a deterministic "
+            f"fake, recorded byte for byte; served on {server.base_url})"
+        )
         print(
             "(to talk to your own: LETTA_BASE_URL=http://localhost:8283 LETTA_AGENT_ID=agent-…)\n"
         )

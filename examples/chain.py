@@ -5,7 +5,7 @@ python examples/chain.py        # replays a real recorded turn (see _server.py)
 
 from __future__ import annotations
 
-from _server import letta_server
+from _server import letta_server, run_label
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
@@ -24,7 +24,8 @@ def main() -> None:
         response = agent.invoke({"input": "Please remember that I like tea."})
         calls = [e.calls for e in response.events if e.message_type == "tool_call_message"]
         tools = sorted({call.name for batch in calls for call in batch if call.name})
-        print(f"run       │ {response.run_id} ({response.stop_reason}), tools used: {tools}")
+        run = run_label(response.run_id)
+        print(f"run       │ {run} ({response.stop_reason}), tools used: {tools}")
 
 
 if __name__ == "__main__":

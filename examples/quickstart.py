@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from _server import letta_server
+from _server import letta_server, run_label
 
 from langchain_letta import ChatLetta
 
@@ -50,7 +50,8 @@ def main() -> None:
                     seen.add(block["index"])
             if chunk.chunk_position == "last":
                 usage, meta = chunk.usage_metadata or {}, chunk.response_metadata
-                print(f"\n\nstop: {meta['stop_reason']} · run: {meta['run_id']} · ", end="")
+                run = run_label(meta["run_id"])
+                print(f"\n\nstop: {meta['stop_reason']} · run: {run} · ", end="")
                 print(f"{usage.get('input_tokens')} tokens in, {usage.get('output_tokens')} out")
 
 

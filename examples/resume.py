@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from _server import letta_server
+from _server import letta_server, run_label
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import RunnableLambda
 
@@ -41,7 +41,7 @@ def main() -> None:
             if isinstance(block, dict) and block["type"].startswith("server_tool_call"):
                 print(f"tool call │ {block['name']} {block['args']}")
         print(f"assistant │ {answer.text}")
-        print(f"run       │ {answer.response_metadata['run_id']}")
+        print(f"run       │ {run_label(answer.response_metadata['run_id'])}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from _server import letta_server
+from _server import letta_server, run_label
 
 from langchain_letta import LettaClient, OutgoingMessage, StreamRequest
 from langchain_letta.callbacks import step_piece
@@ -66,7 +66,7 @@ def main() -> None:
         except LettaError as error:
             print(f"\nerror     │ {type(error).__name__}: {error}")
             sys.exit(1)
-        print(f"\nrun       │ {stream.progress.run_id}")
+        print(f"\nrun       │ {run_label(stream.progress.run_id)}")
 
 
 if __name__ == "__main__":

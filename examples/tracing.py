@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from _server import letta_server
+from _server import letta_server, run_label
 
 from langchain_letta import LettaAgentRunnable, LettaStepPrinter
 
@@ -23,7 +23,7 @@ def main() -> None:
         response = agent.invoke(
             "Please remember that I like tea, again.", config={"callbacks": [printer]}
         )
-        print(f"\n\n{len(printer.steps)} steps in run {response.run_id}")
+        print(f"\n\n{len(printer.steps)} steps in run {run_label(response.run_id)}")
 
 
 if __name__ == "__main__":

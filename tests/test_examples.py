@@ -85,3 +85,17 @@ def test_examples_refuse_a_server_without_an_agent() -> None:
     done = run("quickstart.py", LETTA_BASE_URL="http://127.0.0.1:9")
     assert done.returncode != 0
     assert "LETTA_AGENT_ID" in done.stderr
+
+
+@pytest.mark.parametrize("script", ["quickstart.py", "chain.py", "stream_events.py", "tracing.py"])
+def test_examples_never_print_none_for_a_server_without_run_ids(script: str) -> None:
+    """Letta 0.11.7 streams name no run in the foreground: say so, don't print ``None``."""
+    from langchain_letta.testing import FakeLettaServer, Reply
+    from tests.conftest import CAPTURES
+
+    reply = Reply.from_capture(CAPTURES / "0.11.7/memgpt_v2_agent/03-tool-call-steps.sse")
+    with FakeLettaServer(lambda _request: reply, version="0.11.7", redis=False) as server:
+        done = run(script, LETTA_BASE_URL=server.base_url, LETTA_AGENT_ID="agent-1")
+    assert done.returncode == 0, done.stderr
+    assert "None" not in done.stdout
+    assert "(none: this server's stream names no run)" in done.stdout
