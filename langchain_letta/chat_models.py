@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, NamedTuple, overload
 
+from langchain_core.caches import BaseCache
 from langchain_core.callbacks import (
     AsyncCallbackManager,
     AsyncCallbackManagerForLLMRun,
@@ -101,6 +104,11 @@ class ChatLetta(BaseChatModel):
 
     model_config = ConfigDict(populate_by_name=True)
 
+    cache: BaseCache | bool | None = Field(default=False, exclude=True)
+    """Off by default, even when a global LLM cache is set: a cached answer would never
+    reach the agent, whose memory would silently miss the turn. ``True`` (the global
+    cache) or a cache object opts in, for a stateless use of the agent only."""
+
     agent_id: str | None = None
     """The agent to talk to; may be given per call instead (``configurable.agent_id``)."""
     conversation_id: str | None = None
@@ -150,8 +158,7 @@ class ChatLetta(BaseChatModel):
     stop: list[str] | None = None
     """Accepted, not sent: Letta has no stop sequences."""
 
-    _client: LettaClient | None = PrivateAttr(default=None)
-    _async_client: AsyncLettaClient | None = PrivateAttr(default=None)
+    _clients: _Clients = PrivateAttr(default_factory=lambda: _Clients())
     _thread_conversations: dict[tuple[str, str], str] = PrivateAttr(default_factory=dict)
 
     @field_validator("agent_id")
@@ -363,7 +370,7 @@ class ChatLetta(BaseChatModel):
         are consumed) and the events; nothing is sent before the first is asked for.
         """
         call = self._call(messages, kwargs)
-        client = self._sync_client()
+        client = self._clients.sync(self._client_options)
 
         def events() -> Iterator[tuple[LettaEvent, AIMessageChunk | None]]:
             if call.needs_conversation:
@@ -401,7 +408,7 @@ class ChatLetta(BaseChatModel):
     ) -> tuple[ChunkBuilder, AsyncIterator[tuple[LettaEvent, AIMessageChunk | None]]]:
         """Async twin of :meth:`_letta_events`."""
         call = self._call(messages, kwargs)
-        client = self._async_letta_client()
+        client = self._clients.async_(self._client_options)
 
         async def events() -> AsyncIterator[tuple[LettaEvent, AIMessageChunk | None]]:
             if call.needs_conversation:
@@ -513,15 +520,72 @@ class ChatLetta(BaseChatModel):
             "cancel_on_close": self.cancel_on_close,
         }
 
-    def _sync_client(self) -> LettaClient:
-        if self._client is None:
-            self._client = LettaClient(**self._client_options())
-        return self._client
+    def close(self) -> None:
+        """Close the model's connections (a later call opens new ones)."""
+        self._clients.close()
 
-    def _async_letta_client(self) -> AsyncLettaClient:
-        if self._async_client is None:
-            self._async_client = AsyncLettaClient(**self._client_options())
-        return self._async_client
+    async def aclose(self) -> None:
+        """Close the model's connections, the async ones included."""
+        await self._clients.aclose()
+
+    def __enter__(self) -> ChatLetta:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> ChatLetta:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class _Clients:
+    """A model's HTTP clients, made on first use and reused, so calls share connections.
+
+    A copy of the model (``deepcopy``, ``pickle``, ``model_copy(deep=True)``) starts
+    without clients: connections and locks cannot be copied, and a copy opens its own.
+    The async client belongs to the event loop that made it: ``asyncio.run`` twice
+    gets a new one, since pooled connections cannot move between loops.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sync: LettaClient | None = None
+        self._async: tuple[asyncio.AbstractEventLoop, AsyncLettaClient] | None = None
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Clients:
+        return _Clients()
+
+    def __reduce__(self) -> tuple[type[_Clients], tuple[()]]:
+        return (_Clients, ())
+
+    def sync(self, options: Callable[[], dict[str, Any]]) -> LettaClient:
+        with self._lock:
+            if self._sync is None:
+                self._sync = LettaClient(**options())
+            return self._sync
+
+    def async_(self, options: Callable[[], dict[str, Any]]) -> AsyncLettaClient:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._async is None or self._async[0] is not loop:
+                self._async = (loop, AsyncLettaClient(**options()))
+            return self._async[1]
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._sync = self._sync, None
+        if client is not None:
+            client.close()
+
+    async def aclose(self) -> None:
+        self.close()
+        with self._lock:
+            made, self._async = self._async, None
+        if made is not None and made[0] is asyncio.get_running_loop():
+            await made[1].aclose()
 
 
 class _Call:

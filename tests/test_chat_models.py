@@ -391,3 +391,49 @@ def test_every_clean_capture_gives_the_message_its_frames_describe(path: Any) ->
         assert usage["input_tokens"] == expected["usage"]["prompt_tokens"]
         assert usage["output_tokens"] == expected["usage"]["completion_tokens"]
         assert message.response_metadata["step_count"] == expected["usage"]["step_count"]
+
+
+def test_a_global_llm_cache_never_answers_for_the_agent() -> None:
+    """A stateful agent must hear every turn: the global cache is ignored unless asked."""
+    from langchain_core.caches import InMemoryCache
+    from langchain_core.globals import set_llm_cache
+
+    set_llm_cache(InMemoryCache())
+    try:
+        with _server("0.16.8/letta_v1_agent/01-stream-steps.sse", times=3) as server:
+            model = ChatLetta(agent_id=AGENT, base_url=server.base_url)
+            first, second = model.invoke("same question"), model.invoke("same question")
+            assert len(server.stream_requests) == 2
+            opted_in = ChatLetta(agent_id=AGENT, base_url=server.base_url, cache=True)
+            opted_in.invoke("cached question")
+            opted_in.invoke("cached question")
+            assert len(server.stream_requests) == 3  # only when asked for explicitly
+    finally:
+        set_llm_cache(None)
+    assert first.text == second.text == HELLO
+
+
+def test_a_used_model_can_be_copied_pickled_and_closed() -> None:
+    import asyncio
+    import copy
+    import pickle
+
+    with _server("0.16.8/letta_v1_agent/01-stream-steps.sse", times=8) as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url)
+        model.invoke("sync")
+        asyncio.run(model.ainvoke("async"))
+        asyncio.run(model.ainvoke("another event loop"))  # a new loop gets its own client
+        clone = copy.deepcopy(model)
+        thawed = pickle.loads(pickle.dumps(model))  # noqa: S301 - our own object
+        assert clone.invoke("from the copy").text == HELLO
+        assert thawed.invoke("from the pickle").text == HELLO
+        with model:
+            assert model.invoke("inside with").text == HELLO
+        assert model.invoke("after close: reconnects").text == HELLO
+
+        async def async_with() -> str:
+            async with ChatLetta(agent_id=AGENT, base_url=server.base_url) as scoped:
+                return (await scoped.ainvoke("async with")).text
+
+        assert asyncio.run(async_with()) == HELLO
+    assert len(server.stream_requests) == 8
