@@ -5,7 +5,6 @@ Nothing here touches the network, so every rule can be tested on its own.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -18,6 +17,7 @@ from langchain_core.messages import (
     SystemMessage,
 )
 from langchain_core.messages.ai import InputTokenDetails, OutputTokenDetails, UsageMetadata
+from pydantic_core import from_json
 
 from langchain_letta._wire.requests import OutgoingMessage
 from langchain_letta.events import (
@@ -313,8 +313,8 @@ def finalize_content(message: AIMessage) -> AIMessage:
     for block in message.content:
         if isinstance(block, dict) and block.get("type") == "server_tool_call_chunk":
             block = dict(block)
-            try:
-                args = json.loads(block.get("args") or "{}")
+            try:  # from_json: a hostile depth is a ValueError, not a RecursionError
+                args = from_json(block.get("args") or "{}")
             except ValueError:
                 args = None
             if isinstance(args, dict):

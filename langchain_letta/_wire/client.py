@@ -21,6 +21,7 @@ from typing import Any, Generic, TypedDict, TypeVar
 import httpx
 from httpx_sse import ServerSentEvent
 from pydantic import SecretStr
+from pydantic_core import from_json
 from tenacity import AsyncRetrying, RetryCallState, Retrying
 
 if sys.version_info >= (3, 11):
@@ -188,8 +189,8 @@ class _ClientCore:
     def _learn_from_health(self, response: httpx.Response | None) -> None:
         self._probed = True
         if response is not None and response.status_code == 200:
-            try:
-                payload = response.json()
+            try:  # from_json: a hostile depth is a ValueError, not a RecursionError
+                payload = from_json(response.content)
             except ValueError:
                 payload = None
             if isinstance(payload, dict) and isinstance(payload.get("version"), str):
