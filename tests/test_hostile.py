@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any, Literal
 
 import httpx
 import pytest
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig
 
 from langchain_letta import AsyncLettaClient, ChatLetta, LettaClient, OutgoingMessage, StreamRequest
 from langchain_letta.errors import (
@@ -19,6 +21,7 @@ from langchain_letta.errors import (
     LettaError,
     LettaInvalidRequestError,
     LettaProtocolError,
+    LettaRateLimitError,
 )
 from langchain_letta.events import AssistantMessage, LettaEvent
 from langchain_letta.testing import FakeLettaServer, Reply
@@ -33,7 +36,7 @@ DEEP_OBJECT = '{"detail":' * 100_000 + "1" + "}" * 100_000
 
 
 def drain(
-    server: FakeLettaServer, mode: Mode, **options: Any
+    server: FakeLettaServer, mode: Mode, agent_id: str = AGENT, **options: Any
 ) -> tuple[list[LettaEvent], LettaError | None]:
     """Stream one request with the sync or async client: events delivered, error that ended it."""
     options.setdefault("max_retries", 0)
@@ -41,13 +44,13 @@ def drain(
 
     async def consume() -> None:
         async with AsyncLettaClient(base_url=server.base_url, **options) as client:
-            async for event in client.stream(AGENT, REQUEST):
+            async for event in client.stream(agent_id, REQUEST):
                 events.append(event)
 
     try:
         if mode == "sync":
             with LettaClient(base_url=server.base_url, **options) as client:
-                events.extend(client.stream(AGENT, REQUEST))
+                events.extend(client.stream(agent_id, REQUEST))
         else:
             asyncio.run(consume())
     except LettaError as error:
@@ -55,12 +58,17 @@ def drain(
     return events, None
 
 
-def chat(server: FakeLettaServer, mode: Mode, text: str = "hi", **options: Any) -> AIMessage:
+def chat(
+    server: FakeLettaServer,
+    mode: Mode,
+    text: str | list[BaseMessage] = "hi",
+    config: RunnableConfig | None = None,
+) -> AIMessage:
     """``invoke`` or ``ainvoke`` one ChatLetta turn against the server."""
-    model = ChatLetta(agent_id=AGENT, base_url=server.base_url, max_retries=0, **options)
+    model = ChatLetta(agent_id=AGENT, base_url=server.base_url, max_retries=0)
     if mode == "sync":
-        return model.invoke(text)
-    return asyncio.run(model.ainvoke(text))
+        return model.invoke(text, config)
+    return asyncio.run(model.ainvoke(text, config))
 
 
 # ------------------------------------------------------------------ deeply nested JSON
@@ -137,3 +145,66 @@ def test_a_deeply_nested_health_answer_only_leaves_the_version_unknown(mode: Mod
 
         events = asyncio.run(consume())
     assert [type(event) for event in events] == [AssistantMessage]
+
+
+# ------------------------------------------------------------------ bad input, odd headers
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_agent_id_with_a_trailing_newline_is_refused_before_anything_is_sent(
+    mode: Mode,
+) -> None:
+    bad = AGENT + "\n"
+    with FakeLettaServer([Reply.events(HELLO)]) as server:
+        with pytest.raises(ValueError, match="invalid Letta agent id"):
+            drain(server, mode, agent_id=bad)
+        with pytest.raises(ValueError, match="invalid Letta agent id"):
+            chat(server, mode, config={"configurable": {"agent_id": bad}})
+        with pytest.raises(ValueError, match="invalid Letta agent id"):
+            ChatLetta(agent_id=bad, base_url=server.base_url)
+    assert server.stream_requests == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("part", "says"),
+    [
+        ({"type": "text", "text": None}, "'text' must be a string"),
+        ({"type": "text"}, "'text' must be a string"),
+        ({"type": "image_url"}, "needs 'image_url'"),
+        ({"type": "image_url", "image_url": None}, "needs 'image_url'"),
+        ({"type": "image_url", "image_url": {"url": None}}, "needs 'image_url'"),
+        ({"type": "image_url", "image_url": {}}, "needs 'image_url'"),
+        ({"type": "image"}, "needs a 'url' or 'base64'"),
+        ({"type": "image", "url": None, "base64": None}, "needs a 'url' or 'base64'"),
+        ({"image_url": None}, "type None"),
+    ],
+)
+def test_a_malformed_content_part_is_a_clear_value_error_with_nothing_sent(
+    mode: Mode, part: dict[str, Any], says: str
+) -> None:
+    message = HumanMessage(content=["look:", part])
+    with FakeLettaServer([Reply.events(HELLO)]) as server:
+        with pytest.raises(ValueError, match=re.escape(says)):
+            chat(server, mode, [message])
+    assert server.stream_requests == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_event_stream_content_type_is_matched_whatever_its_case(mode: Mode) -> None:
+    reply = Reply(body=Reply.events(HELLO).body, content_type="Text/Event-Stream; Charset=UTF-8")
+    with FakeLettaServer([reply]) as server:
+        events, error = drain(server, mode)
+    assert error is None
+    assert [event.raw for event in events] == [HELLO]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_sse_error_body_is_read_whatever_the_case_of_its_content_type(mode: Mode) -> None:
+    body = b'event: error\ndata: {"error": {"type": "llm_rate_limit", "message": "slow"}}\n\n'
+    reply = Reply(status=500, body=body, content_type="TEXT/EVENT-STREAM")
+    with FakeLettaServer([reply]) as server:
+        _, error = drain(server, mode)
+    assert isinstance(error, LettaRateLimitError)  # the in-stream error, not a bare "HTTP 500"
+    assert error.status_code == 500
+    assert "slow" in str(error)

@@ -74,7 +74,7 @@ MIN_READ_TIMEOUT = 35.0
 """Letta pings every 20 s (30 s on some releases) while a run is silent; a read
 timeout below this would cut healthy streams, so shorter ones are raised to it."""
 
-_AGENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
+_AGENT_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")
 _ERROR_BODY_LIMIT = 256 * 1024
 _DONE = "[DONE]"
 
@@ -86,7 +86,8 @@ def validate_agent_id(agent_id: str) -> str:
         ValueError: The id contains anything but letters, digits, ``-`` and ``_``
             (``../tools`` and the like).
     """
-    if not isinstance(agent_id, str) or not _AGENT_ID.match(agent_id):
+    # fullmatch: re.match with "$" also accepted a trailing newline ("agent-1\n").
+    if not isinstance(agent_id, str) or not _AGENT_ID.fullmatch(agent_id):
         raise ValueError(
             f"invalid Letta agent id {agent_id!r}: expected letters, digits, '-' and '_' "
             "(such as 'agent-0b5c…')"
@@ -370,7 +371,7 @@ class _StreamState:
 
 def _error_from_http(response: httpx.Response, body: bytes) -> LettaError:
     """The error for a response with status >= 400, reading an SSE body where there is one."""
-    if response.headers.get("content-type", "").startswith("text/event-stream"):
+    if _is_event_stream(response):
         # 0.11.x answers an upstream LLM failure with HTTP 500 and the error in SSE frames.
         state = _StreamState(status_code=response.status_code)
         try:
@@ -401,9 +402,15 @@ def _error_from_connect(error: httpx.TransportError) -> LettaError:
     )
 
 
+def _is_event_stream(response: httpx.Response) -> bool:
+    """Whether the body is SSE; media types are case-insensitive (``Text/Event-Stream``)."""
+    content_type: str = response.headers.get("content-type", "")
+    return content_type.partition(";")[0].strip().lower() == "text/event-stream"
+
+
 def _check_stream_response(response: httpx.Response) -> None:
-    content_type = response.headers.get("content-type", "")
-    if not content_type.startswith("text/event-stream"):
+    if not _is_event_stream(response):
+        content_type = response.headers.get("content-type", "")
         raise LettaProtocolError(
             f"expected an event stream from the Letta server, got {content_type or 'no type'!r}",
             status_code=response.status_code,
