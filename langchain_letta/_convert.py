@@ -5,7 +5,6 @@ Nothing here touches the network, so every rule can be tested on its own.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -18,6 +17,7 @@ from langchain_core.messages import (
     SystemMessage,
 )
 from langchain_core.messages.ai import InputTokenDetails, OutputTokenDetails, UsageMetadata
+from pydantic_core import from_json
 
 from langchain_letta._wire.requests import OutgoingMessage
 from langchain_letta.events import (
@@ -132,25 +132,58 @@ def _letta_content(content: str | list[str | dict[str, Any]]) -> str | list[dict
 
 
 def _letta_part(part: str | dict[str, Any]) -> dict[str, Any]:
+    """One LangChain content part as a Letta part.
+
+    Raises:
+        ValueError: The part lacks what its type needs (``text`` as a string, an
+            image URL or base64 data); it is refused before anything is sent,
+            rather than sent as ``"None"`` or failing deep inside with a
+            ``KeyError`` or ``TypeError``.
+    """
     if isinstance(part, str):
         return {"type": "text", "text": part}
     kind = part.get("type")
     if kind == "text":
-        return {"type": "text", "text": part.get("text", "")}
+        text = part.get("text")
+        if not isinstance(text, str):
+            raise ValueError(
+                f"ChatLetta cannot send the text part {_shown(part)}: its 'text' must be a string"
+            )
+        return {"type": "text", "text": text}
     if kind == "image_url":  # OpenAI-style part
-        url = part["image_url"]["url"] if isinstance(part["image_url"], dict) else part["image_url"]
-        return _image_from_url(str(url))
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, dict) else image
+        if not isinstance(url, str) or not url:
+            raise ValueError(
+                f"ChatLetta cannot send the image part {_shown(part)}: it needs "
+                "'image_url': {'url': '<http(s) or data: URL>'}"
+            )
+        return _image_from_url(url)
     if kind == "image":
-        if part.get("url"):
-            return _image_from_url(str(part["url"]))
+        url = part.get("url")
         data = part.get("base64") or part.get("data")
-        if data:
+        if isinstance(url, str) and url:
+            return _image_from_url(url)
+        if not url and isinstance(data, str) and data:
             media_type = part.get("mime_type") or part.get("media_type") or "image/png"
             return {
                 "type": "image",
                 "source": {"type": "base64", "media_type": media_type, "data": data},
             }
-    raise ValueError(f"ChatLetta cannot send a content part of type {kind!r} to a Letta agent")
+        raise ValueError(
+            f"ChatLetta cannot send the image part {_shown(part)}: it needs a 'url' or "
+            "'base64' data as a non-empty string"
+        )
+    raise ValueError(
+        f"ChatLetta cannot send a content part of type {kind!r} to a Letta agent: it sends "
+        "'text', 'image_url' and 'image' parts"
+    )
+
+
+def _shown(part: object) -> str:
+    """A part as shown in an error: its repr, cut short (base64 data can be megabytes)."""
+    text = repr(part)
+    return text if len(text) <= 120 else text[:120] + "…"
 
 
 def _image_from_url(url: str) -> dict[str, Any]:
@@ -349,8 +382,8 @@ def finalize_content(message: AIMessage) -> AIMessage:
     for block in message.content:
         if isinstance(block, dict) and block.get("type") == "server_tool_call_chunk":
             block = dict(block)
-            try:
-                args = json.loads(block.get("args") or "{}")
+            try:  # from_json: a hostile depth is a ValueError, not a RecursionError
+                args = from_json(block.get("args") or "{}")
             except ValueError:
                 args = None
             if isinstance(args, dict):

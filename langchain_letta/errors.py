@@ -28,6 +28,7 @@ from langchain_core.exceptions import (
     ModelRateLimitError,
     ModelTimeoutError,
 )
+from pydantic_core import from_json
 
 __all__ = [
     "LettaAPIError",
@@ -309,8 +310,10 @@ def error_from_stream(
 
 
 def _parse_body(text: str) -> Any:
+    # pydantic-core refuses JSON nested deeper than 200 levels with a ValueError;
+    # json.loads raised a bare RecursionError on a hostile body such as [[[[…]]]].
     try:
-        return json.loads(text)
+        return from_json(text)
     except ValueError:
         return _excerpt(text)
 

@@ -23,6 +23,7 @@ from typing import Any, Generic, TypedDict, TypeVar
 import httpx
 from httpx_sse import ServerSentEvent
 from pydantic import SecretStr
+from pydantic_core import from_json
 from tenacity import AsyncRetrying, RetryCallState, Retrying
 
 if sys.version_info >= (3, 11):
@@ -77,7 +78,7 @@ MIN_READ_TIMEOUT = 35.0
 """Letta pings every 20 s (30 s on some releases) while a run is silent; a read
 timeout below this would cut healthy streams, so shorter ones are raised to it."""
 
-_AGENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
+_AGENT_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")
 _ERROR_BODY_LIMIT = 256 * 1024
 _DONE = "[DONE]"
 
@@ -102,7 +103,8 @@ def validate_conversation_id(conversation_id: str) -> str:
 
 
 def _validate_id(value: str, what: str, example: str) -> str:
-    if not isinstance(value, str) or not _AGENT_ID.match(value):
+    # fullmatch: re.match with "$" also accepted a trailing newline ("agent-1\n").
+    if not isinstance(value, str) or not _AGENT_ID.fullmatch(value):
         raise ValueError(
             f"invalid Letta {what} id {value!r}: expected letters, digits, '-' and '_' "
             f"(such as {example!r})"
@@ -244,8 +246,8 @@ class _ClientCore:
     def _learn_from_health(self, response: httpx.Response | None) -> None:
         self._probed = True
         if response is not None and response.status_code == 200:
-            try:
-                payload = response.json()
+            try:  # from_json: a hostile depth is a ValueError, not a RecursionError
+                payload = from_json(response.content)
             except ValueError:
                 payload = None
             if isinstance(payload, dict) and isinstance(payload.get("version"), str):
@@ -443,7 +445,7 @@ class _StreamState:
 
 def _error_from_http(response: httpx.Response, body: bytes) -> LettaError:
     """The error for a response with status >= 400, reading an SSE body where there is one."""
-    if response.headers.get("content-type", "").startswith("text/event-stream"):
+    if _is_event_stream(response):
         # 0.11.x answers an upstream LLM failure with HTTP 500 and the error in SSE frames.
         state = _StreamState(status_code=response.status_code)
         try:
@@ -474,9 +476,15 @@ def _error_from_connect(error: httpx.TransportError) -> LettaError:
     )
 
 
+def _is_event_stream(response: httpx.Response) -> bool:
+    """Whether the body is SSE; media types are case-insensitive (``Text/Event-Stream``)."""
+    content_type: str = response.headers.get("content-type", "")
+    return content_type.partition(";")[0].strip().lower() == "text/event-stream"
+
+
 def _check_stream_response(response: httpx.Response) -> None:
-    content_type = response.headers.get("content-type", "")
-    if not content_type.startswith("text/event-stream"):
+    if not _is_event_stream(response):
+        content_type = response.headers.get("content-type", "")
         raise LettaProtocolError(
             f"expected an event stream from the Letta server, got {content_type or 'no type'!r}",
             status_code=response.status_code,

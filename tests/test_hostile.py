@@ -1,0 +1,210 @@
+"""A hostile or broken server, and bad input: typed errors and nothing lost, sync and async.
+
+Each test runs both clients (or ``invoke`` and ``ainvoke``) against the same server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any, Literal
+
+import httpx
+import pytest
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig
+
+from langchain_letta import AsyncLettaClient, ChatLetta, LettaClient, OutgoingMessage, StreamRequest
+from langchain_letta.errors import (
+    LettaAuthenticationError,
+    LettaError,
+    LettaInvalidRequestError,
+    LettaProtocolError,
+    LettaRateLimitError,
+)
+from langchain_letta.events import AssistantMessage, LettaEvent
+from langchain_letta.testing import FakeLettaServer, Reply
+
+AGENT = "agent-0b5c3f0e-hostile"
+REQUEST = StreamRequest(messages=[OutgoingMessage(content="hi")])
+Mode = Literal["sync", "async"]
+MODES: list[Mode] = ["sync", "async"]
+HELLO = {"message_type": "assistant_message", "id": "message-1", "content": "Hello"}
+DEEP_ARRAY = "[" * 100_000 + "]" * 100_000
+DEEP_OBJECT = '{"detail":' * 100_000 + "1" + "}" * 100_000
+
+
+def drain(
+    server: FakeLettaServer, mode: Mode, agent_id: str = AGENT, **options: Any
+) -> tuple[list[LettaEvent], LettaError | None]:
+    """Stream one request with the sync or async client: events delivered, error that ended it."""
+    options.setdefault("max_retries", 0)
+    events: list[LettaEvent] = []
+
+    async def consume() -> None:
+        async with AsyncLettaClient(base_url=server.base_url, **options) as client:
+            async for event in client.stream(agent_id, REQUEST):
+                events.append(event)
+
+    try:
+        if mode == "sync":
+            with LettaClient(base_url=server.base_url, **options) as client:
+                events.extend(client.stream(agent_id, REQUEST))
+        else:
+            asyncio.run(consume())
+    except LettaError as error:
+        return events, error
+    return events, None
+
+
+def chat(
+    server: FakeLettaServer,
+    mode: Mode,
+    text: str | list[BaseMessage] = "hi",
+    config: RunnableConfig | None = None,
+) -> AIMessage:
+    """``invoke`` or ``ainvoke`` one ChatLetta turn against the server."""
+    model = ChatLetta(agent_id=AGENT, base_url=server.base_url, max_retries=0)
+    if mode == "sync":
+        return model.invoke(text, config)
+    return asyncio.run(model.ainvoke(text, config))
+
+
+# ------------------------------------------------------------------ deeply nested JSON
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("status", "error_class"), [(401, LettaAuthenticationError), (422, LettaInvalidRequestError)]
+)
+@pytest.mark.parametrize("body", [DEEP_ARRAY, DEEP_OBJECT], ids=["array", "object"])
+def test_a_deeply_nested_error_body_gives_its_typed_error(
+    mode: Mode, status: int, error_class: type[LettaError], body: str
+) -> None:
+    reply = Reply(status=status, body=body.encode(), content_type="application/json")
+    with FakeLettaServer([reply]) as server:
+        events, error = drain(server, mode)
+    assert events == []
+    assert type(error) is error_class
+    assert error.status_code == status
+    assert error.detail is not None
+    assert error.detail.startswith(body[:20])  # an excerpt of the body as text
+    assert len(str(error)) < 1000
+    assert not error.request_accepted
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_deeply_nested_stream_frame_is_a_protocol_error_after_the_good_events(
+    mode: Mode,
+) -> None:
+    deep = f'data: {{"message_type": "assistant_message", "content": {DEEP_ARRAY}}}\n\n'
+    reply = Reply(body=f"data: {json.dumps(HELLO)}\n\n{deep}data: [DONE]\n\n".encode())
+    with FakeLettaServer([reply]) as server:
+        events, error = drain(server, mode)
+    assert [event.raw for event in events] == [HELLO]
+    assert isinstance(error, LettaProtocolError)
+    assert "recursion limit" in str(error)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_deeply_nested_tool_arguments_stay_the_text_the_server_sent(mode: Mode) -> None:
+    call = {"name": "f", "arguments": DEEP_ARRAY, "tool_call_id": "call-1"}
+    reply = Reply.events(
+        {"message_type": "tool_call_message", "id": "message-0", "tool_call": call}, HELLO
+    )
+    with FakeLettaServer([reply]) as server:
+        message = chat(server, mode)
+    assert message.text == "Hello"
+    (block,) = [b for b in message.content if isinstance(b, dict) and "args" in b]
+    assert block["type"] == "server_tool_call_chunk"
+    assert block["args"] == DEEP_ARRAY
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_deeply_nested_health_answer_only_leaves_the_version_unknown(mode: Mode) -> None:
+    stream = b'data: {"message_type": "assistant_message", "content": "Hello"}\n\ndata: [DONE]\n\n'
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/health/":
+            return httpx.Response(200, content=DEEP_ARRAY.encode())
+        return httpx.Response(200, content=stream, headers={"content-type": "text/event-stream"})
+
+    transport = httpx.MockTransport(answer)
+    base_url = "http://letta.test"
+    if mode == "sync":
+        http = httpx.Client(transport=transport, base_url=base_url)
+        with LettaClient(base_url=base_url, http_client=http) as client:
+            events = list(client.stream(AGENT, REQUEST))
+    else:
+
+        async def consume() -> list[LettaEvent]:
+            http = httpx.AsyncClient(transport=transport, base_url=base_url)
+            async with AsyncLettaClient(base_url=base_url, http_client=http) as client:
+                return [event async for event in client.stream(AGENT, REQUEST)]
+
+        events = asyncio.run(consume())
+    assert [type(event) for event in events] == [AssistantMessage]
+
+
+# ------------------------------------------------------------------ bad input, odd headers
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_agent_id_with_a_trailing_newline_is_refused_before_anything_is_sent(
+    mode: Mode,
+) -> None:
+    bad = AGENT + "\n"
+    with FakeLettaServer([Reply.events(HELLO)]) as server:
+        with pytest.raises(ValueError, match="invalid Letta agent id"):
+            drain(server, mode, agent_id=bad)
+        with pytest.raises(ValueError, match="invalid Letta agent id"):
+            chat(server, mode, config={"configurable": {"agent_id": bad}})
+        with pytest.raises(ValueError, match="invalid Letta agent id"):
+            ChatLetta(agent_id=bad, base_url=server.base_url)
+    assert server.stream_requests == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("part", "says"),
+    [
+        ({"type": "text", "text": None}, "'text' must be a string"),
+        ({"type": "text"}, "'text' must be a string"),
+        ({"type": "image_url"}, "needs 'image_url'"),
+        ({"type": "image_url", "image_url": None}, "needs 'image_url'"),
+        ({"type": "image_url", "image_url": {"url": None}}, "needs 'image_url'"),
+        ({"type": "image_url", "image_url": {}}, "needs 'image_url'"),
+        ({"type": "image"}, "needs a 'url' or 'base64'"),
+        ({"type": "image", "url": None, "base64": None}, "needs a 'url' or 'base64'"),
+        ({"image_url": None}, "type None"),
+    ],
+)
+def test_a_malformed_content_part_is_a_clear_value_error_with_nothing_sent(
+    mode: Mode, part: dict[str, Any], says: str
+) -> None:
+    message = HumanMessage(content=["look:", part])
+    with FakeLettaServer([Reply.events(HELLO)]) as server:
+        with pytest.raises(ValueError, match=re.escape(says)):
+            chat(server, mode, [message])
+    assert server.stream_requests == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_event_stream_content_type_is_matched_whatever_its_case(mode: Mode) -> None:
+    reply = Reply(body=Reply.events(HELLO).body, content_type="Text/Event-Stream; Charset=UTF-8")
+    with FakeLettaServer([reply]) as server:
+        events, error = drain(server, mode)
+    assert error is None
+    assert [event.raw for event in events] == [HELLO]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_sse_error_body_is_read_whatever_the_case_of_its_content_type(mode: Mode) -> None:
+    body = b'event: error\ndata: {"error": {"type": "llm_rate_limit", "message": "slow"}}\n\n'
+    reply = Reply(status=500, body=body, content_type="TEXT/EVENT-STREAM")
+    with FakeLettaServer([reply]) as server:
+        _, error = drain(server, mode)
+    assert isinstance(error, LettaRateLimitError)  # the in-stream error, not a bare "HTTP 500"
+    assert error.status_code == 500
+    assert "slow" in str(error)
