@@ -3,7 +3,7 @@
 Replays a real Letta capture (token streaming, many small frames), repeated to a
 long stream, through:
 
-* ours: ``_StreamState().feed(chunk)``, the exact per-read work of the client;
+* ours: ``StreamState().feed(chunk)``, the exact per-read work of the client;
 * baseline A: httpx-sse's own decoders (as ``EventSource.iter_sse`` drives them)
   plus ``json.loads`` per frame, i.e. what a naive client does;
 * baseline B: the official ``letta-client`` SDK's ``Stream`` (its SSE decoder and
@@ -37,7 +37,7 @@ from typing import Any
 
 from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 
-from langchain_letta._wire.client import _StreamState
+from langchain_letta._wire.flow import StreamState
 from langchain_letta._wire.sse import SSEFrameDecoder
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,7 +48,7 @@ MEMORY_FACTOR = 10
 SLOW_REPEATS = 3
 """Passes for baseline B's full path, several times slower than the others."""
 
-OURS = "ours  _StreamState.feed"
+OURS = "ours  StreamState.feed"
 BASE_A = "A     httpx-sse + json.loads"
 BASE_B = "B     letta-client Stream"
 OURS_FRAMES = "ours  SSEFrameDecoder.feed"
@@ -104,7 +104,7 @@ def split_frames(data: bytes) -> list[bytes]:
 
 def run_ours(chunks: Sequence[bytes]) -> int:
     """The client's per-read work: frames, typed events, progress; pings dropped."""
-    state = _StreamState()
+    state = StreamState()
     events = 0
     for chunk in chunks:
         events += len(state.feed(chunk))
@@ -271,7 +271,7 @@ def traced_peaks(chunks: Sequence[bytes], copies: int) -> tuple[int, int]:
     gc.collect()
     tracemalloc.start()
     try:
-        state = _StreamState()
+        state = StreamState()
         for chunk in chunks:
             state.feed(chunk)
         first = tracemalloc.get_traced_memory()[1]

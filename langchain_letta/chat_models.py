@@ -23,7 +23,7 @@ from langchain_core.runnables.config import (
     get_callback_manager_for_config,
 )
 from langchain_core.utils import from_env, secret_from_env
-from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, field_validator
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, ValidationInfo, field_validator
 from tenacity import RetryCallState
 
 from langchain_letta._convert import (
@@ -41,9 +41,12 @@ from langchain_letta._wire import (
     EventStream,
     LettaClient,
     StreamRequest,
+    check_credential,
     validate_agent_id,
+    validate_base_url,
     validate_conversation_id,
 )
+from langchain_letta._wire.client import DEFAULT_TOTAL_TIMEOUT
 from langchain_letta._wire.retry import DEFAULT_RETRY_TIMEOUT
 from langchain_letta.errors import LettaError, StreamProgress
 from langchain_letta.events import LettaEvent
@@ -140,6 +143,10 @@ class ChatLetta(BaseChatModel):
     """Most agent steps per call; the server's default if unset."""
     timeout: float | None = None
     """Read timeout in seconds (never below the server's ping interval)."""
+    total_timeout: float | None = DEFAULT_TOTAL_TIMEOUT
+    """Seconds one call may take in all: retries, waits, the stream and its resumes
+    (900 by default; ``None``: no limit). Also a call keyword. Past it the call ends
+    with ``LettaTimeoutError``, carrying ``progress`` and the partial answer."""
     max_retries: int = 2
     """Retries of a request the server provably did not accept (connection refused, 429,
     502-504, busy); also how many resumes in a row may bring nothing new."""
@@ -165,6 +172,18 @@ class ChatLetta(BaseChatModel):
     @classmethod
     def _check_agent_id(cls, value: str | None) -> str | None:
         return None if value is None else validate_agent_id(value)
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str | None) -> str | None:
+        return None if value is None else validate_base_url(value)
+
+    @field_validator("api_key", "password", mode="before")
+    @classmethod
+    def _check_credentials(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None or not isinstance(value, (str, SecretStr)):
+            return value
+        return check_credential(str(info.field_name), value)
 
     @field_validator("conversation_id")
     @classmethod
@@ -504,7 +523,8 @@ class ChatLetta(BaseChatModel):
             override_model=model,
         )
         builder = ChunkBuilder(agent_id, model or DEFAULT_MODEL_NAME, conversation_id)
-        return _Call(self, agent_id, request, builder, thread_key, resume_from)
+        total_timeout = kwargs.get("total_timeout")
+        return _Call(self, agent_id, request, builder, thread_key, resume_from, total_timeout)
 
     def _client_options(self) -> dict[str, Any]:
         return {
@@ -513,6 +533,7 @@ class ChatLetta(BaseChatModel):
             "password": self.password,
             "user_id": self.user_id,
             "timeout": self.timeout,
+            "total_timeout": self.total_timeout,
             "dialect": self.dialect,
             "max_retries": self.max_retries,
             "retry_timeout": self.retry_timeout,
@@ -606,8 +627,10 @@ class _Call:
         builder: ChunkBuilder,
         thread_key: tuple[str, str] | None,
         resume_from: StreamProgress | None,
+        total_timeout: float | None,
     ) -> None:
         self._model = model
+        self._total_timeout = total_timeout
         self.agent_id = agent_id
         self.request = request
         self.builder = builder
@@ -640,7 +663,7 @@ class _Call:
 
     def open(self, client: LettaClient | AsyncLettaClient) -> EventStream | AsyncEventStream:
         """The event stream of this call on ``client`` (sync or async alike)."""
-        hooks = self.notices.hooks()
+        hooks = {**self.notices.hooks(), "total_timeout": self._total_timeout}
         if self._resume_from is not None:
             return client.resume(self.agent_id, self._resume_from, **hooks)
         conversation_id = self.builder.conversation_id

@@ -5,7 +5,10 @@ from langchain_letta._wire.client import (
     AsyncLettaClient,
     EventStream,
     LettaClient,
+    check_credential,
+    forget_server,
     validate_agent_id,
+    validate_base_url,
     validate_conversation_id,
 )
 from langchain_letta._wire.requests import Dialect, DialectSetting, OutgoingMessage, StreamRequest
@@ -19,6 +22,9 @@ __all__ = [
     "LettaClient",
     "OutgoingMessage",
     "StreamRequest",
+    "check_credential",
+    "forget_server",
     "validate_agent_id",
+    "validate_base_url",
     "validate_conversation_id",
 ]

@@ -1,36 +1,53 @@
 """HTTP clients that stream one message to a Letta agent and yield typed events.
 
 :class:`LettaClient` and :class:`AsyncLettaClient` share everything but their I/O:
-settings and headers (:class:`_ClientCore`), and the per-stream state machine
-that turns frames into events and errors (:class:`_StreamState`). Each network
-read is decoded as one batch of frames (:class:`SSEFrameDecoder`), so a read that
-holds many frames costs one split, not one pass per line.
+settings, headers and what the client has learnt of the server (:class:`ClientCore`),
+and the decisions of each call (:class:`~langchain_letta._wire.flow.StreamFlow`,
+which they drive with their own I/O). Each network read is decoded as one batch of
+frames, so a read that holds many frames costs one split, not one pass per line.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
 import re
 import sys
+import threading
+import time
 import urllib.parse
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Mapping
 from types import TracebackType
-from typing import Any, Generic, TypedDict, TypeVar
+from typing import Any, TypedDict
 
 import httpx
-from httpx_sse import ServerSentEvent
 from pydantic import SecretStr
 from pydantic_core import from_json
-from tenacity import AsyncRetrying, RetryCallState, Retrying
 
 if sys.version_info >= (3, 11):
     from typing import Unpack
 else:  # pydantic depends on typing_extensions, so it is always installed
     from typing_extensions import Unpack
 
+from langchain_letta._wire.flow import (
+    ERROR_BODY_LIMIT,
+    Deliver,
+    Finish,
+    Hangup,
+    Lock,
+    OnResume,
+    OnRetry,
+    Opened,
+    Probe,
+    Read,
+    ReadBody,
+    Send,
+    Sleep,
+    StreamFlow,
+    Unlock,
+    error_from_http,
+    error_from_transport,
+)
 from langchain_letta._wire.requests import (
     Dialect,
     DialectSetting,
@@ -41,35 +58,14 @@ from langchain_letta._wire.requests import (
     supports_background,
     supports_conversations,
 )
-from langchain_letta._wire.retry import (
-    DEFAULT_RETRY_TIMEOUT,
-    logger,
-    retry_policy,
-    safe_to_resend,
-    worth_resuming_again,
-)
-from langchain_letta._wire.sse import FrameTooLargeError, SSEFrameDecoder
+from langchain_letta._wire.retry import DEFAULT_RETRY_TIMEOUT, logger
 from langchain_letta.errors import (
-    LettaConnectionError,
     LettaError,
     LettaProtocolError,
-    LettaStreamCancelledError,
-    LettaStreamInterruptedError,
-    LettaTimeoutError,
     LettaUnsupportedError,
     StreamProgress,
-    error_from_response,
-    error_from_stream,
 )
-from langchain_letta.events import (
-    ErrorMessage,
-    LettaEvent,
-    Ping,
-    StopReason,
-    StreamErrorFrame,
-    UnknownEvent,
-    parse_event,
-)
+from langchain_letta.events import LettaEvent
 
 DEFAULT_BASE_URL = "http://localhost:8283"
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -77,10 +73,29 @@ DEFAULT_READ_TIMEOUT = 90.0
 MIN_READ_TIMEOUT = 35.0
 """Letta pings every 20 s (30 s on some releases) while a run is silent; a read
 timeout below this would cut healthy streams, so shorter ones are raised to it."""
+DEFAULT_TOTAL_TIMEOUT = 900.0
+"""Seconds one call may take in all (retries, waits, the stream and its resumes):
+a long multi-step run fits; a server trickling bytes or pings forever does not."""
+PROBE_TIMEOUT = 5.0
+"""The health probe is small: it gets this long, connect and read alike."""
+_PROBE_BODY_LIMIT = 64 * 1024
 
 _AGENT_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")
-_ERROR_BODY_LIMIT = 256 * 1024
-_DONE = "[DONE]"
+_HEADER_SAFE = re.compile(r"[\x20-\x7e\x80-\xff]*")
+
+_BACKGROUND_SUPPORT: dict[str, bool] = {}
+"""What this process learnt of each server (by base URL): whether it runs background
+mode. A server without Redis refuses it with a 503; that is found out once, by one
+request, rather than by every new client and every concurrent call."""
+
+
+def forget_server(base_url: str) -> None:
+    """Forget what this process learnt of the server at ``base_url``.
+
+    For a server that changed (restarted with Redis, or a test server reusing a
+    port); ``langchain_letta.testing`` calls it for every fake server it starts.
+    """
+    _BACKGROUND_SUPPORT.pop(base_url.rstrip("/"), None)
 
 
 def validate_agent_id(agent_id: str) -> str:
@@ -112,6 +127,47 @@ def _validate_id(value: str, what: str, example: str) -> str:
     return value
 
 
+def validate_base_url(base_url: str) -> str:
+    """Check a server URL before it is kept anywhere (a field, a repr, a log).
+
+    Raises:
+        ValueError: The URL carries credentials (``user:password@``): they would
+            show in reprs and logs, and httpx would send them as Basic auth in
+            place of the API key. The message never repeats them.
+    """
+    parts = urllib.parse.urlsplit(base_url)
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise ValueError(
+            "base_url must not carry credentials ('user:password@host'): pass api_key= "
+            "(or password= for a self-hosted server's password) instead"
+        )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"base_url must be an http(s) URL such as 'http://localhost:8283', "
+            f"not {base_url[:100]!r}"
+        )
+    return base_url
+
+
+def check_credential(name: str, value: str | SecretStr | None) -> SecretStr | None:
+    """A credential as a ``SecretStr``, checked to fit an HTTP header.
+
+    Surrounding whitespace (a key read from a file ends with a newline) is dropped;
+    anything else that cannot go into a header is refused here, naming the setting
+    but never the value, instead of failing later in httpx with the value quoted.
+    """
+    if value is None:
+        return None
+    text = value.get_secret_value() if isinstance(value, SecretStr) else value
+    text = text.strip()
+    if not _HEADER_SAFE.fullmatch(text):
+        raise ValueError(
+            f"the Letta {name} contains characters that cannot be sent in an HTTP header "
+            "(a control character, or one outside Latin-1); check how it was read"
+        )
+    return SecretStr(text)
+
+
 class ClientSettings(TypedDict, total=False):
     """Settings of :class:`LettaClient` and :class:`AsyncLettaClient`.
 
@@ -125,6 +181,8 @@ class ClientSettings(TypedDict, total=False):
             that the server's keep-alive pings always arrive in time, while a dead
             connection is still noticed.
         connect_timeout: Connect timeout in seconds.
+        total_timeout: Seconds one call may take in all, retries and resumes
+            included (``None``: no limit); ``DEFAULT_TOTAL_TIMEOUT`` by default.
         dialect: Request dialect, or ``"auto"`` to ask ``/v1/health/`` once.
         headers: Extra headers for every request.
         max_retries: Retries of a request the server provably did not accept, and
@@ -143,6 +201,7 @@ class ClientSettings(TypedDict, total=False):
     user_id: str | None
     timeout: float | None
     connect_timeout: float
+    total_timeout: float | None
     dialect: DialectSetting
     headers: Mapping[str, str] | None
     max_retries: int
@@ -151,25 +210,26 @@ class ClientSettings(TypedDict, total=False):
     cancel_on_close: bool
 
 
-class _ClientCore:
-    """Settings and decisions shared by the sync and async clients; no I/O of its own."""
+class ClientCore:
+    """Settings, headers and knowledge of the server, shared by both clients; no I/O."""
 
     def __init__(self, **settings: Unpack[ClientSettings]) -> None:
-        base_url = settings.get("base_url")
-        api_key = settings.get("api_key")
-        password = settings.get("password")
-        timeout = settings.get("timeout")
-        connect_timeout = settings.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
-        dialect = settings.get("dialect", "auto")
-        self.base_url = (base_url or os.environ.get("LETTA_BASE_URL") or DEFAULT_BASE_URL).rstrip(
-            "/"
-        )
-        key = api_key if api_key is not None else os.environ.get("LETTA_API_KEY")
-        self._api_key = SecretStr(key) if isinstance(key, str) else key
-        self._password = SecretStr(password) if isinstance(password, str) else password
+        base_url = settings.get("base_url") or os.environ.get("LETTA_BASE_URL") or DEFAULT_BASE_URL
+        self.base_url = validate_base_url(base_url).rstrip("/")
+        key = settings.get("api_key")
+        if key is None:
+            key = os.environ.get("LETTA_API_KEY")
+        self._api_key = check_credential("api_key", key)
+        self._password = check_credential("password", settings.get("password"))
         self._user_id = settings.get("user_id")
-        read = DEFAULT_READ_TIMEOUT if timeout is None else max(float(timeout), MIN_READ_TIMEOUT)
-        self.timeout = httpx.Timeout(read, connect=connect_timeout)
+        timeout = settings.get("timeout")
+        self.read_timeout = (
+            DEFAULT_READ_TIMEOUT if timeout is None else max(float(timeout), MIN_READ_TIMEOUT)
+        )
+        self.connect_timeout = settings.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+        self.total_timeout = settings.get("total_timeout", DEFAULT_TOTAL_TIMEOUT)
+        self.timeout = httpx.Timeout(self.read_timeout, connect=self.connect_timeout)
+        dialect = settings.get("dialect", "auto")
         self._dialect_setting = dialect
         self._dialect: Dialect | None = None if dialect == "auto" else dialect
         self._extra_headers = dict(settings.get("headers") or {})
@@ -179,14 +239,18 @@ class _ClientCore:
         self.cancel_on_close = settings.get("cancel_on_close", False)
         self._version: str | None = None
         self._probed = False
-        self._background_refused = False
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(base_url={self.base_url!r}, dialect={self._dialect_setting!r})"
         )
 
-    def _needs_probe(self, conversation_id: str | None = None) -> bool:
+    @property
+    def server_version(self) -> str | None:
+        """The release the server reported, once probed (``None``: unknown)."""
+        return self._version
+
+    def needs_probe(self, conversation_id: str | None = None) -> bool:
         """Whether a decision still needs the server's version.
 
         The dialect, background mode, and whether a conversation can be addressed
@@ -195,7 +259,8 @@ class _ClientCore:
         wanted = self._dialect is None or self.background is None or conversation_id is not None
         return not self._probed and wanted
 
-    def _headers(self) -> dict[str, str]:
+    def headers(self) -> dict[str, str]:
+        """The headers of every request (credentials included: never log them)."""
         headers = {"Accept": "text/event-stream, application/json", **self._extra_headers}
         if self._api_key is not None:
             headers["Authorization"] = f"Bearer {self._api_key.get_secret_value()}"
@@ -205,7 +270,7 @@ class _ClientCore:
             headers["user_id"] = self._user_id
         return headers
 
-    def _message_path(self, agent_id: str, conversation_id: str | None) -> str:
+    def message_path(self, agent_id: str, conversation_id: str | None) -> str:
         """Where a message goes: the agent's stream route, or the conversation's.
 
         An agent's own thread uses ``/v1/agents/{id}/messages/stream``, which every
@@ -235,7 +300,7 @@ class _ClientCore:
                 server_version=self._version,
             )
 
-    def _conversation_target(
+    def conversation_target(
         self, agent_id: str, fields: Mapping[str, Any]
     ) -> tuple[str, dict[str, str], dict[str, Any]]:
         """Path, query and body of ``POST /v1/conversations/`` (create one for the agent)."""
@@ -243,31 +308,70 @@ class _ClientCore:
         body = {name: value for name, value in fields.items() if value is not None}
         return "/v1/conversations/", {"agent_id": validate_agent_id(agent_id)}, body
 
-    def _learn_from_health(self, response: httpx.Response | None) -> None:
+    def created_conversation(
+        self, status_code: int, headers: Mapping[str, str], body: bytes
+    ) -> str:
+        """The id of the conversation the server created; a typed error for anything else."""
+        if status_code >= 300:
+            raise error_from_http(status_code, headers, body)
+        try:
+            created = from_json(body)
+        except ValueError:
+            created = None
+        conversation_id = created.get("id") if isinstance(created, dict) else None
+        if not isinstance(conversation_id, str):
+            raise LettaProtocolError(
+                f"the Letta server created a conversation without an id: {body[:200]!r}",
+                status_code=status_code,
+                request_accepted=True,
+            )
+        return validate_conversation_id(conversation_id)
+
+    def learn_from_health(self, status_code: int | None, body: bytes) -> None:
+        """Record the server's version from ``GET /v1/health/`` (or that it gave none)."""
         self._probed = True
-        if response is not None and response.status_code == 200:
+        if status_code == 200:
             try:  # from_json: a hostile depth is a ValueError, not a RecursionError
-                payload = from_json(response.content)
+                payload = from_json(body)
             except ValueError:
                 payload = None
-            if isinstance(payload, dict) and isinstance(payload.get("version"), str):
-                self._version = payload["version"]
+            version = payload.get("version") if isinstance(payload, dict) else None
+            if isinstance(version, str):
+                self._version = version[:64]
         if self._dialect is None:
             self._dialect = dialect_for_version(self._version)
 
-    def _body(self, request: StreamRequest) -> dict[str, Any]:
-        """The request in this server's dialect, with background mode decided."""
-        dialect = self._dialect or "current"
+    def background_undecided(self, request: StreamRequest) -> bool:
+        """Whether this request would be the one to find out if background mode works."""
+        return self._wants_background(request) and self.base_url not in _BACKGROUND_SUPPORT
+
+    def learn_background(self, *, works: bool) -> None:
+        """Remember, for this process, whether the server runs background mode."""
+        if not works and _BACKGROUND_SUPPORT.get(self.base_url) is not False:
+            logger.info(
+                "the Letta server at %s cannot run background mode (no Redis): streaming in "
+                "foreground, which cannot be resumed after a drop",
+                self.base_url,
+            )
+        _BACKGROUND_SUPPORT[self.base_url] = works
+
+    def _wants_background(self, request: StreamRequest) -> bool:
         background = request.background
         if background is None:
             background = self.background
         if background is None:
             background = supports_background(self._version)
-        if self._background_refused:
-            background = False
+        return background
+
+    def message_body(self, request: StreamRequest) -> dict[str, Any]:
+        """The request in this server's dialect, with background mode decided."""
+        dialect = self._dialect or "current"
+        background = self._wants_background(request) and _BACKGROUND_SUPPORT.get(
+            self.base_url, True
+        )
         return build_body(request.model_copy(update={"background": background}), dialect)
 
-    def _adjust_after_rejection(
+    def adjust_after_rejection(
         self, status: int, body_text: str, sent: dict[str, Any], done: set[str]
     ) -> bool:
         """Change what is sent after a refusal that proves nothing was accepted.
@@ -286,261 +390,34 @@ class _ClientCore:
                 done.add("dialect")
                 return True
         if status == 503 and sent.get("background") and "redis" in body_text.lower():
-            logger.warning("the Letta server cannot run background mode; streaming in foreground")
-            self._background_refused = True
+            self.learn_background(works=False)
             done.add("background")
             return True
         return False
 
-    def _resume_target(self, progress: StreamProgress) -> tuple[str, dict[str, Any]]:
-        run_id = urllib.parse.quote(progress.run_id or "", safe="")
-        body = {"starting_after": progress.last_seq_id or 0, "include_pings": True}
-        return f"/v1/runs/{run_id}/stream", body
-
-    @staticmethod
-    def _created_conversation(response: httpx.Response, body: bytes) -> str:
-        """The id of the conversation the server created; a typed error for anything else."""
-        if response.status_code >= 400:
-            raise _error_from_http(response, body)
-        try:
-            created = json.loads(body)
-        except ValueError:
-            created = None
-        conversation_id = created.get("id") if isinstance(created, dict) else None
-        if not isinstance(conversation_id, str):
-            raise LettaProtocolError(
-                f"the Letta server created a conversation without an id: {body[:200]!r}",
-                status_code=response.status_code,
-                request_accepted=True,
-            )
-        return validate_conversation_id(conversation_id)
-
-    def _cancel_target(self, agent_id: str, run_id: str) -> tuple[str, dict[str, Any]]:
+    def cancel_target(self, agent_id: str, run_id: str) -> tuple[str, dict[str, Any]]:
+        """Path and body of the request that cancels ``run_id``."""
         quoted = urllib.parse.quote(validate_agent_id(agent_id), safe="")
         return f"/v1/agents/{quoted}/messages/cancel", {"run_ids": [run_id]}
 
 
-class _StreamState:
-    """Turns the frames of one stream into events, errors and progress; no I/O.
-
-    ``progress.last_seq_id`` is the resume cursor. In a background run every frame
-    takes a sequence number, but ``stop_reason`` and ``usage_statistics`` frames do
-    not show theirs: the cursor counts them, so that a resume never replays them.
-    """
-
-    __slots__ = ("decoder", "done", "frames", "progress", "status_code")
-
-    def __init__(self, status_code: int | None = None) -> None:
-        self.decoder = SSEFrameDecoder()
-        self.progress = StreamProgress()
-        self.done = False
-        self.frames = 0
-        self.status_code = status_code
-
-    @property
-    def resumable(self) -> bool:
-        """Whether the run can be read again from the cursor (a background run)."""
-        return self.progress.run_id is not None and self.progress.last_seq_id is not None
-
-    def restart(self) -> None:
-        """Before reading a resumed stream: a frame cut by the drop is replayed whole."""
-        self.decoder = SSEFrameDecoder()
-
-    def feed(self, chunk: bytes) -> list[LettaEvent]:
-        """Events completed by one network read; raises the stream's typed errors."""
-        try:
-            frames = self.decoder.feed(chunk)
-        except FrameTooLargeError as error:
-            raise LettaProtocolError(str(error), progress=self.progress) from None
-        events: list[LettaEvent] = []
-        for frame in frames:
-            event = self._event(frame)
-            if event is not None:
-                events.append(event)
-            elif self.done:
-                break
-        return events
-
-    def _event(self, frame: ServerSentEvent) -> LettaEvent | None:
-        if frame.data == _DONE:
-            self.done = True
-            return None
-        name = frame.event
-        if name == "cancelled":
-            raise LettaStreamCancelledError(
-                f"the Letta run was cancelled: {frame.data}",
-                body=frame.data,
-                request_accepted=True,
-                progress=self.progress,
-            )
-        try:
-            event = parse_event(frame.data)
-        except ValueError as error:
-            raise LettaProtocolError(
-                f"malformed frame #{self.frames + 1} in the Letta stream "
-                f"({error}): {frame.data[:200]!r}",
-                body=frame.data[:1000],
-                progress=self.progress,
-            ) from None
-        self.frames += 1
-        progress = self.progress
-        run_id = getattr(event, "run_id", None)
-        if run_id:
-            progress.run_id = run_id
-        seq_id = getattr(event, "seq_id", None)
-        if seq_id is not None:
-            progress.last_seq_id = seq_id
-        elif progress.last_seq_id is not None and not isinstance(event, Ping):
-            progress.last_seq_id += 1
-        if isinstance(event, (ErrorMessage, StreamErrorFrame)):
-            raise error_from_stream(
-                event.error_type,
-                event.message or "unknown error",
-                event.detail,
-                body=event.raw,
-                progress=progress,
-                status_code=self.status_code,
-            )
-        if name == "error":
-            raise error_from_stream(
-                None,
-                frame.data[:500],
-                None,
-                body=event.raw,
-                progress=progress,
-                status_code=self.status_code,
-            )
-        if name != "message":
-            # A named event this package does not know: keep it, with its name.
-            event = UnknownEvent(message_type=f"event:{name}", data=frame.data)
-        if isinstance(event, Ping):
-            return None
-        if isinstance(event, StopReason):
-            progress.stop_reason = event.stop_reason
-        progress.events_received += 1
-        return event
-
-    def interruption(self, error: httpx.TransportError | None = None) -> LettaError:
-        """The typed error for a stream that stopped before ``[DONE]``."""
-        if isinstance(error, httpx.TimeoutException):
-            return LettaTimeoutError(
-                f"no data from the Letta server for longer than the read timeout ({error!r})",
-                request_accepted=True,
-                progress=self.progress,
-            )
-        if error is not None:
-            cause = f"the connection broke ({error!r})"
-        else:
-            tail = self.decoder.tail()
-            cause = "the server ended the response" + (
-                f" inside a frame: {tail[:200]!r}" if tail else ""
-            )
-        return LettaStreamInterruptedError(
-            f"the Letta stream stopped before [DONE] after {self.progress.events_received} "
-            f"events: {cause}",
-            request_accepted=True,
-            progress=self.progress,
-        )
+def _check_target(agent_id: str, conversation_id: str | None) -> None:
+    """Refuse ids that could name another endpoint, before anything is sent."""
+    validate_agent_id(agent_id)
+    if conversation_id is not None:
+        validate_conversation_id(conversation_id)
 
 
-def _error_from_http(response: httpx.Response, body: bytes) -> LettaError:
-    """The error for a response with status >= 400, reading an SSE body where there is one."""
-    if _is_event_stream(response):
-        # 0.11.x answers an upstream LLM failure with HTTP 500 and the error in SSE frames.
-        state = _StreamState(status_code=response.status_code)
-        try:
-            state.feed(body + b"\n\n")
-        except LettaError as error:
-            return error
-    return error_from_response(
-        response.status_code, body.decode("utf-8", errors="replace"), headers=response.headers
-    )
+def _resumable(progress: StreamProgress) -> StreamProgress:
+    if not progress.run_id:
+        raise ValueError("resuming needs the run id of a background run")
+    return progress
 
 
-def _error_from_connect(error: httpx.TransportError) -> LettaError:
-    """The error for a transport failure before any response arrived."""
-    if isinstance(error, (httpx.ConnectTimeout, httpx.PoolTimeout)):
-        return LettaTimeoutError(
-            f"timed out connecting to the Letta server ({error!r})", is_retryable=True
-        )
-    if isinstance(error, httpx.ConnectError):
-        return LettaConnectionError(f"cannot reach the Letta server ({error!r})")
-    if isinstance(error, httpx.TimeoutException):
-        return LettaTimeoutError(
-            f"the Letta server did not answer within the read timeout ({error!r})",
-            request_accepted=True,
-        )
-    # The request may have reached the server: the message may be stored already.
-    return LettaConnectionError(
-        f"the Letta server did not answer the request ({error!r})", request_accepted=True
-    )
+# ------------------------------------------------------------------ the sync shell
 
 
-def _is_event_stream(response: httpx.Response) -> bool:
-    """Whether the body is SSE; media types are case-insensitive (``Text/Event-Stream``)."""
-    content_type: str = response.headers.get("content-type", "")
-    return content_type.partition(";")[0].strip().lower() == "text/event-stream"
-
-
-def _check_stream_response(response: httpx.Response) -> None:
-    if not _is_event_stream(response):
-        content_type = response.headers.get("content-type", "")
-        raise LettaProtocolError(
-            f"expected an event stream from the Letta server, got {content_type or 'no type'!r}",
-            status_code=response.status_code,
-            request_accepted=True,
-        )
-
-
-OnRetry = Callable[[RetryCallState], None]
-OnResume = Callable[[StreamProgress, LettaError], None]
-ClientT = TypeVar("ClientT", bound=_ClientCore)
-
-
-class _StreamCore(Generic[ClientT]):
-    """What the sync and async event streams share: their state and retry policies."""
-
-    def __init__(
-        self,
-        client: ClientT,
-        agent_id: str,
-        request: StreamRequest | None,
-        *,
-        conversation_id: str | None = None,
-        resume_from: StreamProgress | None = None,
-        on_retry: OnRetry | None = None,
-        on_resume: OnResume | None = None,
-    ) -> None:
-        self._client = client
-        self._agent_id = agent_id
-        self._conversation_id = conversation_id
-        self._request = request
-        self._state = _StreamState()
-        if resume_from is not None:
-            self._state.progress.run_id = resume_from.run_id
-            self._state.progress.last_seq_id = resume_from.last_seq_id or 0
-        self._on_retry = on_retry
-        self._on_resume = on_resume
-
-    @property
-    def progress(self) -> StreamProgress:
-        """Run id, last seq_id, events received and stop reason so far."""
-        return self._state.progress
-
-    def _policy(self, *, resuming: bool) -> dict[str, Any]:
-        return retry_policy(
-            worth_resuming_again if resuming else safe_to_resend,
-            max_retries=self._client.max_retries,
-            timeout=self._client.retry_timeout,
-            on_retry=self._on_retry,
-            what="resuming the Letta stream" if resuming else "sending the message to Letta",
-        )
-
-    def _stalled_too_long(self, stalled: int) -> bool:
-        return not self._state.resumable or stalled > self._client.max_retries
-
-
-class EventStream(_StreamCore["LettaClient"]):
+class EventStream:
     """The events of one streamed request; iterate it, or close it to hang up early.
 
     The request is sent on first iteration, retried while the server provably has
@@ -549,9 +426,15 @@ class EventStream(_StreamCore["LettaClient"]):
     far the stream got (run id, cursor, stop reason), also after an error.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._batches = self._iter_batches()
+    def __init__(self, client: LettaClient, flow: StreamFlow) -> None:
+        self._client = client
+        self._flow = flow
+        self._batches = self._drive()
+
+    @property
+    def progress(self) -> StreamProgress:
+        """Run id, last seq_id, events received and stop reason so far."""
+        return self._flow.progress
 
     def batches(self) -> Iterator[list[LettaEvent]]:
         """The events, one list per network read (pings removed, lists never empty)."""
@@ -580,103 +463,282 @@ class EventStream(_StreamCore["LettaClient"]):
     ) -> None:
         self.close()
 
-    def _iter_batches(self) -> Generator[list[LettaEvent], None, None]:
-        state = self._state
-        response = self._post(self._request) if self._request is not None else self._resume(None)
-        stalled = 0
+    def _drive(self) -> Generator[list[LettaEvent], None, None]:
+        """Carry out the flow's actions with blocking I/O; nothing is decided here."""
+        client, flow = self._client, self._flow
+        actions = flow.run()
+        response: httpx.Response | None = None
+        chunks: Iterator[bytes] = iter(())
+        holding = False
+        reply: Any = None
         try:
             while True:
-                frames_before = state.frames
                 try:
-                    for chunk in response.iter_bytes():
-                        events = state.feed(chunk)
-                        if events:
-                            yield events
-                        if state.done:
-                            return
-                    interruption = state.interruption()
-                except httpx.TransportError as error:
-                    interruption = state.interruption(error)
-                response.close()
-                stalled = 0 if state.frames > frames_before else stalled + 1
-                if self._stalled_too_long(stalled):
-                    raise interruption
-                if self._on_resume is not None:
-                    self._on_resume(state.progress, interruption)
-                state.restart()
-                response = self._resume(interruption)
+                    action = actions.send(reply)
+                except StopIteration:
+                    return
+                reply = None
+                if type(action) is Read:
+                    try:
+                        reply = next(chunks, b"")
+                    except httpx.TransportError as error:
+                        reply = error
+                elif type(action) is Deliver:
+                    yield action.events
+                elif type(action) is Send:
+                    response, reply = client._open(action)
+                    chunks = response.iter_bytes() if response is not None else iter(())
+                elif type(action) is ReadBody:
+                    reply = _read_limited(chunks, action.limit)
+                    response, chunks = _closed(response)
+                elif type(action) is Hangup:
+                    response, chunks = _closed(response)
+                elif type(action) is Finish:
+                    if response is not None:
+                        _finish_in_background(response, chunks, action.limit)
+                    response, chunks = None, iter(())
+                elif type(action) is Probe:
+                    client.probe(action.conversation_id)
+                elif type(action) is Sleep:
+                    time.sleep(action.seconds)
+                elif type(action) is Lock:
+                    client._deciding.acquire()
+                    holding = True
+                elif type(action) is Unlock:
+                    client._deciding.release()
+                    holding = False
         except GeneratorExit:
-            if not state.done and self._client.cancel_on_close and state.progress.run_id:
-                self._client.cancel(self._agent_id, state.progress.run_id)
+            if flow.should_cancel():
+                client.cancel(flow.agent_id, str(flow.progress.run_id))
             raise
+        finally:
+            _closed(response)
+            if holding:
+                client._deciding.release()
+
+
+def _closed(response: httpx.Response | None) -> tuple[None, Iterator[bytes]]:
+    if response is not None:
+        response.close()
+    return None, iter(())
+
+
+def _read_limited(chunks: Iterator[bytes], limit: int) -> bytes:
+    body = bytearray()
+    try:
+        for chunk in chunks:
+            body += chunk
+            if len(body) >= limit:
+                break
+    except httpx.TransportError:
+        pass  # what arrived is the body; the error is about the status, not the read
+    return bytes(body[:limit])
+
+
+def _finish_in_background(response: httpx.Response, chunks: Iterator[bytes], limit: int) -> None:
+    """Read what follows ``[DONE]`` on a daemon thread, then close.
+
+    A normal server ends the body at once and the connection returns to the pool;
+    a server that holds it open delays nobody and loses the connection.
+    """
+
+    def finish() -> None:
+        try:
+            _read_limited(chunks, limit)
         finally:
             response.close()
 
-    def _post(self, request: StreamRequest) -> httpx.Response:
-        policy = self._policy(resuming=False)
-        for attempt in Retrying(**policy):
-            with attempt:
-                return self._send_post(request)
-        raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
+    threading.Thread(target=finish, name="letta-finish", daemon=True).start()
 
-    def _send_post(self, request: StreamRequest) -> httpx.Response:
-        client = self._client
-        client.probe(self._conversation_id)
-        path = client._message_path(self._agent_id, self._conversation_id)
-        adjusted: set[str] = set()
-        for _ in range(3):  # at most a dialect switch and a background fallback
-            body = client._body(request)
-            response = _send(client, path, body)
-            if response.status_code < 400:
-                return response
-            data = _read_limited(response.iter_bytes())
-            response.close()
-            text = data.decode("utf-8", errors="replace")
-            if not client._adjust_after_rejection(response.status_code, text, body, adjusted):
-                raise _error_from_http(response, data)
-        raise _error_from_http(response, data)
 
-    def _resume(self, interruption: LettaError | None) -> httpx.Response:
-        policy = self._policy(resuming=True)
-        path, body = self._client._resume_target(self._state.progress)
+class LettaClient(ClientCore):
+    """Streams messages to Letta agents over one pooled set of HTTP connections.
+
+    Takes the keyword settings of :class:`ClientSettings`, and ``http_client``, an
+    ``httpx.Client`` to use instead of creating one (redirects are never followed,
+    whatever its setting, so that no credential reaches another host).
+    """
+
+    def __init__(
+        self, *, http_client: httpx.Client | None = None, **settings: Unpack[ClientSettings]
+    ) -> None:
+        super().__init__(**settings)
+        self._http = http_client or httpx.Client(base_url=self.base_url, timeout=self.timeout)
+        self._deciding = threading.Lock()
+
+    def probe(self, conversation_id: str | None = None) -> None:
+        """Ask ``/v1/health/`` for the server's version, once, if a decision needs it.
+
+        The answer is bounded in size and time; a server that gives none is
+        treated as one whose release is unknown.
+        """
+        if not self.needs_probe(conversation_id):
+            return
+        status: int | None = None
+        body = b""
+        request = self._http.build_request(
+            "GET", "/v1/health/", headers=self.headers(), timeout=PROBE_TIMEOUT
+        )
         try:
-            for attempt in Retrying(**policy):
-                with attempt:
-                    response = _send(self._client, path, body)
-                    if response.status_code >= 400:
-                        data = _read_limited(response.iter_bytes())
-                        response.close()
-                        raise _error_from_http(response, data)
-                    return response
-        except LettaError as error:
-            if interruption is None:
-                raise
-            raise interruption from error
-        raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
+            response = self._http.send(request, stream=True, follow_redirects=False)
+            try:
+                status, body = (
+                    response.status_code,
+                    _read_limited(response.iter_bytes(), _PROBE_BODY_LIMIT),
+                )
+            finally:
+                response.close()
+        except httpx.HTTPError as error:
+            logger.debug("the Letta health probe failed: %s", type(error).__name__)
+        self.learn_from_health(status, body)
 
+    def dialect(self) -> Dialect:
+        """The request dialect of this server, probed once and cached."""
+        self.probe()
+        return self._dialect or "current"
 
-def _send(client: LettaClient, path: str, body: dict[str, Any]) -> httpx.Response:
-    http = client._http
-    request = http.build_request("POST", path, json=body, headers=client._headers())
-    try:
-        response = http.send(request, stream=True)
-    except httpx.TransportError as error:
-        raise _error_from_connect(error) from error
-    if response.status_code < 400:
+    def stream(
+        self,
+        agent_id: str,
+        request: StreamRequest,
+        *,
+        conversation_id: str | None = None,
+        total_timeout: float | None = None,
+        on_retry: OnRetry | None = None,
+        on_resume: OnResume | None = None,
+    ) -> EventStream:
+        """Send ``request`` to ``agent_id`` and stream the typed events until ``[DONE]``.
+
+        Args:
+            agent_id: The agent.
+            request: What to send.
+            conversation_id: Send into this conversation of the agent (Letta
+                0.16.2+) instead of the agent's own thread.
+            total_timeout: Seconds this call may take in all (retries, stream and
+                resumes); the client's ``total_timeout`` if ``None``.
+            on_retry: Called before each retry of a request the server did not accept.
+            on_resume: Called before each resume of a dropped background run.
+
+        Raises (while iterating):
+            LettaError: A typed subclass for every failure; see ``errors``.
+        """
+        _check_target(agent_id, conversation_id)
+        flow = StreamFlow(
+            self,
+            agent_id,
+            request,
+            conversation_id=conversation_id,
+            total_timeout=total_timeout,
+            on_retry=on_retry,
+            on_resume=on_resume,
+        )
+        return EventStream(self, flow)
+
+    def resume(
+        self,
+        agent_id: str,
+        progress: StreamProgress,
+        *,
+        total_timeout: float | None = None,
+        on_retry: OnRetry | None = None,
+        on_resume: OnResume | None = None,
+    ) -> EventStream:
+        """Read a background run again after ``progress.last_seq_id`` (0: from the start).
+
+        ``progress`` is typically ``error.progress`` of a stream that could not be
+        resumed at the time. Nothing is sent to the agent: no turn is duplicated.
+        """
+        validate_agent_id(agent_id)
+        flow = StreamFlow(
+            self,
+            agent_id,
+            None,
+            resume_from=_resumable(progress),
+            total_timeout=total_timeout,
+            on_retry=on_retry,
+            on_resume=on_resume,
+        )
+        return EventStream(self, flow)
+
+    def create_conversation(self, agent_id: str, **fields: Any) -> str:
+        """Start a new conversation of ``agent_id`` (Letta 0.16.2+) and return its id.
+
+        A conversation is one thread of the agent: its own context window, the
+        agent's shared memory; several conversations of one agent can run at once.
+
+        Args:
+            agent_id: The agent.
+            **fields: Optional fields of Letta's ``CreateConversation`` (``summary``,
+                ``isolated_block_labels``, ``model``, ``model_settings``).
+
+        Raises:
+            LettaUnsupportedError: The server is older than 0.16.2 (nothing sent).
+            LettaError: The typed error of the server's answer.
+        """
+        self.probe(conversation_id="new")
+        path, query, body = self.conversation_target(agent_id, fields)
+        request = self._http.build_request(
+            "POST", path, params=query, json=body, headers=self.headers()
+        )
         try:
-            _check_stream_response(response)
-        except LettaError:
-            response.close()
-            raise
-    return response
+            response = self._http.send(request, stream=True, follow_redirects=False)
+            try:
+                data = _read_limited(response.iter_bytes(), ERROR_BODY_LIMIT)
+            finally:
+                response.close()
+        except httpx.TransportError as error:
+            raise error_from_transport(error) from None
+        return self.created_conversation(response.status_code, response.headers, data)
+
+    def cancel(self, agent_id: str, run_id: str) -> None:
+        """Ask the server to cancel ``run_id`` (needs Redis on the server); never raises."""
+        path, body = self.cancel_target(agent_id, run_id)
+        try:
+            self._http.post(
+                path, json=body, headers=self.headers(), timeout=5.0, follow_redirects=False
+            )
+        except httpx.HTTPError as error:
+            logger.warning("could not cancel Letta run %s: %s", run_id, type(error).__name__)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> LettaClient:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def _open(self, send: Send) -> tuple[httpx.Response | None, Opened | LettaError]:
+        timeout: Any = httpx.USE_CLIENT_DEFAULT
+        if send.read_timeout is not None:
+            timeout = httpx.Timeout(send.read_timeout, connect=self.connect_timeout)
+        request = self._http.build_request(
+            "POST", send.path, json=send.body, headers=self.headers(), timeout=timeout
+        )
+        try:
+            response = self._http.send(request, stream=True, follow_redirects=False)
+        except httpx.TransportError as error:
+            return None, error_from_transport(error)
+        return response, Opened(response.status_code, response.headers)
 
 
-class AsyncEventStream(_StreamCore["AsyncLettaClient"]):
+# ------------------------------------------------------------------ the async shell
+
+
+class AsyncEventStream:
     """Async twin of :class:`EventStream`."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._batches = self._iter_batches()
+    def __init__(self, client: AsyncLettaClient, flow: StreamFlow) -> None:
+        self._client = client
+        self._flow = flow
+        self._batches = self._drive()
+
+    @property
+    def progress(self) -> StreamProgress:
+        """Run id, last seq_id, events received and stop reason so far."""
+        return self._flow.progress
 
     def batches(self) -> AsyncIterator[list[LettaEvent]]:
         """The events, one list per network read (pings removed, lists never empty)."""
@@ -702,252 +764,89 @@ class AsyncEventStream(_StreamCore["AsyncLettaClient"]):
     ) -> None:
         await self.aclose()
 
-    async def _iter_batches(self) -> AsyncGenerator[list[LettaEvent], None]:
-        state = self._state
-        response = await (
-            self._post(self._request) if self._request is not None else self._resume(None)
-        )
-        stalled = 0
+    async def _drive(self) -> AsyncGenerator[list[LettaEvent], None]:
+        """Carry out the flow's actions with async I/O; nothing is decided here."""
+        client, flow = self._client, self._flow
+        actions = flow.run()
+        response: httpx.Response | None = None
+        chunks: AsyncIterator[bytes] = _no_chunks()
+        holding = False
+        reply: Any = None
         try:
             while True:
-                frames_before = state.frames
                 try:
-                    async for chunk in response.aiter_bytes():
-                        events = state.feed(chunk)
-                        if events:
-                            yield events
-                        if state.done:
-                            return
-                    interruption = state.interruption()
-                except httpx.TransportError as error:
-                    interruption = state.interruption(error)
-                await response.aclose()
-                stalled = 0 if state.frames > frames_before else stalled + 1
-                if self._stalled_too_long(stalled):
-                    raise interruption
-                if self._on_resume is not None:
-                    self._on_resume(state.progress, interruption)
-                state.restart()
-                response = await self._resume(interruption)
+                    action = actions.send(reply)
+                except StopIteration:
+                    return
+                reply = None
+                if type(action) is Read:
+                    try:
+                        if action.timeout is None:
+                            reply = await anext(chunks, b"")
+                        else:
+                            reply = await asyncio.wait_for(anext(chunks, b""), action.timeout)
+                    except httpx.TransportError as error:
+                        reply = error
+                    except asyncio.TimeoutError:
+                        reply = httpx.ReadTimeout("the call's deadline came during a read")
+                elif type(action) is Deliver:
+                    yield action.events
+                elif type(action) is Send:
+                    response, reply = await client._open(action)
+                    chunks = response.aiter_bytes() if response is not None else _no_chunks()
+                elif type(action) is ReadBody:
+                    reply = await _aread_limited(chunks, action.limit)
+                    response, chunks = await _aclosed(response)
+                elif type(action) is Hangup:
+                    response, chunks = await _aclosed(response)
+                elif type(action) is Finish:
+                    if response is not None:
+                        client._finish_later(response, chunks, action.limit)
+                    response, chunks = None, _no_chunks()
+                elif type(action) is Probe:
+                    await client.probe(action.conversation_id)
+                elif type(action) is Sleep:
+                    await asyncio.sleep(action.seconds)
+                elif type(action) is Lock:
+                    await client._deciding.acquire()
+                    holding = True
+                elif type(action) is Unlock:
+                    client._deciding.release()
+                    holding = False
         except (GeneratorExit, asyncio.CancelledError):
-            if not state.done and self._client.cancel_on_close and state.progress.run_id:
-                await self._client.cancel(self._agent_id, state.progress.run_id)
+            if flow.should_cancel():
+                await client.cancel(flow.agent_id, str(flow.progress.run_id))
             raise
         finally:
-            await response.aclose()
-
-    async def _post(self, request: StreamRequest) -> httpx.Response:
-        policy = self._policy(resuming=False)
-        async for attempt in AsyncRetrying(**policy):
-            with attempt:
-                return await self._send_post(request)
-        raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
-
-    async def _send_post(self, request: StreamRequest) -> httpx.Response:
-        client = self._client
-        await client.probe(self._conversation_id)
-        path = client._message_path(self._agent_id, self._conversation_id)
-        adjusted: set[str] = set()
-        for _ in range(3):  # at most a dialect switch and a background fallback
-            body = client._body(request)
-            response = await _asend(client, path, body)
-            if response.status_code < 400:
-                return response
-            data = await _aread_limited(response.aiter_bytes())
-            await response.aclose()
-            text = data.decode("utf-8", errors="replace")
-            if not client._adjust_after_rejection(response.status_code, text, body, adjusted):
-                raise _error_from_http(response, data)
-        raise _error_from_http(response, data)
-
-    async def _resume(self, interruption: LettaError | None) -> httpx.Response:
-        policy = self._policy(resuming=True)
-        path, body = self._client._resume_target(self._state.progress)
-        try:
-            async for attempt in AsyncRetrying(**policy):
-                with attempt:
-                    response = await _asend(self._client, path, body)
-                    if response.status_code >= 400:
-                        data = await _aread_limited(response.aiter_bytes())
-                        await response.aclose()
-                        raise _error_from_http(response, data)
-                    return response
-        except LettaError as error:
-            if interruption is None:
-                raise
-            raise interruption from error
-        raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
+            await _aclosed(response)
+            if holding:
+                client._deciding.release()
 
 
-async def _asend(client: AsyncLettaClient, path: str, body: dict[str, Any]) -> httpx.Response:
-    http = client._http
-    request = http.build_request("POST", path, json=body, headers=client._headers())
+async def _no_chunks() -> AsyncIterator[bytes]:
+    return
+    yield  # pragma: no cover - makes this an empty async generator
+
+
+async def _aclosed(response: httpx.Response | None) -> tuple[None, AsyncIterator[bytes]]:
+    if response is not None:
+        await response.aclose()
+    return None, _no_chunks()
+
+
+async def _aread_limited(chunks: AsyncIterator[bytes], limit: int) -> bytes:
+    body = bytearray()
     try:
-        response = await http.send(request, stream=True)
-    except httpx.TransportError as error:
-        raise _error_from_connect(error) from error
-    if response.status_code < 400:
-        try:
-            _check_stream_response(response)
-        except LettaError:
-            await response.aclose()
-            raise
-    return response
+        async for chunk in chunks:
+            body += chunk
+            if len(body) >= limit:
+                break
+    except httpx.TransportError:
+        pass  # what arrived is the body; the error is about the status, not the read
+    return bytes(body[:limit])
 
 
-def _check_target(agent_id: str, conversation_id: str | None) -> None:
-    """Refuse ids that could name another endpoint, before anything is sent."""
-    validate_agent_id(agent_id)
-    if conversation_id is not None:
-        validate_conversation_id(conversation_id)
-
-
-def _read_limited(chunks: Iterator[bytes]) -> bytes:
-    body = bytearray()
-    for chunk in chunks:
-        body += chunk
-        if len(body) >= _ERROR_BODY_LIMIT:
-            break
-    return bytes(body)
-
-
-async def _aread_limited(chunks: AsyncIterator[bytes]) -> bytes:
-    body = bytearray()
-    async for chunk in chunks:
-        body += chunk
-        if len(body) >= _ERROR_BODY_LIMIT:
-            break
-    return bytes(body)
-
-
-class LettaClient(_ClientCore):
-    """Streams messages to Letta agents over one pooled set of HTTP connections.
-
-    Takes the keyword settings of :class:`ClientSettings`, and ``http_client``, an
-    ``httpx.Client`` to use instead of creating one.
-    """
-
-    def __init__(
-        self, *, http_client: httpx.Client | None = None, **settings: Unpack[ClientSettings]
-    ) -> None:
-        super().__init__(**settings)
-        self._http = http_client or httpx.Client(base_url=self.base_url, timeout=self.timeout)
-
-    def probe(self, conversation_id: str | None = None) -> None:
-        """Ask ``/v1/health/`` for the server's version, once, if a decision needs it."""
-        if not self._needs_probe(conversation_id):
-            return
-        try:
-            response: httpx.Response | None = self._http.get("/v1/health/", headers=self._headers())
-        except httpx.HTTPError:
-            response = None
-        self._learn_from_health(response)
-
-    def dialect(self) -> Dialect:
-        """The request dialect of this server, probed once and cached."""
-        self.probe()
-        return self._dialect or "current"
-
-    def stream(
-        self,
-        agent_id: str,
-        request: StreamRequest,
-        *,
-        conversation_id: str | None = None,
-        on_retry: OnRetry | None = None,
-        on_resume: OnResume | None = None,
-    ) -> EventStream:
-        """Send ``request`` to ``agent_id`` and stream the typed events until ``[DONE]``.
-
-        Args:
-            agent_id: The agent.
-            request: What to send.
-            conversation_id: Send into this conversation of the agent (Letta
-                0.16.2+) instead of the agent's own thread.
-            on_retry: Called before each retry of a request the server did not accept.
-            on_resume: Called before each resume of a dropped background run.
-
-        Raises (while iterating):
-            LettaError: A typed subclass for every failure; see ``errors``.
-        """
-        _check_target(agent_id, conversation_id)
-        return EventStream(
-            self,
-            agent_id,
-            request,
-            conversation_id=conversation_id,
-            on_retry=on_retry,
-            on_resume=on_resume,
-        )
-
-    def resume(
-        self,
-        agent_id: str,
-        progress: StreamProgress,
-        *,
-        on_retry: OnRetry | None = None,
-        on_resume: OnResume | None = None,
-    ) -> EventStream:
-        """Read a background run again after ``progress.last_seq_id`` (0: from the start).
-
-        ``progress`` is typically ``error.progress`` of a stream that could not be
-        resumed at the time. Nothing is sent to the agent: no turn is duplicated.
-        """
-        validate_agent_id(agent_id)
-        if not progress.run_id:
-            raise ValueError("resuming needs the run id of a background run")
-        return EventStream(
-            self, agent_id, None, resume_from=progress, on_retry=on_retry, on_resume=on_resume
-        )
-
-    def create_conversation(self, agent_id: str, **fields: Any) -> str:
-        """Start a new conversation of ``agent_id`` (Letta 0.16.2+) and return its id.
-
-        A conversation is one thread of the agent: its own context window, the
-        agent's shared memory; several conversations of one agent can run at once.
-
-        Args:
-            agent_id: The agent.
-            **fields: Optional fields of Letta's ``CreateConversation`` (``summary``,
-                ``isolated_block_labels``, ``model``, ``model_settings``).
-
-        Raises:
-            LettaUnsupportedError: The server is older than 0.16.2 (nothing sent).
-            LettaError: The typed error of the server's answer.
-        """
-        self.probe(conversation_id="new")
-        path, query, body = self._conversation_target(agent_id, fields)
-        request = self._http.build_request(
-            "POST", path, params=query, json=body, headers=self._headers()
-        )
-        try:
-            response = self._http.send(request, stream=True)
-            with contextlib.closing(response):
-                data = _read_limited(response.iter_bytes())
-        except httpx.TransportError as error:
-            raise _error_from_connect(error) from error
-        return self._created_conversation(response, data)
-
-    def cancel(self, agent_id: str, run_id: str) -> None:
-        """Ask the server to cancel ``run_id`` (needs Redis on the server); never raises."""
-        path, body = self._cancel_target(agent_id, run_id)
-        try:
-            self._http.post(path, json=body, headers=self._headers(), timeout=5.0)
-        except httpx.HTTPError as error:
-            logger.warning("could not cancel Letta run %s: %s", run_id, error)
-
-    def close(self) -> None:
-        """Close the connection pool."""
-        self._http.close()
-
-    def __enter__(self) -> LettaClient:
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.close()
-
-
-class AsyncLettaClient(_ClientCore):
+class AsyncLettaClient(ClientCore):
     """Async twin of :class:`LettaClient` (same arguments, ``httpx.AsyncClient``)."""
 
     def __init__(
@@ -955,18 +854,33 @@ class AsyncLettaClient(_ClientCore):
     ) -> None:
         super().__init__(**settings)
         self._http = http_client or httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout)
+        self._deciding = asyncio.Lock()
+        self._finishing: set[asyncio.Task[None]] = set()
 
     async def probe(self, conversation_id: str | None = None) -> None:
         """Ask ``/v1/health/`` for the server's version, once, if a decision needs it."""
-        if not self._needs_probe(conversation_id):
+        if not self.needs_probe(conversation_id):
             return
+        status: int | None = None
+        body = b""
+        request = self._http.build_request(
+            "GET", "/v1/health/", headers=self.headers(), timeout=PROBE_TIMEOUT
+        )
+
+        async def ask() -> tuple[int, bytes]:
+            response = await self._http.send(request, stream=True, follow_redirects=False)
+            try:
+                return response.status_code, await _aread_limited(
+                    response.aiter_bytes(), _PROBE_BODY_LIMIT
+                )
+            finally:
+                await response.aclose()
+
         try:
-            response: httpx.Response | None = await self._http.get(
-                "/v1/health/", headers=self._headers()
-            )
-        except httpx.HTTPError:
-            response = None
-        self._learn_from_health(response)
+            status, body = await asyncio.wait_for(ask(), PROBE_TIMEOUT)
+        except (httpx.HTTPError, asyncio.TimeoutError) as error:
+            logger.debug("the Letta health probe failed: %s", type(error).__name__)
+        self.learn_from_health(status, body)
 
     async def dialect(self) -> Dialect:
         """The request dialect of this server, probed once and cached."""
@@ -979,63 +893,76 @@ class AsyncLettaClient(_ClientCore):
         request: StreamRequest,
         *,
         conversation_id: str | None = None,
+        total_timeout: float | None = None,
         on_retry: OnRetry | None = None,
         on_resume: OnResume | None = None,
     ) -> AsyncEventStream:
         """Send ``request`` to ``agent_id`` and stream the typed events until ``[DONE]``."""
         _check_target(agent_id, conversation_id)
-        return AsyncEventStream(
+        flow = StreamFlow(
             self,
             agent_id,
             request,
             conversation_id=conversation_id,
+            total_timeout=total_timeout,
             on_retry=on_retry,
             on_resume=on_resume,
         )
+        return AsyncEventStream(self, flow)
 
     def resume(
         self,
         agent_id: str,
         progress: StreamProgress,
         *,
+        total_timeout: float | None = None,
         on_retry: OnRetry | None = None,
         on_resume: OnResume | None = None,
     ) -> AsyncEventStream:
         """Read a background run again after ``progress.last_seq_id`` (0: from the start)."""
         validate_agent_id(agent_id)
-        if not progress.run_id:
-            raise ValueError("resuming needs the run id of a background run")
-        return AsyncEventStream(
-            self, agent_id, None, resume_from=progress, on_retry=on_retry, on_resume=on_resume
+        flow = StreamFlow(
+            self,
+            agent_id,
+            None,
+            resume_from=_resumable(progress),
+            total_timeout=total_timeout,
+            on_retry=on_retry,
+            on_resume=on_resume,
         )
+        return AsyncEventStream(self, flow)
 
     async def create_conversation(self, agent_id: str, **fields: Any) -> str:
         """Start a new conversation of ``agent_id`` (Letta 0.16.2+) and return its id."""
         await self.probe(conversation_id="new")
-        path, query, body = self._conversation_target(agent_id, fields)
+        path, query, body = self.conversation_target(agent_id, fields)
         request = self._http.build_request(
-            "POST", path, params=query, json=body, headers=self._headers()
+            "POST", path, params=query, json=body, headers=self.headers()
         )
         try:
-            response = await self._http.send(request, stream=True)
+            response = await self._http.send(request, stream=True, follow_redirects=False)
             try:
-                data = await _aread_limited(response.aiter_bytes())
+                data = await _aread_limited(response.aiter_bytes(), ERROR_BODY_LIMIT)
             finally:
                 await response.aclose()
         except httpx.TransportError as error:
-            raise _error_from_connect(error) from error
-        return self._created_conversation(response, data)
+            raise error_from_transport(error) from None
+        return self.created_conversation(response.status_code, response.headers, data)
 
     async def cancel(self, agent_id: str, run_id: str) -> None:
         """Ask the server to cancel ``run_id`` (needs Redis on the server); never raises."""
-        path, body = self._cancel_target(agent_id, run_id)
+        path, body = self.cancel_target(agent_id, run_id)
         try:
-            await self._http.post(path, json=body, headers=self._headers(), timeout=5.0)
+            await self._http.post(
+                path, json=body, headers=self.headers(), timeout=5.0, follow_redirects=False
+            )
         except httpx.HTTPError as error:
-            logger.warning("could not cancel Letta run %s: %s", run_id, error)
+            logger.warning("could not cancel Letta run %s: %s", run_id, type(error).__name__)
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool (and give up on endings still being read)."""
+        for task in list(self._finishing):
+            task.cancel()
         await self._http.aclose()
 
     async def __aenter__(self) -> AsyncLettaClient:
@@ -1043,3 +970,36 @@ class AsyncLettaClient(_ClientCore):
 
     async def __aexit__(self, *exc_info: Any) -> None:
         await self.aclose()
+
+    async def _open(self, send: Send) -> tuple[httpx.Response | None, Opened | LettaError]:
+        timeout: Any = httpx.USE_CLIENT_DEFAULT
+        if send.read_timeout is not None:
+            timeout = httpx.Timeout(send.read_timeout, connect=self.connect_timeout)
+        request = self._http.build_request(
+            "POST", send.path, json=send.body, headers=self.headers(), timeout=timeout
+        )
+        try:
+            response = await self._http.send(request, stream=True, follow_redirects=False)
+        except httpx.TransportError as error:
+            return None, error_from_transport(error)
+        return response, Opened(response.status_code, response.headers)
+
+    def _finish_later(
+        self, response: httpx.Response, chunks: AsyncIterator[bytes], limit: int
+    ) -> None:
+        """Read what follows ``[DONE]`` in a task of its own (bounded), then close.
+
+        The consumer is never held up, and the connection returns to the pool.
+        """
+
+        async def finish() -> None:
+            try:
+                await asyncio.wait_for(_aread_limited(chunks, limit), PROBE_TIMEOUT)
+            except (asyncio.TimeoutError, httpx.HTTPError):
+                pass
+            finally:
+                await response.aclose()
+
+        task = asyncio.get_running_loop().create_task(finish())
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)

@@ -19,6 +19,9 @@ from tenacity.wait import wait_base, wait_exponential, wait_random
 from langchain_letta.errors import LettaError, LettaRateLimitError
 
 logger = logging.getLogger("langchain_letta")
+# A library logs, it does not print: without the application's own logging set up,
+# Python would write warnings to stderr in the middle of the application's output.
+logger.addHandler(logging.NullHandler())
 
 DEFAULT_RETRY_TIMEOUT = 60.0
 """Seconds after which no further retry starts, whatever ``max_retries`` allows."""

@@ -27,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from langchain_letta._wire import forget_server
 from langchain_letta._wire.requests import release_of, supports_background
 
 Scope = MutableMapping[str, Any]
@@ -245,6 +246,7 @@ class FakeLettaServer:
             threading.Event().wait(0.01)
         port = self._server.servers[0].sockets[0].getsockname()[1]
         self.base_url = f"http://127.0.0.1:{port}"
+        forget_server(self.base_url)  # a new server, whatever an earlier one on this port did
 
     def stop(self) -> None:
         """Stop listening and wait for the thread to end."""
