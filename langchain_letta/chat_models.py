@@ -27,6 +27,7 @@ from langchain_letta._convert import (
     ChunkBuilder,
     HistoryPolicy,
     finalize_content,
+    pending_approval_calls,
     select_new_messages,
     to_outgoing,
 )
@@ -38,7 +39,7 @@ from langchain_letta._wire import (
     validate_agent_id,
 )
 from langchain_letta._wire.retry import DEFAULT_RETRY_TIMEOUT
-from langchain_letta.errors import LettaError, StreamProgress
+from langchain_letta.errors import LettaError, LettaPendingApprovalError, StreamProgress
 from langchain_letta.events import LettaEvent
 
 DEFAULT_MODEL_NAME = "letta-agent"
@@ -303,7 +304,7 @@ class ChatLetta(BaseChatModel):
                             yield event, message
             except LettaError as error:
                 notices.flush(run_manager, observers)
-                error.partial_message = _partial(emitted)
+                _complete(error, emitted, messages, agent_id)
                 raise
             notices.flush(run_manager, observers)
 
@@ -343,7 +344,7 @@ class ChatLetta(BaseChatModel):
                             yield event, message
             except LettaError as error:
                 await notices.aflush(run_manager, observers)
-                error.partial_message = _partial(emitted)
+                _complete(error, emitted, messages, agent_id)
                 raise
             await notices.aflush(run_manager, observers)
 
@@ -469,6 +470,18 @@ class _Notices:
                 await run_manager.on_retry(state)
             if observers:
                 await observers.on_custom_event(name, data, run_id=observers.parent_run_id)
+
+
+def _complete(
+    error: LettaError,
+    emitted: list[AIMessageChunk],
+    messages: Sequence[BaseMessage],
+    agent_id: str,
+) -> None:
+    """Add what the client knows to an error: the partial answer, the calls still pending."""
+    error.partial_message = _partial(emitted)
+    if isinstance(error, LettaPendingApprovalError) and not error.pending_tool_calls:
+        error.pending_tool_calls = pending_approval_calls(messages, agent_id)
 
 
 def _partial(chunks: list[AIMessageChunk]) -> AIMessage | None:
