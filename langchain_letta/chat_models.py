@@ -38,6 +38,7 @@ from langchain_letta._wire import (
     StreamRequest,
     validate_agent_id,
 )
+from langchain_letta._wire.requests import VERSIONED_FIELDS
 from langchain_letta._wire.retry import DEFAULT_RETRY_TIMEOUT
 from langchain_letta.errors import LettaError, LettaPendingApprovalError, StreamProgress
 from langchain_letta.events import LettaEvent
@@ -101,6 +102,16 @@ class ChatLetta(BaseChatModel):
     """A model handle to use instead of the agent's (``override_model``, Letta 0.16+)."""
     max_steps: int | None = None
     """Most agent steps per call; the server's default if unset."""
+    include_return_message_types: list[str] | None = None
+    """Only these Letta ``message_type`` values come back (Letta 0.8.3+); all if unset."""
+    enable_thinking: bool | None = None
+    """Letta's deprecated per-request reasoning switch (0.10.0+). Servers up to 0.16.8
+    accept it and do not act on it: the agent's LLM configuration decides."""
+    override_system: str | None = None
+    """A system prompt for this call instead of the agent's own (Letta 0.16.7+)."""
+    include_compaction_messages: bool | None = None
+    """Stream ``summary_message`` / ``event_message`` when Letta compacts the agent's
+    context (0.16.5+); they come back as ``non_standard`` blocks."""
     timeout: float | None = None
     """Read timeout in seconds (never below the server's ping interval)."""
     max_retries: int = 2
@@ -386,6 +397,8 @@ class ChatLetta(BaseChatModel):
             stream_tokens=kwargs.get("stream_tokens", self.stream_tokens),
             max_steps=kwargs.get("max_steps", self.max_steps),
             override_model=model,
+            # fields and call keywords; the client refuses each where the release lacks it
+            **{name: kwargs.get(name, getattr(self, name)) for name in VERSIONED_FIELDS},
         )
         return agent_id, request, builder
 

@@ -45,6 +45,7 @@ __all__ = [
     "LettaStreamCancelledError",
     "LettaStreamInterruptedError",
     "LettaTimeoutError",
+    "LettaUnsupportedFeatureError",
     "StreamProgress",
 ]
 
@@ -143,6 +144,36 @@ class LettaNotFoundError(LettaError, ModelNotFoundError):
 
 class LettaInvalidRequestError(LettaError, ModelInvalidRequestError):
     """The server rejected the request as invalid (400, 422); nothing was accepted."""
+
+
+class LettaUnsupportedFeatureError(LettaInvalidRequestError):
+    """The request sets a field this server's release does not have; the message was not sent.
+
+    Letta ignores request fields it does not know, so sending one to an older
+    server would quietly do nothing; the client refuses instead. Raised before
+    the request is sent (after the health check that tells the version).
+
+    Attributes:
+        feature: The request field (``override_system``, ...).
+        server_version: The version the server reported (``None``: unknown, and
+            its dialect older than the field).
+        since: The first Letta release with the field, as ``(0, 16, 7)``.
+    """
+
+    def __init__(
+        self, feature: str, server_version: str | None, since: tuple[int, int, int]
+    ) -> None:
+        first = ".".join(str(part) for part in since)
+        server = f"Letta {server_version}" if server_version else "this Letta server (too old)"
+        super().__init__(
+            f"{server} does not support {feature!r}: it exists from Letta {first} on, and an "
+            "older server would ignore it without a word. The message was not sent; leave "
+            f"{feature!r} unset for this server, or upgrade the server.",
+            is_retryable=False,
+        )
+        self.feature = feature
+        self.server_version = server_version
+        self.since = since
 
 
 class LettaRateLimitError(LettaError, ModelRateLimitError):

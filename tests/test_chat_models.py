@@ -13,6 +13,7 @@ from langchain_letta.errors import (
     LettaConflictError,
     LettaPendingApprovalError,
     LettaRateLimitError,
+    LettaUnsupportedFeatureError,
 )
 from langchain_letta.testing import FakeLettaServer, Reply
 from tests.conftest import CAPTURES
@@ -434,6 +435,45 @@ def test_model_maps_to_override_model_and_names_the_response() -> None:
         message = model.invoke("hi")
     assert server.stream_requests[0].json()["override_model"] == "openai/gpt-4o-mini"
     assert message.response_metadata["model_name"] == "openai/gpt-4o-mini"
+
+
+def test_request_options_are_sent_from_the_model_and_per_call() -> None:
+    with _server("0.16.8/letta_v1_agent/01-stream-steps.sse", times=2) as server:
+        model = ChatLetta(
+            agent_id=AGENT,
+            base_url=server.base_url,
+            include_return_message_types=["assistant_message"],
+            enable_thinking=False,
+            include_compaction_messages=True,
+        )
+        model.invoke("hi")
+        model.invoke("hi", override_system="You are terse.", enable_thinking=True)
+    first, second = (request.json() for request in server.stream_requests)
+    assert first["include_return_message_types"] == ["assistant_message"]
+    assert first["enable_thinking"] == "false"
+    assert first["include_compaction_messages"] is True
+    assert "override_system" not in first
+    assert second["override_system"] == "You are terse."
+    assert second["enable_thinking"] == "true"
+
+
+@pytest.mark.parametrize(("version", "since"), [("0.16.6", "0.16.7"), ("0.11.7", "0.16.7")])
+def test_an_option_the_server_lacks_is_refused_with_nothing_sent(version: str, since: str) -> None:
+    with FakeLettaServer([], version=version) as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url)
+        with pytest.raises(LettaUnsupportedFeatureError) as caught:
+            model.invoke("hi", override_system="You are terse.")
+    assert f"Letta {version} does not support 'override_system'" in str(caught.value)
+    assert f"from Letta {since} on" in str(caught.value)
+    assert server.stream_requests == []
+
+
+async def test_an_option_the_server_lacks_is_refused_async() -> None:
+    with FakeLettaServer([], version="0.9.1") as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url, enable_thinking=False)
+        with pytest.raises(LettaUnsupportedFeatureError, match="enable_thinking"):
+            await model.ainvoke("hi")
+    assert server.stream_requests == []
 
 
 def test_images_are_sent_as_letta_image_parts() -> None:

@@ -33,9 +33,11 @@ from langchain_letta._wire.requests import (
     DialectSetting,
     StreamRequest,
     build_body,
+    check_fields,
     dialect_after_rejection,
     dialect_for_version,
     supports_background,
+    uses_versioned_fields,
 )
 from langchain_letta._wire.retry import (
     DEFAULT_RETRY_TIMEOUT,
@@ -171,6 +173,12 @@ class _ClientCore:
     def _needs_probe(self) -> bool:
         return not self._probed and (self._dialect is None or self.background is None)
 
+    def _needs_probe_for(self, request: StreamRequest | None) -> bool:
+        """Also probe when ``request`` sets a field that only some releases have."""
+        return self._needs_probe or (
+            not self._probed and request is not None and uses_versioned_fields(request)
+        )
+
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "text/event-stream, application/json", **self._extra_headers}
         if self._api_key is not None:
@@ -198,8 +206,14 @@ class _ClientCore:
             self._dialect = dialect_for_version(self._version)
 
     def _body(self, request: StreamRequest) -> dict[str, Any]:
-        """The request in this server's dialect, with background mode decided."""
+        """The request in this server's dialect, with background mode decided.
+
+        Raises:
+            LettaUnsupportedFeatureError: ``request`` sets a field this server's
+                release lacks (it would ignore it); raised before anything is sent.
+        """
         dialect = self._dialect or "current"
+        check_fields(request, self._version, dialect)
         background = request.background
         if background is None:
             background = self.background
@@ -536,7 +550,7 @@ class EventStream(_StreamCore["LettaClient"]):
         path = client._stream_path(self._agent_id)
         adjusted: set[str] = set()
         for _ in range(3):  # at most a dialect switch and a background fallback
-            client.probe()
+            client.probe(request)
             body = client._body(request)
             response = _send(client, path, body)
             if response.status_code < 400:
@@ -660,7 +674,7 @@ class AsyncEventStream(_StreamCore["AsyncLettaClient"]):
         path = client._stream_path(self._agent_id)
         adjusted: set[str] = set()
         for _ in range(3):  # at most a dialect switch and a background fallback
-            await client.probe()
+            await client.probe(request)
             body = client._body(request)
             response = await _asend(client, path, body)
             if response.status_code < 400:
@@ -738,9 +752,13 @@ class LettaClient(_ClientCore):
         super().__init__(**settings)
         self._http = http_client or httpx.Client(base_url=self.base_url, timeout=self.timeout)
 
-    def probe(self) -> None:
-        """Ask ``/v1/health/`` for the server's version, once, if a decision needs it."""
-        if not self._needs_probe:
+    def probe(self, request: StreamRequest | None = None) -> None:
+        """Ask ``/v1/health/`` for the server's version, once, if a decision needs it.
+
+        The decisions: the dialect, background mode, and whether the server has the
+        fields ``request`` sets.
+        """
+        if not self._needs_probe_for(request):
             return
         try:
             response: httpx.Response | None = self._http.get("/v1/health/", headers=self._headers())
@@ -817,9 +835,13 @@ class AsyncLettaClient(_ClientCore):
         super().__init__(**settings)
         self._http = http_client or httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout)
 
-    async def probe(self) -> None:
-        """Ask ``/v1/health/`` for the server's version, once, if a decision needs it."""
-        if not self._needs_probe:
+    async def probe(self, request: StreamRequest | None = None) -> None:
+        """Ask ``/v1/health/`` for the server's version, once, if a decision needs it.
+
+        The decisions: the dialect, background mode, and whether the server has the
+        fields ``request`` sets.
+        """
+        if not self._needs_probe_for(request):
             return
         try:
             response: httpx.Response | None = await self._http.get(
