@@ -53,7 +53,10 @@ class ChatLetta(BaseChatModel):
     back what it does: assistant text, ``reasoning`` blocks, and Letta's own
     server-run tool calls and results as ``server_tool_call`` /
     ``server_tool_result`` blocks (never ``tool_calls``, which LangGraph would try
-    to run). The last chunk carries usage, the stop reason, the run id and the
+    to run); a call waiting for the client's approval is such a block with
+    ``extras={"requires_approval": True}``, and any other Letta message (approval
+    responses, compaction summaries and events) a ``non_standard`` block holding it
+    as sent. The last chunk carries usage, the stop reason, the run id and the
     agent id, which is how a later call recognises this agent's answers.
 
     Example:
