@@ -21,11 +21,15 @@ from pydantic_core import from_json
 
 from langchain_letta._wire.requests import OutgoingMessage
 from langchain_letta.events import (
+    ApprovalRequestMessage,
     AssistantMessage,
+    ErrorMessage,
     HiddenReasoningMessage,
     LettaEvent,
+    Ping,
     ReasoningMessage,
     StopReason,
+    StreamErrorFrame,
     ToolCallMessage,
     ToolReturnMessage,
     UsageStatistics,
@@ -33,6 +37,9 @@ from langchain_letta.events import (
 
 HistoryPolicy = Literal["new", "last", "all"]
 PROVIDER = "letta"
+REQUIRES_APPROVAL = "requires_approval"
+"""The ``extras`` key (value ``True``) of a ``server_tool_call`` block that waits for the
+client's approval, and the ``stop_reason`` of the run that waits for it."""
 
 # ---------------------------------------------------------------- messages -> request
 
@@ -100,6 +107,24 @@ def select_new_messages(
     while start > 0 and isinstance(messages[start - 1], (HumanMessage, SystemMessage)):
         start -= 1
     return list(messages[start:])
+
+
+def pending_approval_calls(messages: Sequence[BaseMessage], agent_id: str) -> list[dict[str, Any]]:
+    """The calls that ``agent_id``'s last answer in ``messages`` left waiting for approval.
+
+    Letta's refusal of a message while calls wait names none of them; the answer
+    that stopped with ``requires_approval`` does, as marked ``server_tool_call`` blocks.
+    """
+    for message in reversed(messages):
+        if is_from_agent(message, agent_id):
+            if message.response_metadata.get("stop_reason") != REQUIRES_APPROVAL:
+                return []
+            return [
+                dict(block)
+                for block in message.content
+                if isinstance(block, dict) and block.get("extras", {}).get(REQUIRES_APPROVAL)
+            ]
+    return []
 
 
 def to_outgoing(message: BaseMessage) -> OutgoingMessage:
@@ -214,7 +239,9 @@ class ChunkBuilder:
     Content blocks carry an ``index`` so that LangChain merges the deltas of one
     Letta message into one block: all assistant text shares one index (the
     aggregate has exactly one text block), each reasoning message and each tool
-    call gets its own.
+    call gets its own. LangChain concatenates string values of merged blocks,
+    ``extras`` included, so a string extra is sent once per block, with the
+    first delta that has it.
     """
 
     def __init__(self, agent_id: str, model_name: str, conversation_id: str | None = None) -> None:
@@ -225,6 +252,7 @@ class ChunkBuilder:
         self._text_index: int | None = None
         self._text_group: str | None = None
         self._call_by_group: dict[str, str] = {}
+        self._sent_extras: dict[tuple[str, str], set[str]] = {}
         self._message_ids: dict[str, None] = {}
         self.run_id: str | None = None
         self.stop_reason: str | None = None
@@ -241,25 +269,31 @@ class ChunkBuilder:
         if isinstance(event, AssistantMessage):
             return self._text(event)
         if isinstance(event, ReasoningMessage):
-            return self._block(
-                ("reasoning", _group(event)), {"type": "reasoning", "reasoning": event.text}
-            )
+            key = ("reasoning", _group(event))
+            extras: dict[str, Any] = {"source": event.source, "signature": event.signature}
+            reasoning = {"type": "reasoning", "reasoning": event.text}
+            return self._block(key, self._with_extras(key, reasoning, extras))
         if isinstance(event, HiddenReasoningMessage):
-            hidden: dict[str, Any] = {
-                "type": "reasoning",
-                "reasoning": event.text,
-                "extras": {"hidden": True, "state": event.state},
-            }
-            return self._block(("reasoning", _group(event)), hidden)
-        if isinstance(event, ToolCallMessage):
+            key = ("reasoning", _group(event))
+            hidden = {"type": "reasoning", "reasoning": event.text}
+            extras = {"hidden": True, "state": event.state}
+            return self._block(key, self._with_extras(key, hidden, extras))
+        if isinstance(event, (ToolCallMessage, ApprovalRequestMessage)):
             return self._tool_calls(event)
         if isinstance(event, ToolReturnMessage):
             return self._tool_returns(event)
         if isinstance(event, StopReason):
             self.stop_reason = event.stop_reason
-        elif isinstance(event, UsageStatistics):
+            return None
+        if isinstance(event, UsageStatistics):
             self.usage = event
-        return None
+            return None
+        if isinstance(event, (Ping, ErrorMessage, StreamErrorFrame)):
+            return None  # the client consumes pings and raises errors; neither reaches here
+        # Approval responses, compaction summaries and events, and anything newer: kept
+        # whole, as the server sent it, since LangChain has no standard block for them.
+        key = ("letta", str(len(self._indexes)))
+        return self._block(key, {"type": "non_standard", "value": event.raw})
 
     def last_chunk(self) -> AIMessageChunk:
         """The closing chunk: usage, stop reason and the ids that let us recognise the answer."""
@@ -296,7 +330,14 @@ class ChunkBuilder:
             self._text_index = self._next_index()
         return _chunk({"type": "text", "text": text, "index": self._text_index})
 
-    def _tool_calls(self, event: ToolCallMessage) -> AIMessageChunk | None:
+    def _tool_calls(self, event: ToolCallMessage | ApprovalRequestMessage) -> AIMessageChunk:
+        """Calls of Letta's own tools; those waiting for approval are marked, never run here.
+
+        A call that needs the client's approval stays a ``server_tool_call`` (a
+        ``tool_calls`` entry would make LangGraph's ToolNode run it) with
+        ``extras={"requires_approval": True}``; the run stops with
+        ``stop_reason="requires_approval"``.
+        """
         blocks = []
         for call in event.calls:
             # Seed-era deltas name the call id only in their first fragment.
@@ -307,6 +348,8 @@ class ChunkBuilder:
                 block["name"] = call.name
             if call.tool_call_id:
                 block["id"] = call.tool_call_id
+            if isinstance(event, ApprovalRequestMessage):
+                block = self._with_extras(("call", call_id), block, {REQUIRES_APPROVAL: True})
             blocks.append(self._indexed(("call", call_id), block))
         return AIMessageChunk(content=blocks, response_metadata={"model_provider": PROVIDER})
 
@@ -328,6 +371,23 @@ class ChunkBuilder:
                 block["extras"] = extras
             blocks.append(self._indexed(("return", result.tool_call_id or _group(event)), block))
         return AIMessageChunk(content=blocks, response_metadata={"model_provider": PROVIDER})
+
+    def _with_extras(
+        self, key: tuple[str, str], block: dict[str, Any], extras: dict[str, Any]
+    ) -> dict[str, Any]:
+        """``block`` with the ``extras`` this block has not been given yet (``None``s left out).
+
+        Each extra goes with the first delta that has it: merging deltas would
+        concatenate a repeated string (``"reasoner_model"`` twice) and a signature
+        is sent once anyway.
+        """
+        sent = self._sent_extras.setdefault(key, set())
+        new = {name: value for name, value in extras.items() if value is not None}
+        new = {name: value for name, value in new.items() if name not in sent}
+        sent.update(new)
+        if new:
+            block["extras"] = new
+        return block
 
     def _block(self, key: tuple[str, str], block: dict[str, Any]) -> AIMessageChunk:
         return _chunk(self._indexed(key, block))

@@ -2,8 +2,8 @@
 
 ChatLetta dispatches every Letta event as a custom event (``letta.<message_type>``)
 of the run it runs inside. :class:`LettaStepPrinter` turns them into readable lines,
-one per reasoning step, tool call, tool result and answer, each with its run and
-step ids, growing as the deltas arrive.
+one per reasoning step, tool call, call waiting for approval, tool result and answer,
+each with its run and step ids, growing as the deltas arrive.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 
 from langchain_letta._convert import without_leaked_prefix
 from langchain_letta.events import (
+    ApprovalRequestMessage,
     AssistantMessage,
     HiddenReasoningMessage,
     LettaEvent,
@@ -29,7 +30,10 @@ from langchain_letta.events import (
 
 @dataclass
 class Step:
-    """One thing the agent did: ``kind`` is reasoning, tool_call, tool_result or answer."""
+    """One thing the agent did.
+
+    ``kind`` is reasoning, tool_call, approval_request, tool_result or answer.
+    """
 
     kind: str
     run_id: str | None
@@ -50,6 +54,12 @@ def step_piece(event: LettaEvent) -> tuple[str, str, str] | None:
             return None
         prefix = f"{call.name} " if call.name else ""
         return group, "tool_call", prefix + (call.arguments or "")
+    if isinstance(event, ApprovalRequestMessage) and event.calls:
+        # Approval requests (0.12+) name their call in every delta; parallel calls share
+        # one message, so each call is its own step.
+        call = event.calls[0]
+        prefix = f"{call.name} " if call.name else ""
+        return f"{group}/{call.tool_call_id}", "approval_request", prefix + (call.arguments or "")
     if isinstance(event, ToolReturnMessage):
         text = "; ".join(f"{r.status}: {r.output}" for r in event.returns)
         return group, "tool_result", text

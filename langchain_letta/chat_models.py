@@ -31,6 +31,7 @@ from langchain_letta._convert import (
     HistoryPolicy,
     conversation_in_history,
     finalize_content,
+    pending_approval_calls,
     select_new_messages,
     to_outgoing,
 )
@@ -47,8 +48,9 @@ from langchain_letta._wire import (
     validate_conversation_id,
 )
 from langchain_letta._wire.client import DEFAULT_TOTAL_TIMEOUT
+from langchain_letta._wire.requests import VERSIONED_FIELDS
 from langchain_letta._wire.retry import DEFAULT_RETRY_TIMEOUT
-from langchain_letta.errors import LettaError, StreamProgress
+from langchain_letta.errors import LettaError, LettaPendingApprovalError, StreamProgress
 from langchain_letta.events import LettaEvent
 
 DEFAULT_MODEL_NAME = "letta-agent"
@@ -77,7 +79,10 @@ class ChatLetta(BaseChatModel):
     back what it does: assistant text, ``reasoning`` blocks, and Letta's own
     server-run tool calls and results as ``server_tool_call`` /
     ``server_tool_result`` blocks (never ``tool_calls``, which LangGraph would try
-    to run). The last chunk carries usage, the stop reason, the run id and the
+    to run); a call waiting for the client's approval is such a block with
+    ``extras={"requires_approval": True}``, and any other Letta message (approval
+    responses, compaction summaries and events) a ``non_standard`` block holding it
+    as sent. The last chunk carries usage, the stop reason, the run id and the
     agent id, which is how a later call recognises this agent's answers.
 
     Example:
@@ -141,6 +146,16 @@ class ChatLetta(BaseChatModel):
     """A model handle to use instead of the agent's (``override_model``, Letta 0.16+)."""
     max_steps: int | None = None
     """Most agent steps per call; the server's default if unset."""
+    include_return_message_types: list[str] | None = None
+    """Only these Letta ``message_type`` values come back (Letta 0.8.3+); all if unset."""
+    enable_thinking: bool | None = None
+    """Letta's deprecated per-request reasoning switch (0.10.0+). Servers up to 0.16.8
+    accept it and do not act on it: the agent's LLM configuration decides."""
+    override_system: str | None = None
+    """A system prompt for this call instead of the agent's own (Letta 0.16.7+)."""
+    include_compaction_messages: bool | None = None
+    """Stream ``summary_message`` / ``event_message`` when Letta compacts the agent's
+    context (0.16.5+); they come back as ``non_standard`` blocks."""
     timeout: float | None = None
     """Read timeout in seconds (never below the server's ping interval)."""
     total_timeout: float | None = DEFAULT_TOTAL_TIMEOUT
@@ -413,7 +428,7 @@ class ChatLetta(BaseChatModel):
                             yield event, message
             except LettaError as error:
                 notices.flush(run_manager, observers)
-                error.partial_message = _partial(emitted)
+                _complete(error, emitted, messages, call.agent_id)
                 raise
             notices.flush(run_manager, observers)
 
@@ -451,7 +466,7 @@ class ChatLetta(BaseChatModel):
                             yield event, message
             except LettaError as error:
                 await notices.aflush(run_manager, observers)
-                error.partial_message = _partial(emitted)
+                _complete(error, emitted, messages, call.agent_id)
                 raise
             await notices.aflush(run_manager, observers)
 
@@ -521,6 +536,8 @@ class ChatLetta(BaseChatModel):
             stream_tokens=kwargs.get("stream_tokens", self.stream_tokens),
             max_steps=kwargs.get("max_steps", self.max_steps),
             override_model=model,
+            # fields and call keywords; the client refuses each where the release lacks it
+            **{name: kwargs.get(name, getattr(self, name)) for name in VERSIONED_FIELDS},
         )
         builder = ChunkBuilder(agent_id, model or DEFAULT_MODEL_NAME, conversation_id)
         total_timeout = kwargs.get("total_timeout")
@@ -713,6 +730,18 @@ class _Notices:
                 await run_manager.on_retry(state)
             if observers:
                 await observers.on_custom_event(name, data, run_id=observers.parent_run_id)
+
+
+def _complete(
+    error: LettaError,
+    emitted: list[AIMessageChunk],
+    messages: Sequence[BaseMessage],
+    agent_id: str,
+) -> None:
+    """Add what the client knows to an error: the partial answer, the calls still pending."""
+    error.partial_message = _partial(emitted)
+    if isinstance(error, LettaPendingApprovalError) and not error.pending_tool_calls:
+        error.pending_tool_calls = pending_approval_calls(messages, agent_id)
 
 
 def _partial(chunks: list[AIMessageChunk]) -> AIMessage | None:

@@ -39,13 +39,14 @@ __all__ = [
     "LettaError",
     "LettaInvalidRequestError",
     "LettaNotFoundError",
+    "LettaPendingApprovalError",
     "LettaPermissionDeniedError",
     "LettaProtocolError",
     "LettaRateLimitError",
     "LettaStreamCancelledError",
     "LettaStreamInterruptedError",
     "LettaTimeoutError",
-    "LettaUnsupportedError",
+    "LettaUnsupportedFeatureError",
     "StreamProgress",
 ]
 
@@ -146,23 +147,40 @@ class LettaInvalidRequestError(LettaError, ModelInvalidRequestError):
     """The server rejected the request as invalid (400, 422); nothing was accepted."""
 
 
-class LettaUnsupportedError(LettaInvalidRequestError):
-    """The server's release lacks a feature the call asks for; raised before anything is sent.
+class LettaUnsupportedFeatureError(LettaInvalidRequestError):
+    """The request sets a field this server's release does not have; the message was not sent.
 
-    Raised instead of sending a request that an older server would silently
-    misread (an unknown field ignored, a route answered with a bare 404).
+    Letta ignores request fields it does not know, so sending one to an older
+    server would quietly do nothing, and a route it lacks is a bare 404; the
+    client refuses instead. Raised before the request is sent (after the health
+    check that tells the version).
 
     Attributes:
-        feature: What was asked for (``"conversations"``, a request field, ...).
-        server_version: The release the server reported.
+        feature: The request field (``override_system``, ``conversation_id``, ...).
+        server_version: The version the server reported (``None``: unknown, and
+            its dialect older than the field).
+        since: The first Letta release with the field, as ``(0, 16, 7)``.
     """
 
     def __init__(
-        self, message: str, *, feature: str, server_version: str | None, **kwargs: Any
+        self,
+        feature: str,
+        server_version: str | None,
+        since: tuple[int, int, int],
+        *,
+        why: str = "an older server would ignore it without a word",
     ) -> None:
-        super().__init__(message, is_retryable=False, **kwargs)
+        first = ".".join(str(part) for part in since)
+        server = f"Letta {server_version}" if server_version else "this Letta server (too old)"
+        super().__init__(
+            f"{server} does not support {feature!r}: it exists from Letta {first} on, and "
+            f"{why}. Nothing was sent; leave {feature!r} unset for this server, or upgrade "
+            "the server.",
+            is_retryable=False,
+        )
         self.feature = feature
         self.server_version = server_version
+        self.since = since
 
 
 class LettaRateLimitError(LettaError, ModelRateLimitError):
@@ -182,6 +200,43 @@ class LettaConflictError(LettaError, ModelAPIError):
 
     A busy agent is worth retrying later; an agent waiting for an approval is not.
     """
+
+
+class LettaPendingApprovalError(LettaConflictError):
+    """A new message was refused: the agent waits for the client's decision on tool calls.
+
+    Letta refuses any message but an approval while a run stopped with
+    ``requires_approval``; sending it again changes nothing, so this is never
+    retryable. Answer the pending calls instead (approve or deny each).
+
+    Letta 0.12 to 0.16.8 refuse with HTTP 409 before any stream
+    (``request_accepted=False``), or, once the stream started, with an
+    ``error_message`` ``"CONFLICT: … waiting for approval …"`` inside it
+    (``request_accepted=True``, as for every in-stream error).
+
+    Attributes:
+        pending_request_id: The Letta message id of the approval request, where
+            the server names it (the 409 whose ``detail`` is an object with
+            ``code: "PENDING_APPROVAL"``).
+        pending_tool_calls: The calls waiting for a decision (``server_tool_call``
+            blocks: ``id``, ``name``, ``args``). No Letta release names them in
+            the refusal; ``ChatLetta`` fills them from the agent's last answer in
+            the history it was given, where that answer is there.
+    """
+
+    is_retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        pending_request_id: str | None = None,
+        pending_tool_calls: list[dict[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.pending_request_id = pending_request_id
+        self.pending_tool_calls = list(pending_tool_calls or [])
 
 
 class LettaAPIError(LettaError, ModelAPIError):
@@ -257,8 +312,12 @@ def error_from_response(
     if status_code in (400, 422):
         return LettaInvalidRequestError(message, **common)
     if status_code == 409:
-        waits_for_approval = "approval" in detail.lower()
-        return LettaConflictError(message, is_retryable=not waits_for_approval, **common)
+        if error_type == _PENDING_APPROVAL or _waits_for_approval(detail):
+            return LettaPendingApprovalError(
+                message, pending_request_id=_pending_request_id(body), **common
+            )
+        # Busy (another run holds the agent or conversation): worth retrying later.
+        return LettaConflictError(message, is_retryable=True, **common)
     if status_code == 429:
         return LettaRateLimitError(
             message, retry_after=_retry_after(headers), is_retryable=True, **common
@@ -295,8 +354,10 @@ def error_from_stream(
     cls = _IN_STREAM_ERRORS.get((error_type or "").lower(), LettaAPIError)
     if cls is LettaAPIError and "contextwindowexceeded" in message.lower():
         cls = LettaContextOverflowError
+    if cls is LettaAPIError and _waits_for_approval(message):
+        cls = LettaPendingApprovalError  # 0.16.8 reports it as an ``internal_error``
     text = f"Letta reported an error in the stream: {message}"
-    if detail:
+    if detail and detail != message:
         text += f" ({detail})"
     return cls(
         text,
@@ -307,6 +368,21 @@ def error_from_stream(
         request_accepted=True,
         progress=progress,
     )
+
+
+_PENDING_APPROVAL = "PENDING_APPROVAL"
+
+
+def _waits_for_approval(text: str) -> bool:
+    """Whether Letta's message is its ``PendingApprovalError`` (same words from 0.12 to 0.16.8)."""
+    return "waiting for approval" in text.lower()
+
+
+def _pending_request_id(body: Any) -> str | None:
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if isinstance(detail, dict) and isinstance(detail.get("pending_request_id"), str):
+        return str(detail["pending_request_id"])
+    return None
 
 
 def _parse_body(text: str) -> Any:
@@ -329,6 +405,8 @@ def _detail_text(body: Any) -> str:
         detail = body.get("detail")
         if isinstance(detail, list):  # FastAPI validation errors up to 0.12
             return "; ".join(_validation_item(item) for item in detail)
+        if isinstance(detail, dict) and detail.get("message") is not None:
+            return _excerpt(str(detail["message"]))  # {"code": …, "message": …, …}
         if detail is not None:
             return _excerpt(str(detail))
         error = body.get("error")
@@ -352,6 +430,9 @@ def _letta_error_type(body: Any) -> str | None:
         error = body.get("error")
         if isinstance(error, dict) and isinstance(error.get("type"), str):
             return str(error["type"])
+        detail = body.get("detail")
+        if isinstance(detail, dict) and isinstance(detail.get("code"), str):
+            return str(detail["code"])
         if isinstance(body.get("code"), str):
             return str(body["code"])
     return None

@@ -16,7 +16,7 @@ JSON instead of being dropped.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -29,13 +29,17 @@ from pydantic import (
 )
 
 __all__ = [
+    "KNOWN_STOP_REASONS",
     "ApprovalRequestMessage",
     "ApprovalResponseMessage",
+    "ApprovalReturn",
     "AssistantMessage",
+    "CompactionStats",
     "ContentPart",
     "ErrorMessage",
     "EventMessage",
     "HiddenReasoningMessage",
+    "KnownStopReason",
     "LettaEvent",
     "LettaMessage",
     "Ping",
@@ -100,11 +104,19 @@ class LettaMessage(_WireModel):
 
 
 class ReasoningMessage(LettaMessage):
-    """The agent's inner thoughts; during token streaming, one fragment of them."""
+    """The agent's inner thoughts; during token streaming, one fragment of them.
+
+    Attributes:
+        source: ``"reasoner_model"`` for the model's native thinking,
+            ``"non_reasoner_model"`` for inner thoughts the agent was prompted to
+            write; ``None`` on servers before it existed.
+        signature: The provider's signature of the thinking (Anthropic), which the
+            provider needs back to verify it; sent once, in its own fragment.
+    """
 
     message_type: Literal["reasoning_message"] = "reasoning_message"
     reasoning: str = ""
-    source: str | None = None
+    source: Literal["reasoner_model", "non_reasoner_model"] | str | None = None
     signature: str | None = None
 
     @property
@@ -245,10 +257,55 @@ class SystemMessage(LettaMessage):
         return self.message if self.message is not None else _content_text(self.content)
 
 
+class ApprovalReturn(_WireModel):
+    """The client's decision on one call that waited for approval (``type: "approval"``)."""
+
+    type: str = "approval"
+    tool_call_id: str | None = None
+    approve: bool | None = None
+    reason: str | None = None
+
+
+def _approval_item_tag(value: Any) -> str:
+    """``tool`` for a tool return the client ran itself, else ``approval``."""
+    if isinstance(value, dict):
+        kind = value.get("type")
+        if kind is None:
+            return "tool" if "tool_return" in value else "approval"
+        return "tool" if kind == "tool" else "approval"
+    return "tool" if isinstance(value, ToolReturn) else "approval"
+
+
+ApprovalItem = Annotated[
+    Annotated[ApprovalReturn, Tag("approval")] | Annotated[ToolReturn, Tag("tool")],
+    Discriminator(_approval_item_tag),
+]
+
+
 class ApprovalResponseMessage(LettaMessage):
-    """The client's answer to an approval request, echoed in the stream."""
+    """The client's answer to an approval request, echoed in the stream (0.12+).
+
+    ``approvals`` holds one decision (or client-run tool return) per call; the
+    single ``approve`` / ``approval_request_id`` / ``reason`` fields are the older,
+    deprecated form of one decision.
+    """
 
     message_type: Literal["approval_response_message"] = "approval_response_message"
+    approvals: list[ApprovalItem] | None = None
+    approve: bool | None = None
+    approval_request_id: str | None = None
+    reason: str | None = None
+
+
+class CompactionStats(_WireModel):
+    """What a compaction did to the agent's context (sizes before and after)."""
+
+    trigger: str | None = None
+    context_tokens_before: int | None = None
+    context_tokens_after: int | None = None
+    context_window: int | None = None
+    messages_count_before: int | None = None
+    messages_count_after: int | None = None
 
 
 class SummaryMessage(LettaMessage):
@@ -256,13 +313,14 @@ class SummaryMessage(LettaMessage):
 
     message_type: Literal["summary_message"] = "summary_message"
     summary: str | None = None
+    compaction_stats: CompactionStats | None = None
 
 
 class EventMessage(LettaMessage):
-    """A server event such as a compaction (``include_compaction_messages``)."""
+    """A server event, not part of the agent's context (0.16.5+: ``event_type="compaction"``)."""
 
     message_type: Literal["event_message"] = "event_message"
-    event_type: str | None = None
+    event_type: Literal["compaction"] | str | None = None
     event_data: dict[str, Any] | None = None
 
 
@@ -287,11 +345,38 @@ class UsageStatistics(_WireModel):
     run_ids: list[str] | None = None
 
 
+KnownStopReason = Literal[
+    "end_turn",
+    "error",
+    "llm_api_error",
+    "invalid_llm_response",
+    "invalid_tool_call",
+    "max_steps",
+    "max_tokens_exceeded",
+    "no_tool_call",
+    "tool_rule",
+    "cancelled",
+    "insufficient_credits",
+    "requires_approval",
+    "context_window_overflow_in_system_prompt",
+]
+"""Every stop reason Letta 0.16.8 sends. ``end_turn``, ``max_steps``, ``tool_rule`` and
+``requires_approval`` end a completed run; ``cancelled`` a cancelled one; the others a
+failed one. ``requires_approval`` means the run waits for the client's decision on the
+calls of its ``approval_request_message``."""
+
+KNOWN_STOP_REASONS: frozenset[str] = frozenset(get_args(KnownStopReason))
+
+
 class StopReason(_WireModel):
-    """Why the run ended (``end_turn``, ``max_steps``, ``llm_api_error``, ...); from 0.8.4."""
+    """Why the run ended (one of :data:`KnownStopReason`); from 0.8.4.
+
+    A value a newer server adds is kept as the string it sent, never refused:
+    compare with :data:`KNOWN_STOP_REASONS` to tell them apart.
+    """
 
     message_type: Literal["stop_reason"] = "stop_reason"
-    stop_reason: str
+    stop_reason: KnownStopReason | str
 
 
 class ErrorMessage(LettaMessage):

@@ -221,6 +221,19 @@ def test_step_printer_shows_the_answer_without_the_seed_era_json_leak() -> None:
     assert printer.steps[-1].text == HELLO
 
 
+def test_step_printer_shows_each_call_waiting_for_approval() -> None:
+    printer = LettaStepPrinter(write=lambda _text: None)
+    capture = CAPTURES / "0.16.8/lab-features/22-client-tools-parallel-request.sse"
+    with _always(capture) as server:
+        agent = LettaAgentRunnable(agent_id=AGENT, base_url=server.base_url)
+        response = agent.invoke("weather?", config={"callbacks": [printer]})
+    assert response.stop_reason == "requires_approval"
+    assert [(step.kind, step.text) for step in printer.steps] == [
+        ("approval_request", 'get_weather {"city":"Paris"}'),
+        ("approval_request", 'get_weather {"city":"Rome"}'),
+    ]
+
+
 def test_the_agent_runnables_runs_carry_provider_model_and_agent_metadata() -> None:
     starts = Starts()
     with _always(TOOL_TURN) as server:

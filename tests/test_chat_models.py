@@ -9,7 +9,12 @@ import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
 
 from langchain_letta import ChatLetta
-from langchain_letta.errors import LettaRateLimitError
+from langchain_letta.errors import (
+    LettaConflictError,
+    LettaPendingApprovalError,
+    LettaRateLimitError,
+    LettaUnsupportedFeatureError,
+)
 from langchain_letta.testing import FakeLettaServer, Reply
 from tests.conftest import CAPTURES
 
@@ -128,6 +133,179 @@ def test_v1_output_gives_server_tool_call_with_parsed_args_in_the_stream_aggrega
     (call,) = [b for b in full.content_blocks if b["type"] == "server_tool_call"]
     assert call["args"]["new_string"] == "The user likes tea."
     assert full.response_metadata["output_version"] == "v1"
+
+
+def _approval_delta(**delta: Any) -> dict[str, Any]:
+    return {
+        "message_type": "approval_request_message",
+        "id": "message-d3",
+        "otid": "d3",
+        "tool_call": delta,
+        "tool_calls": delta,
+    }
+
+
+APPROVAL_TURN = Reply.events(
+    {"message_type": "reasoning_message", "otid": "r", "reasoning": "Needs a yes."},
+    _approval_delta(name="delete_file", tool_call_id="call_1"),
+    _approval_delta(name="send_email", tool_call_id="call_2"),
+    _approval_delta(arguments='{"path": "notes.txt"}', tool_call_id="call_1"),
+    _approval_delta(arguments='{"to": "bob"}', tool_call_id="call_2"),
+    {"message_type": "stop_reason", "stop_reason": "requires_approval"},
+    {"message_type": "usage_statistics", "total_tokens": 3, "step_count": 1},
+)
+
+
+def _check_waiting_for_approval(message: AIMessage) -> None:
+    calls = _blocks(message, "server_tool_call")
+    assert [(c["id"], c["name"], c["args"]) for c in calls] == [
+        ("call_1", "delete_file", {"path": "notes.txt"}),
+        ("call_2", "send_email", {"to": "bob"}),
+    ]
+    assert all(c["extras"] == {"requires_approval": True} for c in calls)
+    assert message.tool_calls == []
+    assert message.response_metadata["stop_reason"] == "requires_approval"
+
+
+def test_a_run_waiting_for_approval_names_its_calls_in_invoke_and_stream() -> None:
+    with FakeLettaServer([APPROVAL_TURN, APPROVAL_TURN]) as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url, output_version="v1")
+        invoked = model.invoke("delete it and tell bob")
+        chunks = list(model.stream("delete it and tell bob"))
+    _check_waiting_for_approval(invoked)
+    streamed = chunks[0]
+    for chunk in chunks[1:]:
+        streamed = streamed + chunk
+    _check_waiting_for_approval(streamed)
+
+
+async def test_a_run_waiting_for_approval_async() -> None:
+    with FakeLettaServer([APPROVAL_TURN]) as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url)
+        _check_waiting_for_approval(await model.ainvoke("delete it and tell bob"))
+
+
+PENDING_WORDS = (
+    "CONFLICT: Cannot send a new message: The agent is waiting for approval on a tool call. "
+    "Please approve or deny the pending request before continuing."
+)
+REFUSED_BEFORE_THE_STREAM = Reply.json(409, {"detail": PENDING_WORDS})
+REFUSED_IN_THE_STREAM = Reply(
+    body=(
+        b'data: {"message_type":"stop_reason","stop_reason":"error"}\n\n'
+        b'event: error\ndata: {"message_type":"error_message","run_id":"run-2",'
+        b'"error_type":"internal_error","message":"' + PENDING_WORDS.encode() + b'",'
+        b'"detail":"' + PENDING_WORDS.encode() + b'"}\n\n'
+        b"data: [DONE]\n\n"
+    )
+)
+
+
+@pytest.mark.parametrize(
+    ("refusal", "accepted"), [(REFUSED_BEFORE_THE_STREAM, False), (REFUSED_IN_THE_STREAM, True)]
+)
+def test_a_message_while_calls_wait_for_approval_fails_typed_naming_them(
+    refusal: Reply, accepted: bool
+) -> None:
+    with FakeLettaServer([APPROVAL_TURN, refusal]) as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url)  # max_retries=2
+        history: list[Any] = [HumanMessage("delete it and tell bob")]
+        history.append(model.invoke(history))
+        history.append(HumanMessage("and what about tea?"))
+        with pytest.raises(LettaPendingApprovalError) as caught:
+            model.invoke(history)
+    error = caught.value
+    assert isinstance(error, LettaConflictError)
+    assert error.is_retryable is False
+    assert error.request_accepted is accepted
+    assert [(c["id"], c["name"]) for c in error.pending_tool_calls] == [
+        ("call_1", "delete_file"),
+        ("call_2", "send_email"),
+    ]
+    assert len(server.stream_requests) == 2  # refused once, never sent again
+
+
+async def test_a_pending_approval_refusal_async_without_the_answer_in_the_history() -> None:
+    with FakeLettaServer([REFUSED_BEFORE_THE_STREAM]) as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url)
+        with pytest.raises(LettaPendingApprovalError) as caught:
+            await model.ainvoke("and what about tea?")
+    assert caught.value.pending_tool_calls == []  # neither the server nor the history names them
+    assert len(server.stream_requests) == 1
+
+
+def test_a_busy_agent_is_retried_not_mistaken_for_a_pending_approval() -> None:
+    busy = Reply.json(
+        409,
+        {
+            "detail": "CONFLICT: Cannot send a new message: Another request "
+            "is currently being processed for this conversation."
+        },
+    )
+    hello = Reply.events({"message_type": "assistant_message", "content": HELLO})
+    with FakeLettaServer([busy, hello]) as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url, retry_timeout=5)
+        assert model.invoke("hi").text == HELLO
+    assert len(server.stream_requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("capture", "calls"),
+    [
+        (
+            "04-approval-request-steps.sse",
+            [("call_fake000062", "memory_insert", "The user likes tea.")],
+        ),
+        (
+            "08-approval-request-tokens.sse",
+            [("call_fake000065", "memory_insert", "The user likes tea.")],
+        ),
+        (
+            "22-client-tools-parallel-request.sse",
+            [
+                ("call_fake000075", "get_weather", "Paris"),
+                ("call_fake000076", "get_weather", "Rome"),
+            ],
+        ),
+    ],
+)
+def test_real_approval_requests_of_0_16_8_become_marked_server_tool_calls(
+    capture: str, calls: list[tuple[str, str, str]]
+) -> None:
+    with _server(f"0.16.8/lab-features/{capture}", times=2) as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url)
+        invoked = model.invoke("hi")
+        chunks = list(model.stream("hi"))
+    streamed = chunks[0]
+    for chunk in chunks[1:]:
+        streamed = streamed + chunk
+    for message in (invoked, streamed):
+        blocks = _blocks(message, "server_tool_call") or _blocks(message, "server_tool_call_chunk")
+        assert [(b["id"], b["name"]) for b in blocks] == [(i, n) for i, n, _ in calls]
+        assert all(word in str(b["args"]) for b, (_, _, word) in zip(blocks, calls, strict=True))
+        assert all(b["extras"] == {"requires_approval": True} for b in blocks)
+        assert message.tool_calls == []
+        assert message.response_metadata["stop_reason"] == "requires_approval"
+    assert all(isinstance(b["args"], dict) for b in _blocks(invoked, "server_tool_call"))
+
+
+def test_real_refusal_while_an_approval_waits_names_the_calls_of_the_answer() -> None:
+    replies = [
+        Reply.from_capture(CAPTURES / "0.16.8/lab-features/04-approval-request-steps.sse"),
+        Reply.from_capture(CAPTURES / "0.16.8/lab-features/05-message-while-pending.sse"),
+    ]
+    with FakeLettaServer(replies) as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url)
+        history: list[Any] = [HumanMessage("call:memory_insert please")]
+        history += [model.invoke(history), HumanMessage("hi, anybody there?")]
+        with pytest.raises(LettaPendingApprovalError) as caught:
+            model.invoke(history)
+    assert caught.value.request_accepted is True  # refused inside a 200 stream
+    assert caught.value.run_id == "run-e3f65ffe-1df0-4e93-9e48-537e25ca8820"
+    (call,) = caught.value.pending_tool_calls
+    assert (call["id"], call["name"]) == ("call_fake000062", "memory_insert")
+    assert call["args"] == {"label": "human", "new_string": "The user likes tea."}
+    assert len(server.stream_requests) == 2
 
 
 def test_seed_era_json_prefix_leak_is_removed_from_the_answer() -> None:
@@ -259,6 +437,45 @@ def test_model_maps_to_override_model_and_names_the_response() -> None:
     assert message.response_metadata["model_name"] == "openai/gpt-4o-mini"
 
 
+def test_request_options_are_sent_from_the_model_and_per_call() -> None:
+    with _server("0.16.8/letta_v1_agent/01-stream-steps.sse", times=2) as server:
+        model = ChatLetta(
+            agent_id=AGENT,
+            base_url=server.base_url,
+            include_return_message_types=["assistant_message"],
+            enable_thinking=False,
+            include_compaction_messages=True,
+        )
+        model.invoke("hi")
+        model.invoke("hi", override_system="You are terse.", enable_thinking=True)
+    first, second = (request.json() for request in server.stream_requests)
+    assert first["include_return_message_types"] == ["assistant_message"]
+    assert first["enable_thinking"] == "false"
+    assert first["include_compaction_messages"] is True
+    assert "override_system" not in first
+    assert second["override_system"] == "You are terse."
+    assert second["enable_thinking"] == "true"
+
+
+@pytest.mark.parametrize(("version", "since"), [("0.16.6", "0.16.7"), ("0.11.7", "0.16.7")])
+def test_an_option_the_server_lacks_is_refused_with_nothing_sent(version: str, since: str) -> None:
+    with FakeLettaServer([], version=version) as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url)
+        with pytest.raises(LettaUnsupportedFeatureError) as caught:
+            model.invoke("hi", override_system="You are terse.")
+    assert f"Letta {version} does not support 'override_system'" in str(caught.value)
+    assert f"from Letta {since} on" in str(caught.value)
+    assert server.stream_requests == []
+
+
+async def test_an_option_the_server_lacks_is_refused_async() -> None:
+    with FakeLettaServer([], version="0.9.1") as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url, enable_thinking=False)
+        with pytest.raises(LettaUnsupportedFeatureError, match="enable_thinking"):
+            await model.ainvoke("hi")
+    assert server.stream_requests == []
+
+
 def test_images_are_sent_as_letta_image_parts() -> None:
     image = HumanMessage(
         content=[
@@ -362,7 +579,35 @@ def _expected_from_capture(path: Any) -> dict[str, Any]:
     answer = "\n\n".join(t[len(leak) :] if t.startswith(leak) else t for t in texts.values())
     usage = next(p for p in payloads if p.get("message_type") == "usage_statistics")
     returns = [p for p in payloads if p.get("message_type") == "tool_return_message"]
-    return {"text": answer, "usage": usage, "returns": len(returns)}
+    approvals = {
+        call["tool_call_id"]
+        for p in payloads
+        if p.get("message_type") == "approval_request_message"
+        for call in (p["tool_calls"] if isinstance(p["tool_calls"], list) else [p["tool_calls"]])
+    }
+    kept_whole = [p for p in payloads if p.get("message_type") not in _STANDARD_BLOCK_TYPES]
+    return {
+        "text": answer,
+        "usage": usage,
+        "returns": len(returns),
+        "approvals": approvals,
+        "kept_whole": kept_whole,
+    }
+
+
+_STANDARD_BLOCK_TYPES = {
+    "assistant_message",
+    "reasoning_message",
+    "hidden_reasoning_message",
+    "tool_call_message",
+    "approval_request_message",
+    "tool_return_message",
+    "stop_reason",
+    "usage_statistics",
+    "ping",
+}
+"""Letta messages with a standard LangChain block (or metadata); every other one is kept
+whole in a ``non_standard`` block."""
 
 
 def _clean_captures() -> list[Any]:
@@ -386,6 +631,14 @@ def test_every_clean_capture_gives_the_message_its_frames_describe(path: Any) ->
         assert len(_blocks(message, "text")) == (1 if expected["text"] else 0)
         assert len(_blocks(message, "server_tool_result")) == expected["returns"]
         assert message.tool_calls == []
+        waiting = [
+            b
+            for b in _blocks(message, "server_tool_call")
+            + _blocks(message, "server_tool_call_chunk")
+            if b.get("extras", {}).get("requires_approval")
+        ]
+        assert {b["id"] for b in waiting} == expected["approvals"]
+        assert [b["value"] for b in _blocks(message, "non_standard")] == expected["kept_whole"]
         usage = message.usage_metadata
         assert usage is not None
         assert usage["input_tokens"] == expected["usage"]["prompt_tokens"]

@@ -18,6 +18,7 @@ from langchain_letta.errors import (
     LettaProtocolError,
     LettaRateLimitError,
     LettaStreamCancelledError,
+    LettaUnsupportedFeatureError,
 )
 from langchain_letta.events import AssistantMessage, UnknownEvent
 from langchain_letta.testing import FakeLettaServer, RecordedRequest, Reply
@@ -309,3 +310,41 @@ async def test_async_client_probes_the_dialect_too() -> None:
             events = [event async for event in client.stream(AGENT, REQUEST)]
     assert "text" in server.stream_requests[0].json()["messages"][0]
     assert len(events) == 3
+
+
+COMPACTING = StreamRequest(
+    messages=[OutgoingMessage(content="hi")], include_compaction_messages=True
+)
+
+
+def test_a_field_the_servers_release_lacks_is_refused_before_anything_is_sent() -> None:
+    with FakeLettaServer([HELLO], version="0.16.4") as server:
+        with pytest.raises(LettaUnsupportedFeatureError) as caught:
+            _run(server, COMPACTING)
+    assert "include_compaction_messages" in str(caught.value)
+    assert "0.16.4" in str(caught.value)
+    assert "0.16.5" in str(caught.value)
+    assert server.stream_requests == []
+
+
+async def test_async_client_refuses_it_too() -> None:
+    with FakeLettaServer([HELLO], version="0.16.4") as server:
+        async with AsyncLettaClient(base_url=server.base_url, max_retries=0) as client:
+            with pytest.raises(LettaUnsupportedFeatureError):
+                async for _ in client.stream(AGENT, COMPACTING):
+                    pass
+    assert server.stream_requests == []
+
+
+@pytest.mark.parametrize("version", ["0.16.5", "0.16.8", None])
+def test_the_field_is_sent_where_the_release_has_it_or_is_unknown(version: str | None) -> None:
+    with FakeLettaServer([HELLO], version=version) as server:
+        _run(server, COMPACTING)
+    assert server.stream_requests[0].json()["include_compaction_messages"] is True
+
+
+def test_fixed_dialect_and_background_still_ask_the_version_for_such_a_field() -> None:
+    with FakeLettaServer([HELLO], version="0.16.4") as server:
+        with pytest.raises(LettaUnsupportedFeatureError):
+            _run(server, COMPACTING, dialect="current", background=False)
+    assert [r.path for r in server.received] == ["/v1/health/"]

@@ -12,7 +12,7 @@ from langgraph.graph import START, MessagesState, StateGraph
 
 from langchain_letta import AsyncLettaClient, ChatLetta, LettaAgentRunnable, LettaClient, letta_node
 from langchain_letta._wire import OutgoingMessage, StreamRequest
-from langchain_letta.errors import LettaNotFoundError, LettaUnsupportedError
+from langchain_letta.errors import LettaNotFoundError, LettaUnsupportedFeatureError
 from langchain_letta.testing import FakeLettaServer, RecordedRequest, Reply
 from tests.conftest import CAPTURES
 
@@ -76,11 +76,11 @@ def test_async_client_creates_a_conversation_and_streams_into_it() -> None:
 @pytest.mark.parametrize("version", ["0.16.1", "0.11.7", "0.6.14"])
 def test_servers_without_conversations_refuse_them_before_sending(version: str) -> None:
     with _server(version) as server, LettaClient(base_url=server.base_url) as client:
-        with pytest.raises(LettaUnsupportedError) as caught:
+        with pytest.raises(LettaUnsupportedFeatureError) as caught:
             list(client.stream(AGENT, REQUEST, conversation_id="conv-1"))
-        with pytest.raises(LettaUnsupportedError):
+        with pytest.raises(LettaUnsupportedFeatureError):
             client.create_conversation(AGENT)
-    assert caught.value.feature == "conversations"
+    assert caught.value.feature == "conversation_id"
     assert caught.value.server_version == version
     assert "0.16.2" in str(caught.value)
     assert caught.value.request_accepted is False
@@ -91,10 +91,10 @@ def test_servers_without_conversations_refuse_them_before_sending(version: str) 
 def test_async_servers_without_conversations_refuse_them_before_sending() -> None:
     async def main() -> None:
         async with AsyncLettaClient(base_url=server.base_url) as client:
-            with pytest.raises(LettaUnsupportedError):
+            with pytest.raises(LettaUnsupportedFeatureError):
                 async for _ in client.stream(AGENT, REQUEST, conversation_id="conv-1"):
                     pass
-            with pytest.raises(LettaUnsupportedError):
+            with pytest.raises(LettaUnsupportedFeatureError):
                 await client.create_conversation(AGENT)
 
     with _server("0.11.7") as server:
@@ -105,7 +105,7 @@ def test_async_servers_without_conversations_refuse_them_before_sending() -> Non
 def test_a_forced_dialect_still_checks_the_server_before_a_conversation() -> None:
     with _server("0.11.7") as server:
         client = LettaClient(base_url=server.base_url, dialect="current", background=False)
-        with pytest.raises(LettaUnsupportedError):
+        with pytest.raises(LettaUnsupportedFeatureError):
             list(client.stream(AGENT, REQUEST, conversation_id="conv-1"))
     assert server.stream_requests == []
 
@@ -282,12 +282,12 @@ def test_runnable_takes_the_conversation_from_its_input() -> None:
 def test_a_conversation_on_an_old_server_fails_typed_through_chatletta() -> None:
     with _server("0.11.7") as server:
         model = ChatLetta(agent_id=AGENT, base_url=server.base_url, conversation_id="conv-1")
-        with pytest.raises(LettaUnsupportedError):
+        with pytest.raises(LettaUnsupportedFeatureError):
             model.invoke("hi")
         per_thread = ChatLetta(
             agent_id=AGENT, base_url=server.base_url, conversation_per_thread=True
         )
-        with pytest.raises(LettaUnsupportedError):
+        with pytest.raises(LettaUnsupportedFeatureError):
             per_thread.invoke("hi", {"configurable": {"thread_id": "t"}})
     assert server.stream_requests == []
     assert _creations(server) == []

@@ -14,6 +14,7 @@ from langchain_letta.errors import (
     LettaError,
     LettaInvalidRequestError,
     LettaNotFoundError,
+    LettaPendingApprovalError,
     LettaStreamInterruptedError,
     LettaTimeoutError,
 )
@@ -155,6 +156,25 @@ ERROR_CAPTURES = [
     ("0.11.7/memgpt_v2_agent/08-missing-messages.txt", LettaInvalidRequestError, 422, "messages"),
     ("0.16.8/memgpt_v2_agent/07-invalid-body.txt", LettaInvalidRequestError, 422, "messages"),
     ("0.16.8/memgpt_v2_agent/08-missing-messages.txt", LettaInvalidRequestError, 422, "input"),
+    # a user message while tool calls wait for approval: refused inside a 200 stream
+    (
+        "0.16.8/lab-features/05-message-while-pending.sse",
+        LettaPendingApprovalError,
+        None,
+        "waiting",
+    ),
+    (
+        "0.16.8/lab-features/06-message-while-pending-background.sse",
+        LettaPendingApprovalError,
+        None,
+        "waiting for approval",
+    ),
+    (
+        "0.16.8/lab-features/27-new-message-instead-of-tool-return.sse",
+        LettaPendingApprovalError,
+        None,
+        "waiting for approval",
+    ),
 ]
 
 

@@ -49,20 +49,23 @@ from langchain_letta._wire.flow import (
     error_from_transport,
 )
 from langchain_letta._wire.requests import (
+    FEATURES_SINCE,
     Dialect,
     DialectSetting,
     StreamRequest,
     build_body,
+    check_fields,
     dialect_after_rejection,
     dialect_for_version,
     supports_background,
     supports_conversations,
+    uses_versioned_fields,
 )
 from langchain_letta._wire.retry import DEFAULT_RETRY_TIMEOUT, logger
 from langchain_letta.errors import (
     LettaError,
     LettaProtocolError,
-    LettaUnsupportedError,
+    LettaUnsupportedFeatureError,
     StreamProgress,
 )
 from langchain_letta.events import LettaEvent
@@ -250,14 +253,22 @@ class ClientCore:
         """The release the server reported, once probed (``None``: unknown)."""
         return self._version
 
-    def needs_probe(self, conversation_id: str | None = None) -> bool:
+    def needs_probe(self, version_matters: bool = False) -> bool:
         """Whether a decision still needs the server's version.
 
-        The dialect, background mode, and whether a conversation can be addressed
-        at all depend on it.
+        The dialect and background mode depend on it, and ``version_matters`` for
+        a request that addresses a conversation or sets a field only some
+        releases have.
         """
-        wanted = self._dialect is None or self.background is None or conversation_id is not None
+        wanted = self._dialect is None or self.background is None or version_matters
         return not self._probed and wanted
+
+    @staticmethod
+    def version_matters(request: StreamRequest | None, conversation_id: str | None) -> bool:
+        """Whether this call can go ahead only on some releases (see ``FEATURES_SINCE``)."""
+        return conversation_id is not None or (
+            request is not None and uses_versioned_fields(request)
+        )
 
     def headers(self) -> dict[str, str]:
         """The headers of every request (credentials included: never log them)."""
@@ -281,7 +292,7 @@ class ClientCore:
         default for any client.
 
         Raises:
-            LettaUnsupportedError: A conversation on a server older than 0.16.2.
+            LettaUnsupportedFeatureError: A conversation on a server older than 0.16.2.
         """
         if conversation_id is None:
             quoted = urllib.parse.quote(validate_agent_id(agent_id), safe="")
@@ -292,12 +303,12 @@ class ClientCore:
 
     def _require_conversations(self) -> None:
         if not supports_conversations(self._version):
-            raise LettaUnsupportedError(
-                f"this Letta server ({self._version}) has no conversations: they exist from "
-                f"Letta 0.16.2 on. Leave conversation_id unset to talk to the agent itself, "
-                "or upgrade the server.",
-                feature="conversations",
-                server_version=self._version,
+            raise LettaUnsupportedFeatureError(
+                "conversation_id",
+                self._version,
+                FEATURES_SINCE["conversation_id"],
+                why="an older server has no conversations (without one, the agent's own "
+                "thread is used)",
             )
 
     def conversation_target(
@@ -364,8 +375,14 @@ class ClientCore:
         return background
 
     def message_body(self, request: StreamRequest) -> dict[str, Any]:
-        """The request in this server's dialect, with background mode decided."""
+        """The request in this server's dialect, with background mode decided.
+
+        Raises:
+            LettaUnsupportedFeatureError: ``request`` sets a field this server's
+                release lacks (it would ignore it); raised before anything is sent.
+        """
         dialect = self._dialect or "current"
+        check_fields(request, self._version, dialect)
         background = self._wants_background(request) and _BACKGROUND_SUPPORT.get(
             self.base_url, True
         )
@@ -498,7 +515,7 @@ class EventStream:
                         _finish_in_background(response, chunks, action.limit)
                     response, chunks = None, iter(())
                 elif type(action) is Probe:
-                    client.probe(action.conversation_id)
+                    client.probe(action.version_matters)
                 elif type(action) is Sleep:
                     time.sleep(action.seconds)
                 elif type(action) is Lock:
@@ -566,13 +583,13 @@ class LettaClient(ClientCore):
         self._http = http_client or httpx.Client(base_url=self.base_url, timeout=self.timeout)
         self._deciding = threading.Lock()
 
-    def probe(self, conversation_id: str | None = None) -> None:
+    def probe(self, version_matters: bool = False) -> None:
         """Ask ``/v1/health/`` for the server's version, once, if a decision needs it.
 
         The answer is bounded in size and time; a server that gives none is
         treated as one whose release is unknown.
         """
-        if not self.needs_probe(conversation_id):
+        if not self.needs_probe(version_matters):
             return
         status: int | None = None
         body = b""
@@ -672,10 +689,10 @@ class LettaClient(ClientCore):
                 ``isolated_block_labels``, ``model``, ``model_settings``).
 
         Raises:
-            LettaUnsupportedError: The server is older than 0.16.2 (nothing sent).
+            LettaUnsupportedFeatureError: The server is older than 0.16.2 (nothing sent).
             LettaError: The typed error of the server's answer.
         """
-        self.probe(conversation_id="new")
+        self.probe(version_matters=True)
         path, query, body = self.conversation_target(agent_id, fields)
         request = self._http.build_request(
             "POST", path, params=query, json=body, headers=self.headers()
@@ -804,7 +821,7 @@ class AsyncEventStream:
                         client._finish_later(response, chunks, action.limit)
                     response, chunks = None, _no_chunks()
                 elif type(action) is Probe:
-                    await client.probe(action.conversation_id)
+                    await client.probe(action.version_matters)
                 elif type(action) is Sleep:
                     await asyncio.sleep(action.seconds)
                 elif type(action) is Lock:
@@ -857,9 +874,9 @@ class AsyncLettaClient(ClientCore):
         self._deciding = asyncio.Lock()
         self._finishing: set[asyncio.Task[None]] = set()
 
-    async def probe(self, conversation_id: str | None = None) -> None:
+    async def probe(self, version_matters: bool = False) -> None:
         """Ask ``/v1/health/`` for the server's version, once, if a decision needs it."""
-        if not self.needs_probe(conversation_id):
+        if not self.needs_probe(version_matters):
             return
         status: int | None = None
         body = b""
@@ -934,7 +951,7 @@ class AsyncLettaClient(ClientCore):
 
     async def create_conversation(self, agent_id: str, **fields: Any) -> str:
         """Start a new conversation of ``agent_id`` (Letta 0.16.2+) and return its id."""
-        await self.probe(conversation_id="new")
+        await self.probe(version_matters=True)
         path, query, body = self.conversation_target(agent_id, fields)
         request = self._http.build_request(
             "POST", path, params=query, json=body, headers=self.headers()

@@ -79,7 +79,7 @@ OnResume = Callable[[StreamProgress, LettaError], None]
 class Probe:
     """Learn the server's version if a decision needs it; the reply is ``None``."""
 
-    conversation_id: str | None
+    version_matters: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -492,7 +492,7 @@ class StreamFlow:
 
     def _send_message(self, request: StreamRequest) -> Generator[Action, Any, None]:
         core = self.core
-        yield Probe(self.conversation_id)
+        yield Probe(core.version_matters(request, self.conversation_id))
         path = core.message_path(self.agent_id, self.conversation_id)
         deciding = core.background_undecided(request)
         if deciding:

@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from langchain_letta.errors import LettaUnsupportedFeatureError
+
 Dialect = Literal["seed", "transitional", "current"]
 DialectSetting = Literal["auto", "seed", "transitional", "current"]
 
@@ -50,7 +52,16 @@ class StreamRequest(BaseModel):
     """Ask for a resumable background run; ``None`` lets the client decide."""
     max_steps: int | None = None
     include_return_message_types: list[str] | None = None
+    """Only these ``message_type`` values come back (Letta 0.8.3+)."""
     override_model: str | None = None
+    """A model handle for this request instead of the agent's (Letta 0.16.4+; older
+    releases ignore it)."""
+    enable_thinking: bool | None = None
+    """Letta's deprecated reasoning switch (0.10.0+); sent as the string the server reads."""
+    override_system: str | None = None
+    """A system prompt for this request instead of the agent's compiled one (Letta 0.16.7+)."""
+    include_compaction_messages: bool | None = None
+    """Stream ``summary_message`` and ``event_message`` when the context is compacted (0.16.5+)."""
 
 
 def build_body(request: StreamRequest, dialect: Dialect) -> dict[str, Any]:
@@ -91,10 +102,13 @@ def _current_body(request: StreamRequest) -> dict[str, Any]:
         body["assistant_message_tool_kwarg"] = request.assistant_message_tool_kwarg
     if request.max_steps is not None:
         body["max_steps"] = request.max_steps
-    if request.include_return_message_types is not None:
-        body["include_return_message_types"] = request.include_return_message_types
     if request.override_model is not None:
         body["override_model"] = request.override_model
+    for field in VERSIONED_FIELDS:
+        value = getattr(request, field)
+        if value is not None:
+            # The server declares enable_thinking a string (and, up to 0.16.8, never reads it).
+            body[field] = str(value).lower() if field == "enable_thinking" else value
     return body
 
 
@@ -128,14 +142,69 @@ def release_of(version: str | None) -> tuple[int, int, int] | None:
     return major, minor, patch
 
 
-def supports_background(version: str | None) -> bool:
-    """Background runs (resumable streams) exist from Letta 0.11.5 on."""
+Release = tuple[int, int, int]
+
+FEATURES_SINCE: dict[str, Release] = {
+    "include_return_message_types": (0, 8, 3),
+    "enable_thinking": (0, 10, 0),
+    "background": (0, 11, 5),
+    "conversation_id": (0, 16, 2),
+    "include_compaction_messages": (0, 16, 5),
+    "override_system": (0, 16, 7),
+}
+"""The first Letta release with each feature: the first tag whose
+``letta/schemas/letta_request.py`` has the field (``git log -S`` then ``git tag --contains``
+in the Letta repository), or whose routes have ``/v1/conversations`` (``conversation_id``).
+A server that lacks a field ignores it without a word, so the client refuses to send it
+there (:func:`check_fields`)."""
+
+VERSIONED_FIELDS = (
+    "include_return_message_types",
+    "enable_thinking",
+    "include_compaction_messages",
+    "override_system",
+)
+"""Request fields sent only where :data:`FEATURES_SINCE` says the server has them."""
+
+
+def has_feature(version: str | None, feature: str) -> bool | None:
+    """Whether a server of ``version`` has ``feature``; ``None`` when the version is unknown.
+
+    Letta Cloud (and any server whose health check names no release) may say
+    anything, so the caller decides what unknown means: request fields are sent,
+    background mode is not asked for.
+    """
     release = release_of(version)
-    return release is not None and release >= (0, 11, 5)
+    return None if release is None else release >= FEATURES_SINCE[feature]
 
 
-CONVERSATIONS_SINCE = (0, 16, 2)
-"""The first release with conversations (``/v1/conversations``)."""
+def supports_background(version: str | None) -> bool:
+    """Background runs (resumable streams) exist from Letta 0.11.5 on; unknown: no."""
+    return has_feature(version, "background") is True
+
+
+def uses_versioned_fields(request: StreamRequest) -> bool:
+    """Whether ``request`` sets a field that only some releases have (the version matters)."""
+    return any(getattr(request, field) is not None for field in VERSIONED_FIELDS)
+
+
+def check_fields(request: StreamRequest, version: str | None, dialect: Dialect) -> None:
+    """Refuse, before anything is sent, a field the server would silently ignore.
+
+    Raises:
+        LettaUnsupportedFeatureError: ``request`` sets a field the server of
+            ``version`` (or, version unknown, a server speaking an older ``dialect``
+            than ``current``) does not have; it names the field, the server's
+            version and the first release that has it.
+    """
+    for field in VERSIONED_FIELDS:
+        if getattr(request, field) is None:
+            continue
+        supported = has_feature(version, field)
+        if supported is None:
+            supported = dialect == "current"  # older dialects mean releases before 0.6.17
+        if not supported:
+            raise LettaUnsupportedFeatureError(field, version, FEATURES_SINCE[field])
 
 
 def supports_conversations(version: str | None) -> bool:
@@ -145,8 +214,7 @@ def supports_conversations(version: str | None) -> bool:
     benefit of the doubt: it answers a route it lacks with a typed 404, and
     nothing was accepted.
     """
-    release = release_of(version)
-    return release is None or release >= CONVERSATIONS_SINCE
+    return has_feature(version, "conversation_id") is not False
 
 
 def dialect_for_version(version: str | None) -> Dialect:

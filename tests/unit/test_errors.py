@@ -25,6 +25,7 @@ from langchain_letta.errors import (
     LettaError,
     LettaInvalidRequestError,
     LettaNotFoundError,
+    LettaPendingApprovalError,
     LettaPermissionDeniedError,
     LettaRateLimitError,
     LettaTimeoutError,
@@ -47,6 +48,17 @@ PENDING_APPROVAL_409 = json.dumps(
     {
         "detail": "CONFLICT: Cannot send a new message: The agent is waiting for approval on a "
         "tool call. Please approve or deny the pending request before continuing."
+    }
+)
+PENDING_APPROVAL_409_OBJECT = json.dumps(
+    {
+        # 0.16.8 routes that catch PendingApprovalError themselves (HTTPException detail)
+        "detail": {
+            "code": "PENDING_APPROVAL",
+            "message": "CONFLICT: Cannot send a new message: The agent is waiting for approval "
+            "on a tool call. Please approve or deny the pending request before continuing.",
+            "pending_request_id": "message-d4",
+        }
     }
 )
 NGINX_502 = (
@@ -154,9 +166,30 @@ def test_409_busy_agent_is_retryable() -> None:
 
 def test_409_pending_approval_is_not_retryable() -> None:
     error = error_from_response(409, PENDING_APPROVAL_409)
+    assert isinstance(error, LettaPendingApprovalError)
     assert isinstance(error, LettaConflictError)
+    assert isinstance(error, ModelAPIError)
     assert error.is_retryable is False
+    assert error.request_accepted is False
     assert "waiting for approval" in error.detail
+    assert error.pending_request_id is None  # this form of the 409 does not name it
+    assert error.pending_tool_calls == []
+
+
+def test_409_pending_approval_as_an_object_names_the_approval_request() -> None:
+    error = error_from_response(409, PENDING_APPROVAL_409_OBJECT)
+    assert isinstance(error, LettaPendingApprovalError)
+    assert error.is_retryable is False
+    assert error.pending_request_id == "message-d4"
+    assert error.error_type == "PENDING_APPROVAL"
+    assert error.detail.startswith("CONFLICT: Cannot send a new message")
+    assert "{" not in str(error)  # the message, not the repr of the object
+
+
+def test_409_busy_is_not_mistaken_for_a_pending_approval() -> None:
+    error = error_from_response(409, BUSY_409)
+    assert not isinstance(error, LettaPendingApprovalError)
+    assert error.is_retryable is True
 
 
 # --- 422 --------------------------------------------------------------------------------
@@ -370,6 +403,22 @@ def test_stream_error_type_maps_to_a_never_retryable_class(
     assert error.detail == "more detail"
     assert error.body == {"raw": True}
     assert error.progress is progress
+    assert error.run_id == "run-1"
+
+
+def test_stream_conflict_waiting_for_approval_is_a_pending_approval_error() -> None:
+    # 0.16.8 streams the refusal as an internal_error whose message and detail are str(exc)
+    words = (
+        "CONFLICT: Cannot send a new message: The agent is waiting for approval on a tool call. "
+        "Please approve or deny the pending request before continuing."
+    )
+    progress = StreamProgress(run_id="run-1", stop_reason="error")
+    error = error_from_stream("internal_error", words, words, body={}, progress=progress)
+    assert type(error) is LettaPendingApprovalError
+    assert error.request_accepted is True
+    assert error.is_retryable is False
+    assert error.error_type == "internal_error"
+    assert str(error).count("waiting for approval") == 1
     assert error.run_id == "run-1"
 
 

@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 
 from langchain_letta.events import (
+    KNOWN_STOP_REASONS,
     ApprovalRequestMessage,
     ApprovalResponseMessage,
+    ApprovalReturn,
     AssistantMessage,
     ErrorMessage,
     EventMessage,
@@ -23,6 +25,7 @@ from langchain_letta.events import (
     SystemMessage,
     ToolCall,
     ToolCallMessage,
+    ToolReturn,
     ToolReturnMessage,
     UnknownEvent,
     UsageStatistics,
@@ -103,6 +106,19 @@ def test_reasoning_message_current_release_fields() -> None:
     assert event.step_id == "step-06e9b9a4-f577-4859-aac8-96c48516e6f2"
     assert event.run_id == "run-c6cc2388-fadf-47ab-bb5c-d156807d1701"
     assert event.seq_id is None
+
+
+def test_reasoning_message_native_thinking_keeps_source_and_signature() -> None:
+    event = _parse(
+        {
+            "message_type": "reasoning_message",
+            "source": "reasoner_model",
+            "reasoning": "",
+            "signature": "EqQBCkYIBxgCKkB",
+        }
+    )
+    assert isinstance(event, ReasoningMessage)
+    assert (event.source, event.signature, event.text) == ("reasoner_model", "EqQBCkYIBxgCKkB", "")
 
 
 def test_reasoning_message_seed_release_has_only_id_and_date() -> None:
@@ -267,6 +283,43 @@ def test_approval_response_message_is_typed() -> None:
     event = _parse({"message_type": "approval_response_message", "approvals": [{"approve": True}]})
     assert isinstance(event, ApprovalResponseMessage)
     assert event.raw["approvals"] == [{"approve": True}]
+
+
+def test_approval_response_reads_each_decision_and_client_tool_return() -> None:
+    # 0.16.8 echoes the client's answer: one decision per call, or a tool the client ran.
+    approvals = [
+        {"type": "approval", "tool_call_id": "call_1", "approve": False, "reason": "not today"},
+        {"type": "tool", "tool_call_id": "call_2", "tool_return": "done", "status": "success"},
+    ]
+    event = _parse(
+        {"message_type": "approval_response_message", "id": "message-r", "approvals": approvals}
+    )
+    assert isinstance(event, ApprovalResponseMessage)
+    assert event.approvals is not None
+    decision, ran = event.approvals
+    assert isinstance(decision, ApprovalReturn)
+    assert (decision.tool_call_id, decision.approve, decision.reason) == (
+        "call_1",
+        False,
+        "not today",
+    )
+    assert isinstance(ran, ToolReturn)
+    assert (ran.tool_call_id, ran.output, ran.status) == ("call_2", "done", "success")
+    assert event.raw["approvals"] == approvals
+
+
+def test_approval_response_deprecated_single_decision_fields() -> None:
+    event = _parse(
+        {
+            "message_type": "approval_response_message",
+            "approve": True,
+            "approval_request_id": "message-d4",
+            "reason": "fine",
+        }
+    )
+    assert isinstance(event, ApprovalResponseMessage)
+    assert (event.approve, event.approval_request_id, event.reason) == (True, "message-d4", "fine")
+    assert event.approvals is None
 
 
 # --- tool returns -----------------------------------------------------------------------
@@ -439,6 +492,24 @@ def test_summary_message_is_typed() -> None:
     assert event.raw["compaction_stats"] == {"messages_before": 40, "messages_after": 3}
 
 
+def test_summary_message_compaction_stats_of_0_16_8() -> None:
+    stats = {
+        "trigger": "context_window_exceeded",
+        "context_tokens_before": 30000,
+        "context_tokens_after": 4000,
+        "context_window": 32000,
+        "messages_count_before": 40,
+        "messages_count_after": 3,
+    }
+    event = _parse({"message_type": "summary_message", "summary": "s", "compaction_stats": stats})
+    assert isinstance(event, SummaryMessage)
+    assert event.compaction_stats is not None
+    assert event.compaction_stats.trigger == "context_window_exceeded"
+    assert event.compaction_stats.context_window == 32000
+    assert event.compaction_stats.messages_count_after == 3
+    assert event.raw["compaction_stats"] == stats
+
+
 def test_event_message_is_typed() -> None:
     event = _parse(
         {"message_type": "event_message", "event_type": "compaction", "event_data": {"n": 1}}
@@ -510,6 +581,34 @@ def test_stop_reason() -> None:
     event = parse_event(_payload(V16_STEPS, "stop_reason"))
     assert isinstance(event, StopReason)
     assert event.stop_reason == "end_turn"
+
+
+def test_every_stop_reason_of_0_16_8_is_known() -> None:
+    # letta/schemas/letta_stop_reason.py StopReasonType at 0.16.8
+    assert {
+        "end_turn",
+        "error",
+        "llm_api_error",
+        "invalid_llm_response",
+        "invalid_tool_call",
+        "max_steps",
+        "max_tokens_exceeded",
+        "no_tool_call",
+        "tool_rule",
+        "cancelled",
+        "insufficient_credits",
+        "requires_approval",
+        "context_window_overflow_in_system_prompt",
+    } == KNOWN_STOP_REASONS
+    for value in KNOWN_STOP_REASONS:
+        assert _parse({"message_type": "stop_reason", "stop_reason": value}).stop_reason == value
+
+
+def test_an_unknown_stop_reason_is_kept_as_sent() -> None:
+    event = _parse({"message_type": "stop_reason", "stop_reason": "quota_paused"})
+    assert isinstance(event, StopReason)
+    assert event.stop_reason == "quota_paused"
+    assert event.stop_reason not in KNOWN_STOP_REASONS
 
 
 def test_stop_reason_with_spaced_json_from_cancellation() -> None:

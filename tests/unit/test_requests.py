@@ -8,13 +8,19 @@ import uuid
 import pytest
 
 from langchain_letta._wire.requests import (
+    FEATURES_SINCE,
+    VERSIONED_FIELDS,
     Dialect,
     OutgoingMessage,
     StreamRequest,
     build_body,
+    check_fields,
     dialect_after_rejection,
     dialect_for_version,
+    has_feature,
+    supports_background,
 )
+from langchain_letta.errors import LettaInvalidRequestError, LettaUnsupportedFeatureError
 from tests.conftest import CAPTURES
 
 DEFAULT_CONFIG = {
@@ -41,6 +47,9 @@ def _all_options() -> StreamRequest:
         max_steps=7,
         include_return_message_types=["assistant_message", "tool_call_message"],
         override_model="openai/gpt-4o-mini",
+        enable_thinking=False,
+        override_system="You are terse.",
+        include_compaction_messages=True,
     )
 
 
@@ -177,6 +186,9 @@ def test_current_body_with_every_option_at_top_level() -> None:
         "max_steps": 7,
         "include_return_message_types": ["assistant_message", "tool_call_message"],
         "override_model": "openai/gpt-4o-mini",
+        "enable_thinking": "false",  # a string field on the server: a JSON bool gets a 422
+        "override_system": "You are terse.",
+        "include_compaction_messages": True,
     }
 
 
@@ -350,3 +362,68 @@ def test_real_422_that_names_no_message_field_gives_none(capture: str, sent: Dia
 def test_422_about_another_field_gives_none(body: str) -> None:
     assert dialect_after_rejection(body, "seed") is None
     assert dialect_after_rejection(body, "current") is None
+
+
+# --- which release has which field --------------------------------------------------------
+
+FIRST_RELEASE = {
+    # the first tag whose letta/schemas/letta_request.py has the field, and the tag before it
+    "include_return_message_types": ("0.8.3", "0.8.2"),
+    "enable_thinking": ("0.10.0", "0.9.1"),
+    "include_compaction_messages": ("0.16.5", "0.16.4"),
+    "override_system": ("0.16.7", "0.16.6"),
+}
+VALUES: dict[str, object] = {
+    "include_return_message_types": ["assistant_message"],
+    "enable_thinking": True,
+    "include_compaction_messages": True,
+    "override_system": "You are terse.",
+}
+
+
+def test_every_versioned_field_has_its_first_release() -> None:
+    assert set(VERSIONED_FIELDS) == set(FIRST_RELEASE) == set(VALUES)
+    assert set(FEATURES_SINCE) == set(VERSIONED_FIELDS) | {"background", "conversation_id"}
+
+
+@pytest.mark.parametrize("field", sorted(FIRST_RELEASE))
+def test_a_field_is_sent_from_its_first_release_on(field: str) -> None:
+    first, before = FIRST_RELEASE[field]
+    request = _request(**{field: VALUES[field]})
+    for version in (first, "0.16.8", None):  # None: Letta Cloud, or no health answer
+        check_fields(request, version, "current")
+        assert field in build_body(request, "current")
+    assert has_feature(first, field) is True
+    assert has_feature(before, field) is False
+
+
+@pytest.mark.parametrize("field", sorted(FIRST_RELEASE))
+def test_a_field_is_refused_on_the_release_before_naming_field_and_versions(field: str) -> None:
+    first, before = FIRST_RELEASE[field]
+    with pytest.raises(LettaUnsupportedFeatureError) as caught:
+        check_fields(_request(**{field: VALUES[field]}), before, "current")
+    error = caught.value
+    assert isinstance(error, LettaInvalidRequestError)
+    assert (error.feature, error.server_version) == (field, before)
+    assert ".".join(map(str, error.since)) == first
+    assert field in str(error)
+    assert f"Letta {before}" in str(error)
+    assert f"from Letta {first} on" in str(error)
+    assert error.is_retryable is False
+    assert error.request_accepted is False
+
+
+def test_an_unknown_version_speaking_an_old_dialect_is_refused_too() -> None:
+    with pytest.raises(LettaUnsupportedFeatureError, match="too old"):
+        check_fields(_request(override_system="x"), None, "seed")
+
+
+def test_a_request_without_versioned_fields_goes_anywhere() -> None:
+    for version in ("0.6.14", "0.8.2", None):
+        check_fields(_request(), version, dialect_for_version(version))
+
+
+def test_background_is_asked_for_only_where_the_version_says_so() -> None:
+    assert supports_background("0.11.5")
+    assert not supports_background("0.11.4")
+    assert not supports_background(None)  # unlike request fields: unknown means no
