@@ -584,7 +584,17 @@ def run(command: list[str], versions: tuple[str, ...]) -> int:
             env[f"LETTA_LIVE_URL_{env_key(version)}"] = server.base_url
             env[f"LETTA_LIVE_AGENT_{env_key(version)}"] = server.agent_id
         log("running " + " ".join(command))
-        return subprocess.run(command, env=env, check=False).returncode  # noqa: S603
+        started = time.monotonic()
+        # Its own process group, so that whatever it starts is stopped with it.
+        process = subprocess.Popen(command, env=env, start_new_session=True)  # noqa: S603
+        try:
+            return process.wait()
+        finally:
+            if process.poll() is not None:
+                # the command is done; anything it left in its group goes too
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(process.pid, signal.SIGTERM)
+            stop(process, f"the command (after {time.monotonic() - started:.0f} s)")
 
 
 def main() -> int:
