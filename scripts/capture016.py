@@ -310,6 +310,87 @@ def server_tool_approvals(rec: Recorder, base_url: str) -> None:
     )
 
 
+def approve_or_deny(ids: list[str], *, approve: bool) -> dict[str, Any]:
+    """An approval message answering every id in ``ids`` the same way."""
+    answers: list[dict[str, Any]] = [
+        {"type": "approval", "tool_call_id": i, "approve": approve} for i in ids
+    ]
+    if not approve:
+        for answer in answers:
+            answer["reason"] = "Not now, thanks."
+    return {"type": "approval", "approvals": answers}
+
+
+def approval_modes(rec: Recorder, base_url: str) -> None:
+    """Deny in steps mode and approve in token mode: which echo comes back in which mode."""
+    agent = create_agent(base_url, parallel_tool_calls=True)
+    (rec.folder / "agent_id-approval-modes.txt").write_text(agent + "\n")
+    stream = f"/v1/agents/{agent}/messages/stream"
+    rec.exchange(
+        "16-gate-tool",
+        "PATCH",
+        f"/v1/agents/{agent}/tools/approval/memory_insert",
+        {"requires_approval": True},
+    )
+    _, raw = rec.exchange(
+        "17-approval-request-steps",
+        "POST",
+        stream,
+        {"messages": [user("call:memory_insert please")], "stream_tokens": False},
+    )
+    rec.exchange(
+        "18-deny-with-reason-steps",
+        "POST",
+        stream,
+        {"messages": [approve_or_deny(approval_ids(raw), approve=False)], "stream_tokens": False},
+    )
+    _, raw = rec.exchange(
+        "19-approval-request-tokens",
+        "POST",
+        stream,
+        {"messages": [user("call:memory_insert again")], "stream_tokens": True},
+    )
+    rec.exchange(
+        "19-approve-tokens",
+        "POST",
+        stream,
+        {"messages": [approve_or_deny(approval_ids(raw), approve=True)], "stream_tokens": True},
+    )
+    _, raw = rec.exchange(
+        "28-client-tool-request-steps",
+        "POST",
+        stream,
+        {
+            "messages": [user('call:get_weather{"city":"Paris"}')],
+            "client_tools": [WEATHER],
+            "stream_tokens": False,
+        },
+    )
+    rec.exchange(
+        "29-client-tool-return-tokens",
+        "POST",
+        stream,
+        {
+            "messages": [
+                {
+                    "type": "approval",
+                    "approvals": [
+                        {
+                            "type": "tool",
+                            "tool_call_id": i,
+                            "tool_return": "Sunny, 21 degrees",
+                            "status": "success",
+                        }
+                        for i in approval_ids(raw)
+                    ],
+                }
+            ],
+            "client_tools": [WEATHER],
+            "stream_tokens": True,
+        },
+    )
+
+
 def client_tools(rec: Recorder, base_url: str) -> None:
     """Client tools: one call, its return; two parallel calls, both returns."""
     agent = create_agent(base_url, parallel_tool_calls=True)
@@ -626,6 +707,7 @@ def conversations(rec: Recorder, base_url: str) -> None:
     rec.exchange("47-list-conversations", "GET", f"/v1/conversations/?agent_id={agent}")
 
 
+GROUPS = ["approvals", "approval-modes", "client-tools", "conversations", "fields", "failures"]
 FIELDS: list[tuple[str, dict[str, Any]]] = [
     ("include-compaction-messages", {"include_compaction_messages": True}),
     ("enable-thinking", {"enable_thinking": True}),
@@ -687,7 +769,7 @@ def main() -> int:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=["approvals", "client-tools", "conversations", "fields", "failures"],
+        choices=GROUPS,
     )
     args = parser.parse_args()
     urls: dict[str, tuple[str, str]] = {}
@@ -704,9 +786,11 @@ def main() -> int:
         return 2
     base_url = urls["0.16.8"][0]
     rec = Recorder(args.folder, base_url)
-    chosen = set(args.only or ["approvals", "client-tools", "conversations", "fields", "failures"])
+    chosen = set(args.only or GROUPS)
     if "approvals" in chosen:
         server_tool_approvals(rec, base_url)
+    if "approval-modes" in chosen:
+        approval_modes(rec, base_url)
     if "client-tools" in chosen:
         client_tools(rec, base_url)
     if "conversations" in chosen:
@@ -715,9 +799,14 @@ def main() -> int:
         fields(rec, urls)
     if "failures" in chosen:
         failures(rec, base_url)
-    with (args.folder / "index.tsv").open("a") as index:
-        for name, method, path, status, note in sorted(rec.notes):
-            index.write(f"{name}\t{method} {path}\t{status}\t{note}\n")
+    # index.tsv: one line per exchange; a re-recorded one replaces its old line
+    index = args.folder / "index.tsv"
+    lines = {}
+    if index.exists():
+        lines = {line.split("\t", 1)[0]: line for line in index.read_text().splitlines()}
+    for name, method, path, status, note in rec.notes:
+        lines[name] = f"{name}\t{method} {path}\t{status}\t{note}"
+    index.write_text("".join(lines[name] + "\n" for name in sorted(lines)))
     return 0
 
 
