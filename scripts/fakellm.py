@@ -237,8 +237,9 @@ def decide_one(request: dict[str, Any]) -> list[Call] | Call | str:
             if name in tools:
                 return name, arguments(name, tools[name], {})
     if "search" in lowered and "conversation_search" in tools:
+        # "query" is optional in 0.16.8's schema: name it, as a model would
         return "conversation_search", arguments(
-            "conversation_search", tools["conversation_search"], {}
+            "conversation_search", tools["conversation_search"], {"query": "hello"}
         )
     return final()
 
