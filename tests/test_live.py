@@ -1,13 +1,14 @@
 """The integration tests live, against real Letta servers on loopback (``make test-live``).
 
 Skipped unless ``LETTA_LIVE=1``. ``make test-live`` sets it after
-``scripts/letta_lab.py`` has installed (cached) and started Letta 0.11.7 (current
-dialect) and 0.6.14 (seed dialect) against the deterministic fake LLM, with
-their URLs and agents in ``LETTA_LIVE_URL_<v>`` / ``LETTA_LIVE_AGENT_<v>``
-(``<v>`` as ``0_11_7``, ``0_6_14``). Both servers run on SQLite without Redis,
-so background runs are refused (0.11.7 answers 503, the client falls back to a
-foreground stream) and resume cannot be tested live: the fake server and the
-captures carry it.
+``scripts/letta_lab.py`` has installed (cached) and started Letta 0.16.8 (current
+dialect, PostgreSQL and Redis), 0.11.7 (current dialect) and 0.6.14 (seed dialect)
+against the deterministic fake LLM, with their URLs and agents in
+``LETTA_LIVE_URL_<v>`` / ``LETTA_LIVE_AGENT_<v>`` (``<v>`` as ``0_16_8``,
+``0_11_7``, ``0_6_14``). 0.11.7 and 0.6.14 run on SQLite without Redis, so
+background runs are refused there (0.11.7 answers 503, the client falls back to a
+foreground stream); 0.16.8 has Redis, so ChatLetta runs every turn there as a
+background run, and resume is tested live against it.
 
 langchain-tests' standard integration suite runs against each server, with
 ``dialect="auto"`` and ``background=None``: the client asks ``/v1/health/`` and
@@ -22,15 +23,15 @@ from typing import Any
 import pytest
 
 import tests.test_standard_integration as standard
-from langchain_letta import ChatLetta
-from langchain_letta.errors import LettaAPIError, LettaNotFoundError
+from langchain_letta import ChatLetta, LettaClient, OutgoingMessage, StreamRequest
+from langchain_letta.errors import LettaAPIError, LettaNotFoundError, StreamProgress
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("LETTA_LIVE") != "1", reason="live servers: run with make test-live"
 )
 
-VERSIONS = ("0.11.7", "0.6.14")
-MEMORY_TOOL = {"0.11.7": "memory_insert", "0.6.14": "core_memory_append"}
+VERSIONS = ("0.16.8", "0.11.7", "0.6.14")
+MEMORY_TOOL = {"0.16.8": "memory_insert", "0.11.7": "memory_insert", "0.6.14": "core_memory_append"}
 UNKNOWN_AGENT = "agent-00000000-0000-4000-8000-000000000000"
 TEXT = "Hello from the fake model"
 
@@ -62,6 +63,18 @@ class TestLiveCurrentDialect(standard.TestChatLettaIntegration):
     @property
     def chat_model_params(self) -> dict[str, str]:
         return {"agent_id": self._agent_id, "base_url": self._base_url}
+
+
+class TestLiveBackgroundRuns(TestLiveCurrentDialect):
+    """The standard suite against a real Letta 0.16.8 with Redis: every turn a background run."""
+
+    version = "0.16.8"
+
+    @property
+    def model_override_value(self) -> str:
+        # 0.16.8 names models by provider handle; an OpenAI provider whose base URL is
+        # not api.openai.com (the fake LLM) is listed as "openai-proxy".
+        return "openai-proxy/gpt-4o-mini"
 
 
 class TestLiveSeedDialect(TestLiveCurrentDialect):
@@ -107,3 +120,32 @@ def test_upstream_llm_failure_live(version: str) -> None:
         live_model(version).invoke("please trigger-llm-error now")
     assert caught.value.request_accepted
     assert not caught.value.is_retryable
+
+
+def test_background_run_is_resumable_live() -> None:
+    """0.16.8 with Redis: the client asks for a background run; it can be read again."""
+    base_url, agent_id = server("0.16.8")
+    with LettaClient(base_url=base_url) as client:
+        stream = client.stream(agent_id, StreamRequest(messages=[OutgoingMessage(content="hi")]))
+        first = [event.raw for event in stream]  # type: ignore[attr-defined]
+        progress = stream.progress
+        assert progress.run_id
+        assert progress.last_seq_id is not None  # seq_ids: a background run
+        assert "".join(e.get("content") or "" for e in first) == TEXT
+        again = client.resume(agent_id, StreamProgress(run_id=progress.run_id, last_seq_id=2))
+        rest = [event.raw for event in again]  # type: ignore[attr-defined]
+    # stop_reason and usage_statistics carry no seq_id: they come again at the end
+    tail = [e for e in first if e.get("seq_id") is None]
+    assert [e["message_type"] for e in tail] == ["stop_reason", "usage_statistics"]
+    assert rest[-2:] == tail
+    assert rest[:-2] == [e for e in first if (e.get("seq_id") or 0) > 2]
+    assert rest[:-2]
+
+
+def test_chat_model_resumes_a_run_live() -> None:
+    """``resume_from`` reads a finished background run again, without a new turn."""
+    model = live_model("0.16.8")
+    chunks = list(model.stream("hi, resume me later"))
+    run_id = chunks[-1].response_metadata["run_id"]
+    again = list(model.stream([], resume_from=StreamProgress(run_id=run_id, last_seq_id=0)))
+    assert "".join(chunk.text for chunk in again) == TEXT
