@@ -302,10 +302,17 @@ def test_upstream_llm_failure(version: str) -> None:
 
 
 def test_approval_request() -> None:
-    # 0.16.8, memory_insert gated for approval: the run stops before the tool runs.
-    # ChatLetta has no approval support yet: an empty answer that says why it stopped.
+    # 0.16.8, memory_insert gated for approval: the run stops before the tool runs, and
+    # the call waiting for approval is in the message (never in tool_calls).
     message = invoke("0.16.8", "approval_request")
     assert message.text == ""
     assert message.response_metadata["stop_reason"] == "requires_approval"
     assert message.response_metadata["step_count"] == 1
     assert not message.tool_calls
+    (call,) = [
+        b for b in message.content if isinstance(b, dict) and b["type"] == "server_tool_call"
+    ]
+    assert call["name"] == "memory_insert"
+    assert call["id"].startswith("call_")
+    assert isinstance(call["args"], dict)
+    assert call["extras"]["requires_approval"] is True
