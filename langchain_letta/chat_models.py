@@ -110,7 +110,8 @@ class ChatLetta(BaseChatModel):
     not sent: a Letta agent's LLM settings live in the agent's configuration.
     """
 
-    model_config = ConfigDict(populate_by_name=True)
+    # Inputs stay out of validation errors: a refused api_key must not be shown.
+    model_config = ConfigDict(populate_by_name=True, hide_input_in_errors=True)
 
     cache: BaseCache | bool | None = Field(default=False, exclude=True)
     """Off by default, even when a global LLM cache is set: a cached answer would never

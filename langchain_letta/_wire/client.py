@@ -171,6 +171,12 @@ def check_credential(name: str, value: str | SecretStr | None) -> SecretStr | No
     return SecretStr(text)
 
 
+def _header_value(name: str, value: str) -> str:
+    """A header value checked like a credential: any header may carry one."""
+    checked = check_credential(name, value)
+    return "" if checked is None else checked.get_secret_value()
+
+
 class ClientSettings(TypedDict, total=False):
     """Settings of :class:`LettaClient` and :class:`AsyncLettaClient`.
 
@@ -224,7 +230,8 @@ class ClientCore:
             key = os.environ.get("LETTA_API_KEY")
         self._api_key = check_credential("api_key", key)
         self._password = check_credential("password", settings.get("password"))
-        self._user_id = settings.get("user_id")
+        user_id = settings.get("user_id")
+        self._user_id = None if user_id is None else _header_value("user_id", user_id)
         timeout = settings.get("timeout")
         self.read_timeout = (
             DEFAULT_READ_TIMEOUT if timeout is None else max(float(timeout), MIN_READ_TIMEOUT)
@@ -235,7 +242,10 @@ class ClientCore:
         dialect = settings.get("dialect", "auto")
         self._dialect_setting = dialect
         self._dialect: Dialect | None = None if dialect == "auto" else dialect
-        self._extra_headers = dict(settings.get("headers") or {})
+        self._extra_headers = {
+            name: _header_value(f"header {name!r}", value)
+            for name, value in (settings.get("headers") or {}).items()
+        }
         self.max_retries = settings.get("max_retries", 2)
         self.retry_timeout = settings.get("retry_timeout", DEFAULT_RETRY_TIMEOUT)
         self.background = settings.get("background")

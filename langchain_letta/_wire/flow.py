@@ -178,7 +178,7 @@ class StreamState:
     skipped; a frame naming another run than the stream's is a protocol error.
     """
 
-    __slots__ = ("decoder", "done", "failure", "frames", "progress", "status_code")
+    __slots__ = ("decoder", "done", "failure", "frames", "progress", "status_code", "usage_seen")
 
     def __init__(self, status_code: int | None = None) -> None:
         self.decoder = SSEFrameDecoder()
@@ -187,6 +187,7 @@ class StreamState:
         self.frames = 0
         self.status_code = status_code
         self.failure: LettaError | None = None
+        self.usage_seen = False
 
     @property
     def resumable(self) -> bool:
@@ -301,6 +302,12 @@ class StreamState:
                     progress=progress,
                     request_accepted=True,
                 )
+        if isinstance(event, StopReason) and progress.stop_reason is not None:
+            return False  # one per run: a second one is the server going back
+        if isinstance(event, UsageStatistics):
+            if self.usage_seen:
+                return False
+            self.usage_seen = True
         seq_id = getattr(event, "seq_id", None)
         if seq_id is not None:
             if progress.last_seq_id is not None and seq_id <= progress.last_seq_id:
@@ -473,7 +480,9 @@ class StreamFlow:
             chunk = yield Read(self._read_limit())
             if isinstance(chunk, httpx.TransportError):
                 yield Hangup()
-                return state.interruption(chunk)
+                interruption = state.interruption(chunk)
+                self._check_deadline(interruption)  # a read cut short by the deadline
+                return interruption
             if not chunk:
                 yield Hangup()
                 return state.interruption()

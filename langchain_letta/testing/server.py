@@ -125,6 +125,8 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     body: bytes
+    peer: tuple[str, int] | None = None
+    """The client's address and port: one per TCP connection, to count connections."""
 
     def json(self) -> Any:
         """The body parsed as JSON."""
@@ -278,6 +280,7 @@ class FakeLettaServer:
             path=scope["path"],
             headers={key.decode(): value.decode() for key, value in scope["headers"]},
             body=bytes(body),
+            peer=tuple(scope["client"]) if scope.get("client") else None,
         )
         self.received.append(request)
         path = request.path.rstrip("/")
