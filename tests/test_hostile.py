@@ -6,6 +6,7 @@ Each test runs both clients (or ``invoke`` and ``ainvoke``) against the same ser
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 from typing import Any, Literal
@@ -16,12 +17,14 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 
 from langchain_letta import AsyncLettaClient, ChatLetta, LettaClient, OutgoingMessage, StreamRequest
+from langchain_letta._wire.sse import SSEFrameDecoder
 from langchain_letta.errors import (
     LettaAuthenticationError,
     LettaError,
     LettaInvalidRequestError,
     LettaProtocolError,
     LettaRateLimitError,
+    LettaStreamCancelledError,
 )
 from langchain_letta.events import AssistantMessage, LettaEvent
 from langchain_letta.testing import FakeLettaServer, Reply
@@ -208,3 +211,68 @@ def test_an_sse_error_body_is_read_whatever_the_case_of_its_content_type(mode: M
     assert isinstance(error, LettaRateLimitError)  # the in-stream error, not a bare "HTTP 500"
     assert error.status_code == 500
     assert "slow" in str(error)
+
+
+# ------------------------------------------------------------------ nothing lost
+
+THINKING = {"message_type": "reasoning_message", "id": "message-0", "reasoning": "Greet them."}
+GOOD_FRAMES = b"".join(f"data: {json.dumps(payload)}\n\n".encode() for payload in (THINKING, HELLO))
+BAD_FRAMES = {
+    "malformed": (b"data: {not json\n\n", LettaProtocolError),
+    "error": (
+        b'event: error\ndata: {"error": {"type": "llm_rate_limit", "message": "slow"}}\n\n',
+        LettaRateLimitError,
+    ),
+    "cancelled": (
+        b'event: cancelled\ndata: {"message": "Run was cancelled"}\n\n',
+        LettaStreamCancelledError,
+    ),
+}
+
+
+def in_one_write(bad_frame: bytes) -> Reply:
+    """Good frames and then a bad one in one write, so the client reads them together."""
+    return Reply(body=GOOD_FRAMES + bad_frame + b"data: [DONE]\n\n", split_frames=False)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("bad", list(BAD_FRAMES))
+def test_events_read_together_with_a_bad_frame_are_delivered_before_its_error(
+    mode: Mode, bad: str
+) -> None:
+    frame, error_class = BAD_FRAMES[bad]
+    with FakeLettaServer([in_one_write(frame)]) as server:
+        events, error = drain(server, mode)
+    assert [event.raw for event in events] == [THINKING, HELLO]
+    assert type(error) is error_class
+    assert error.progress is not None
+    assert error.progress.events_received == 2
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("bad", list(BAD_FRAMES))
+def test_the_partial_message_keeps_what_came_in_the_same_read_as_a_bad_frame(
+    mode: Mode, bad: str
+) -> None:
+    frame, error_class = BAD_FRAMES[bad]
+    with FakeLettaServer([in_one_write(frame)]) as server:
+        with pytest.raises(error_class) as caught:
+            chat(server, mode)
+    partial = caught.value.partial_message
+    assert isinstance(partial, AIMessage)
+    assert partial.text == "Hello"
+    assert [block["type"] for block in partial.content_blocks] == ["reasoning", "text"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_events_read_together_with_an_oversized_frame_are_delivered_before_its_error(
+    mode: Mode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The real limit is 8 MiB, more than one read; a small one puts both in one read.
+    small = functools.partial(SSEFrameDecoder, max_frame_bytes=1000)
+    monkeypatch.setattr("langchain_letta._wire.client.SSEFrameDecoder", small)
+    with FakeLettaServer([in_one_write(b"data: " + b"x" * 2000 + b"\n\n")]) as server:
+        events, error = drain(server, mode)
+    assert [event.raw for event in events] == [THINKING, HELLO]
+    assert isinstance(error, LettaProtocolError)
+    assert "exceeded 1000" in str(error)

@@ -254,12 +254,13 @@ class _StreamState:
     not show theirs: the cursor counts them, so that a resume never replays them.
     """
 
-    __slots__ = ("decoder", "done", "frames", "progress", "status_code")
+    __slots__ = ("decoder", "done", "failure", "frames", "progress", "status_code")
 
     def __init__(self, status_code: int | None = None) -> None:
         self.decoder = SSEFrameDecoder()
         self.progress = StreamProgress()
         self.done = False
+        self.failure: LettaError | None = None
         self.frames = 0
         self.status_code = status_code
 
@@ -273,18 +274,31 @@ class _StreamState:
         self.decoder = SSEFrameDecoder()
 
     def feed(self, chunk: bytes) -> list[LettaEvent]:
-        """Events completed by one network read; raises the stream's typed errors."""
+        """Events completed by one network read, in order; never raises.
+
+        A read can hold good frames and then a bad one (malformed, oversized,
+        ``event: error``, ``cancelled``). Raising at once would lose the good ones,
+        so the events before it are returned and the error is kept in ``failure``,
+        for the caller to raise once it has delivered them.
+        """
+        oversized: LettaError | None = None
         try:
             frames = self.decoder.feed(chunk)
         except FrameTooLargeError as error:
-            raise LettaProtocolError(str(error), progress=self.progress) from None
+            frames = error.frames
+            oversized = LettaProtocolError(str(error), progress=self.progress)
         events: list[LettaEvent] = []
         for frame in frames:
-            event = self._event(frame)
+            try:
+                event = self._event(frame)
+            except LettaError as error:
+                self.failure = error
+                return events
             if event is not None:
                 events.append(event)
             elif self.done:
-                break
+                return events
+        self.failure = oversized
         return events
 
     def _event(self, frame: ServerSentEvent) -> LettaEvent | None:
@@ -374,10 +388,9 @@ def _error_from_http(response: httpx.Response, body: bytes) -> LettaError:
     if _is_event_stream(response):
         # 0.11.x answers an upstream LLM failure with HTTP 500 and the error in SSE frames.
         state = _StreamState(status_code=response.status_code)
-        try:
-            state.feed(body + b"\n\n")
-        except LettaError as error:
-            return error
+        state.feed(body + b"\n\n")
+        if state.failure is not None:
+            return state.failure
     return error_from_response(
         response.status_code, body.decode("utf-8", errors="replace"), headers=response.headers
     )
@@ -512,6 +525,8 @@ class EventStream(_StreamCore["LettaClient"]):
                         events = state.feed(chunk)
                         if events:
                             yield events
+                        if state.failure is not None:
+                            raise state.failure
                         if state.done:
                             return
                     interruption = state.interruption()
@@ -636,6 +651,8 @@ class AsyncEventStream(_StreamCore["AsyncLettaClient"]):
                         events = state.feed(chunk)
                         if events:
                             yield events
+                        if state.failure is not None:
+                            raise state.failure
                         if state.done:
                             return
                     interruption = state.interruption()

@@ -18,7 +18,16 @@ DEFAULT_MAX_FRAME_BYTES = 8 * 1024 * 1024
 
 
 class FrameTooLargeError(ValueError):
-    """A frame grew past the decoder's limit without ending."""
+    """A frame grew past the decoder's limit.
+
+    Attributes:
+        frames: The frames the same read completed before the oversized one, so
+            that refusing it loses nothing that came before.
+    """
+
+    def __init__(self, message: str, frames: list[ServerSentEvent]) -> None:
+        super().__init__(message)
+        self.frames = frames
 
 
 class SSEFrameDecoder:
@@ -58,13 +67,14 @@ class SSEFrameDecoder:
         ends_frame = "\n\n" in text or (
             text.startswith("\n") and self._pending and self._pending[-1].endswith("\n")
         )
+        frames: list[ServerSentEvent] = []
         if not ends_frame:
             # Only this read's text is looked at: the unfinished frame grows without copies.
-            self._check_size(self._pending_size + len(text))
+            self._check_size(self._pending_size + len(text), frames)
             if text:
                 self._pending.append(text)
                 self._pending_size += len(text)
-            return []
+            return frames
         if self._pending:
             self._pending.append(text)
             text = "".join(self._pending)
@@ -72,24 +82,23 @@ class SSEFrameDecoder:
         rest = blocks.pop()
         self._pending = [rest] if rest else []
         self._pending_size = len(rest)
-        self._check_size(len(rest))
-        frames: list[ServerSentEvent] = []
         for block in blocks:
-            self._check_size(len(block))
+            self._check_size(len(block), frames)
             if block.startswith("data: ") and "\n" not in block:
                 frames.append(ServerSentEvent(data=block[6:]))
             elif block:
                 frame = parse_block(block)
                 if frame is not None:
                     frames.append(frame)
+        self._check_size(len(rest), frames)
         return frames
 
-    def _check_size(self, size: int) -> None:
+    def _check_size(self, size: int, frames: list[ServerSentEvent]) -> None:
         if size > self._max_frame:
             self._pending = []
             self._pending_size = 0
             raise FrameTooLargeError(
-                f"an SSE frame exceeded {self._max_frame} characters ({size} so far)"
+                f"an SSE frame exceeded {self._max_frame} characters ({size} so far)", frames
             )
 
     def tail(self) -> str:

@@ -373,3 +373,17 @@ def test_small_reads_of_a_big_frame_cost_about_what_big_reads_cost() -> None:
     # Linear decoding: the same work plus a little per read (about 1.5x measured).
     # Quadratic decoding was about 40x (5.7 s against 0.15 s).
     assert small < 5 * big
+
+
+@pytest.mark.parametrize(
+    "oversized",
+    [b"data: " + b"x" * 100 + b"\n\n", b"data: " + b"x" * 100],
+    ids=["complete", "unfinished"],
+)
+def test_frames_before_an_oversized_one_in_the_same_read_come_with_the_error(
+    oversized: bytes,
+) -> None:
+    decoder = SSEFrameDecoder(max_frame_bytes=50)
+    with pytest.raises(FrameTooLargeError) as caught:
+        decoder.feed(b"data: a\n\nevent: error\ndata: b\n\n" + oversized)
+    assert _frames(caught.value.frames) == [("message", "a", "", None), ("error", "b", "", None)]
