@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gzip
 import json
 import re
+from collections.abc import Callable
 from typing import Any, Literal
 
 import httpx
@@ -19,6 +21,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_letta import AsyncLettaClient, ChatLetta, LettaClient, OutgoingMessage, StreamRequest
 from langchain_letta._wire.sse import SSEFrameDecoder
 from langchain_letta.errors import (
+    LettaAPIError,
     LettaAuthenticationError,
     LettaError,
     LettaInvalidRequestError,
@@ -26,7 +29,7 @@ from langchain_letta.errors import (
     LettaRateLimitError,
     LettaStreamCancelledError,
 )
-from langchain_letta.events import AssistantMessage, LettaEvent
+from langchain_letta.events import LettaEvent
 from langchain_letta.testing import FakeLettaServer, Reply
 
 AGENT = "agent-0b5c3f0e-hostile"
@@ -59,6 +62,33 @@ def drain(
     except LettaError as error:
         return events, error
     return events, None
+
+
+def drain_mocked(
+    answer: Callable[[httpx.Request], httpx.Response], mode: Mode
+) -> LettaError | None:
+    """Stream one request through an ``httpx.MockTransport``: the error that ended it, if any."""
+    transport = httpx.MockTransport(answer)
+    base_url = "http://letta.test"
+    try:
+        if mode == "sync":
+            http = httpx.Client(transport=transport, base_url=base_url)
+            with LettaClient(base_url=base_url, http_client=http, max_retries=0) as client:
+                list(client.stream(AGENT, REQUEST))
+        else:
+
+            async def consume() -> None:
+                http = httpx.AsyncClient(transport=transport, base_url=base_url)
+                async with AsyncLettaClient(
+                    base_url=base_url, http_client=http, max_retries=0
+                ) as client:
+                    async for _ in client.stream(AGENT, REQUEST):
+                        pass
+
+            asyncio.run(consume())
+    except LettaError as error:
+        return error
+    return None
 
 
 def chat(
@@ -127,27 +157,16 @@ def test_deeply_nested_tool_arguments_stay_the_text_the_server_sent(mode: Mode) 
 @pytest.mark.parametrize("mode", MODES)
 def test_a_deeply_nested_health_answer_only_leaves_the_version_unknown(mode: Mode) -> None:
     stream = b'data: {"message_type": "assistant_message", "content": "Hello"}\n\ndata: [DONE]\n\n'
+    sent: list[httpx.Request] = []
 
     def answer(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/v1/health/":
             return httpx.Response(200, content=DEEP_ARRAY.encode())
+        sent.append(request)
         return httpx.Response(200, content=stream, headers={"content-type": "text/event-stream"})
 
-    transport = httpx.MockTransport(answer)
-    base_url = "http://letta.test"
-    if mode == "sync":
-        http = httpx.Client(transport=transport, base_url=base_url)
-        with LettaClient(base_url=base_url, http_client=http) as client:
-            events = list(client.stream(AGENT, REQUEST))
-    else:
-
-        async def consume() -> list[LettaEvent]:
-            http = httpx.AsyncClient(transport=transport, base_url=base_url)
-            async with AsyncLettaClient(base_url=base_url, http_client=http) as client:
-                return [event async for event in client.stream(AGENT, REQUEST)]
-
-        events = asyncio.run(consume())
-    assert [type(event) for event in events] == [AssistantMessage]
+    assert drain_mocked(answer, mode) is None
+    assert len(sent) == 1
 
 
 # ------------------------------------------------------------------ bad input, odd headers
@@ -276,3 +295,56 @@ def test_events_read_together_with_an_oversized_frame_are_delivered_before_its_e
     assert [event.raw for event in events] == [THINKING, HELLO]
     assert isinstance(error, LettaProtocolError)
     assert "exceeded 1000" in str(error)
+
+
+# ------------------------------------------------------------------ accepted once started
+
+BEFORE_A_BAD_FRAME = f"data: {json.dumps(HELLO)}\n\n".encode()
+OVERSIZED_FRAME = b"data: " + b"x" * (9 << 20) + b"\n\n"  # over the real 8 MiB limit
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    "bad_frame", [b"data: {not json\n\n", OVERSIZED_FRAME], ids=["malformed", "oversized"]
+)
+def test_a_bad_frame_after_the_stream_started_says_the_message_was_accepted(
+    mode: Mode, bad_frame: bytes
+) -> None:
+    with FakeLettaServer([Reply(body=BEFORE_A_BAD_FRAME + bad_frame)]) as server:
+        events, error = drain(server, mode, max_retries=2)
+    assert [event.raw for event in events] == [HELLO]
+    assert isinstance(error, LettaProtocolError)
+    assert error.request_accepted
+    assert not error.is_retryable
+    assert len(server.stream_requests) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_stream_body_that_cannot_be_decoded_is_a_typed_error_with_the_message_accepted(
+    mode: Mode,
+) -> None:
+    frames = BEFORE_A_BAD_FRAME * 50
+    broken_gzip = gzip.compress(frames)[:40] + b"\x00not gzip" * 100
+    headers = {"content-type": "text/event-stream", "content-encoding": "gzip"}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/health/":
+            return httpx.Response(404)
+        return httpx.Response(200, headers=headers, stream=httpx.ByteStream(broken_gzip))
+
+    error = drain_mocked(answer, mode)
+    assert isinstance(error, LettaProtocolError)
+    assert "could not be decoded" in str(error)
+    assert error.request_accepted
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_503_with_a_malformed_sse_body_stays_a_retryable_refusal(mode: Mode) -> None:
+    reply = Reply(status=503, body=b"data: {not json\n\n")
+    with FakeLettaServer([reply]) as server:
+        events, error = drain(server, mode)
+    assert events == []
+    assert type(error) is LettaAPIError
+    assert error.status_code == 503
+    assert error.is_retryable
+    assert not error.request_accepted

@@ -286,7 +286,9 @@ class _StreamState:
             frames = self.decoder.feed(chunk)
         except FrameTooLargeError as error:
             frames = error.frames
-            oversized = LettaProtocolError(str(error), progress=self.progress)
+            oversized = LettaProtocolError(
+                str(error), request_accepted=True, progress=self.progress
+            )
         events: list[LettaEvent] = []
         for frame in frames:
             try:
@@ -320,6 +322,7 @@ class _StreamState:
                 f"malformed frame #{self.frames + 1} in the Letta stream "
                 f"({error}): {frame.data[:200]!r}",
                 body=frame.data[:1000],
+                request_accepted=True,
                 progress=self.progress,
             ) from None
         self.frames += 1
@@ -360,6 +363,15 @@ class _StreamState:
         progress.events_received += 1
         return event
 
+    def undecodable(self, error: httpx.DecodingError) -> LettaError:
+        """The typed error for a body httpx cannot decode (a broken gzip stream, ...)."""
+        return LettaProtocolError(
+            f"the Letta stream could not be decoded after {self.progress.events_received} "
+            f"events ({error})",
+            request_accepted=True,
+            progress=self.progress,
+        )
+
     def interruption(self, error: httpx.TransportError | None = None) -> LettaError:
         """The typed error for a stream that stopped before ``[DONE]``."""
         if isinstance(error, httpx.TimeoutException):
@@ -389,7 +401,9 @@ def _error_from_http(response: httpx.Response, body: bytes) -> LettaError:
         # 0.11.x answers an upstream LLM failure with HTTP 500 and the error in SSE frames.
         state = _StreamState(status_code=response.status_code)
         state.feed(body + b"\n\n")
-        if state.failure is not None:
+        # A body that is no valid stream proves nothing: its status decides (a 503 stays a
+        # retryable refusal, where a protocol error would say the message was accepted).
+        if state.failure is not None and not isinstance(state.failure, LettaProtocolError):
             return state.failure
     return error_from_response(
         response.status_code, body.decode("utf-8", errors="replace"), headers=response.headers
@@ -532,6 +546,8 @@ class EventStream(_StreamCore["LettaClient"]):
                     interruption = state.interruption()
                 except httpx.TransportError as error:
                     interruption = state.interruption(error)
+                except httpx.DecodingError as error:
+                    raise state.undecodable(error) from error
                 response.close()
                 stalled = 0 if state.frames > frames_before else stalled + 1
                 if self._stalled_too_long(stalled):
@@ -658,6 +674,8 @@ class AsyncEventStream(_StreamCore["AsyncLettaClient"]):
                     interruption = state.interruption()
                 except httpx.TransportError as error:
                     interruption = state.interruption(error)
+                except httpx.DecodingError as error:
+                    raise state.undecodable(error) from error
                 await response.aclose()
                 stalled = 0 if state.frames > frames_before else stalled + 1
                 if self._stalled_too_long(stalled):
