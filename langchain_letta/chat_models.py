@@ -106,7 +106,8 @@ class ChatLetta(BaseChatModel):
     """Retries of a request the server provably did not accept (connection refused, 429,
     502-504, busy); also how many resumes in a row may bring nothing new."""
     retry_timeout: float = DEFAULT_RETRY_TIMEOUT
-    """No retry starts after this many seconds."""
+    """No retry starts, and no wait ends, after this many seconds (a longer ``Retry-After``
+    ends the retries at once)."""
     background: bool | None = None
     """Ask for a resumable background run; ``None``: where the server has them (0.11.5+)."""
     cancel_on_close: bool = False

@@ -13,6 +13,7 @@ whatever its class; ``request_accepted`` says so explicitly.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -344,6 +345,8 @@ def _retry_after(headers: Mapping[str, str] | None) -> float | None:
     if value is None:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         return None  # an HTTP date; treat as unknown rather than guess the clock
+    # "nan" means nothing; "inf" and "1e400" (inf too) stay: no retry waits that long.
+    return None if math.isnan(seconds) else max(0.0, seconds)

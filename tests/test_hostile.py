@@ -10,6 +10,8 @@ import functools
 import gzip
 import json
 import re
+import threading
+import time
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -348,3 +350,78 @@ def test_a_503_with_a_malformed_sse_body_stays_a_retryable_refusal(mode: Mode) -
     assert error.status_code == 503
     assert error.is_retryable
     assert not error.request_accepted
+
+
+# ------------------------------------------------------------------ every wait bounded
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Retry waits of this thread, recorded instead of slept, sync and async.
+
+    The fake server's own thread keeps sleeping for real.
+    """
+    recorded: list[float] = []
+    here = threading.get_ident()
+    real_sleep, real_asleep = time.sleep, asyncio.sleep
+
+    def sleep(seconds: float) -> None:
+        if threading.get_ident() != here:
+            return real_sleep(seconds)
+        recorded.append(seconds)
+        return None
+
+    async def asleep(seconds: float, result: Any = None) -> Any:
+        if threading.get_ident() != here or seconds <= 0:
+            return await real_asleep(seconds, result)
+        recorded.append(seconds)
+        return await real_asleep(0, result)
+
+    monkeypatch.setattr("time.sleep", sleep)
+    monkeypatch.setattr("asyncio.sleep", asleep)
+    return recorded
+
+
+def rate_limited(retry_after: str) -> Reply:
+    return Reply.json(429, {"detail": "slow down"}, headers=(("retry-after", retry_after),))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("retry_after", ["100000", "inf", "1e400", "Infinity"])
+def test_a_retry_after_beyond_the_retry_timeout_ends_at_once_in_the_rate_limit_error(
+    mode: Mode, retry_after: str, waits: list[float]
+) -> None:
+    with FakeLettaServer([rate_limited(retry_after), Reply.events(HELLO)]) as server:
+        events, error = drain(server, mode, max_retries=2, retry_timeout=60)
+    assert events == []
+    assert waits == []  # neither 100000 s nor forever (nor an OverflowError)
+    assert isinstance(error, LettaRateLimitError)
+    assert error.retry_after is not None
+    assert error.retry_after >= 100000
+    assert error.is_retryable  # nothing was accepted: the caller may try later
+    assert server.accepted == []
+    assert len(server.stream_requests) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("retry_after", "retry_timeout", "waited"),
+    [("5", 60, [5.0]), ("5", 4, []), ("nan", 60, "backoff")],
+    ids=["fits", "longer-than-the-timeout", "not-a-number"],
+)
+def test_a_retry_after_is_waited_only_within_the_retry_timeout(
+    mode: Mode, retry_after: str, retry_timeout: float, waited: Any, waits: list[float]
+) -> None:
+    with FakeLettaServer([rate_limited(retry_after), Reply.events(HELLO)]) as server:
+        events, error = drain(server, mode, max_retries=2, retry_timeout=retry_timeout)
+    if waited == []:
+        assert isinstance(error, LettaRateLimitError)
+        assert waits == []
+        return
+    assert error is None
+    assert [event.raw for event in events] == [HELLO]
+    if waited == "backoff":  # "nan" is no number: the usual back-off, under a second
+        assert len(waits) == 1
+        assert 0 < waits[0] < 1
+    else:
+        assert waits == waited

@@ -112,7 +112,7 @@ class ClientSettings(TypedDict, total=False):
         headers: Extra headers for every request.
         max_retries: Retries of a request the server provably did not accept, and
             resume attempts in a row that bring nothing new.
-        retry_timeout: No retry starts after this many seconds.
+        retry_timeout: No retry starts, and no wait ends, after this many seconds.
         background: Ask for a background (resumable) run; ``None`` does where the
             server supports it (0.11.5 onward), falling back to a foreground stream
             if the server refuses (503, no Redis).
