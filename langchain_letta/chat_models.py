@@ -27,6 +27,7 @@ from langchain_letta._convert import (
     ChunkBuilder,
     HistoryPolicy,
     finalize_content,
+    nothing_to_send,
     select_new_messages,
     to_outgoing,
 )
@@ -378,9 +379,7 @@ class ChatLetta(BaseChatModel):
         builder = ChunkBuilder(agent_id, model or DEFAULT_MODEL_NAME)
         selected = select_new_messages(messages, agent_id, self.history)
         if not selected and kwargs.get("resume_from") is None:
-            raise ValueError(
-                "nothing new to send to the Letta agent: the history ends with its own answer"
-            )
+            raise ValueError(nothing_to_send(messages, agent_id))
         request = StreamRequest(
             messages=[to_outgoing(message) for message in selected],
             stream_tokens=kwargs.get("stream_tokens", self.stream_tokens),

@@ -205,6 +205,7 @@ def error_from_response(
     *,
     headers: Mapping[str, str] | None = None,
     request_accepted: bool = False,
+    url: str | None = None,
 ) -> LettaError:
     """Map an HTTP error response (before any stream event) to its typed error.
 
@@ -213,6 +214,8 @@ def error_from_response(
         body_text: The response body; JSON where the server sent JSON.
         headers: Response headers, for ``Retry-After``.
         request_accepted: Whether the server may have accepted the message.
+        url: The URL requested (without credentials), named in a 404: a bare
+            "Not Found" does not tell a wrong ``base_url`` from an unknown agent.
 
     Returns:
         The error to raise; its message never contains request headers, so no
@@ -234,7 +237,7 @@ def error_from_response(
     if status_code == 403:
         return LettaPermissionDeniedError(message, **common)
     if status_code == 404 or (status_code == 500 and detail.startswith("Agent not found")):
-        return LettaNotFoundError(message, **common)
+        return LettaNotFoundError(message + _where(url), **common)
     if status_code in (400, 422):
         return LettaInvalidRequestError(message, **common)
     if status_code == 409:
@@ -288,6 +291,16 @@ def error_from_stream(
         request_accepted=True,
         progress=progress,
     )
+
+
+def _where(url: str | None) -> str:
+    """The URL a 404 came from, with the usual cause of a wrong one: ``base_url`` ending in /v1."""
+    if url is None:
+        return ""
+    hint = ""
+    if "/v1/v1/" in url:
+        hint = "; the base_url ends in /v1, which the client adds itself: drop the /v1"
+    return f" ({url}{hint})"
 
 
 def _parse_body(text: str) -> Any:

@@ -27,6 +27,7 @@ from langchain_letta.errors import (
     LettaAuthenticationError,
     LettaError,
     LettaInvalidRequestError,
+    LettaNotFoundError,
     LettaProtocolError,
     LettaRateLimitError,
     LettaStreamCancelledError,
@@ -39,6 +40,7 @@ REQUEST = StreamRequest(messages=[OutgoingMessage(content="hi")])
 Mode = Literal["sync", "async"]
 MODES: list[Mode] = ["sync", "async"]
 HELLO = {"message_type": "assistant_message", "id": "message-1", "content": "Hello"}
+FROM_THE_AGENT = {"model_provider": "letta", "agent_id": AGENT}
 DEEP_ARRAY = "[" * 100_000 + "]" * 100_000
 DEEP_OBJECT = '{"detail":' * 100_000 + "1" + "}" * 100_000
 
@@ -67,23 +69,23 @@ def drain(
 
 
 def drain_mocked(
-    answer: Callable[[httpx.Request], httpx.Response], mode: Mode
+    answer: Callable[[httpx.Request], httpx.Response],
+    mode: Mode,
+    base_url: str = "http://letta.test",
+    **options: Any,
 ) -> LettaError | None:
     """Stream one request through an ``httpx.MockTransport``: the error that ended it, if any."""
     transport = httpx.MockTransport(answer)
-    base_url = "http://letta.test"
     try:
         if mode == "sync":
             http = httpx.Client(transport=transport, base_url=base_url)
-            with LettaClient(base_url=base_url, http_client=http, max_retries=0) as client:
+            with LettaClient(http_client=http, max_retries=0, **options) as client:
                 list(client.stream(AGENT, REQUEST))
         else:
 
             async def consume() -> None:
                 http = httpx.AsyncClient(transport=transport, base_url=base_url)
-                async with AsyncLettaClient(
-                    base_url=base_url, http_client=http, max_retries=0
-                ) as client:
+                async with AsyncLettaClient(http_client=http, max_retries=0, **options) as client:
                     async for _ in client.stream(AGENT, REQUEST):
                         pass
 
@@ -425,3 +427,45 @@ def test_a_retry_after_is_waited_only_within_the_retry_timeout(
         assert 0 < waits[0] < 1
     else:
         assert waits == waited
+
+
+# ------------------------------------------------------------------ errors that say what to do
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("messages", "says"),
+    [
+        ([], "got no messages to send: pass the user's message"),
+        ([AIMessage("Hi, I am someone else")], "the input ends with a AIMessage"),
+        (
+            [HumanMessage("hi"), AIMessage("Hello", response_metadata=FROM_THE_AGENT)],
+            "the history ends with its own answer; append the user's next message",
+        ),
+    ],
+    ids=["empty", "ai-only", "ends-with-its-answer"],
+)
+def test_nothing_to_send_says_what_happened_and_what_to_do(
+    mode: Mode, messages: list[BaseMessage], says: str
+) -> None:
+    with FakeLettaServer([Reply.events(HELLO)]) as server:
+        with pytest.raises(ValueError, match=re.escape(says)):
+            chat(server, mode, messages)
+    assert server.stream_requests == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_base_url_ending_in_v1_names_the_url_tried_and_says_to_drop_it(mode: Mode) -> None:
+    def fastapi(request: httpx.Request) -> httpx.Response:  # Letta's router: 404 elsewhere
+        if request.url.path == f"/v1/agents/{AGENT}/messages/stream":
+            sse = {"content-type": "text/event-stream"}
+            return httpx.Response(200, content=Reply.events(HELLO).body, headers=sse)
+        return httpx.Response(404, json={"detail": "Not Found"})
+
+    secrets = {"api_key": "sk-let-me-in", "password": "hunter2"}
+    error = drain_mocked(fastapi, mode, base_url="http://letta.test/v1", **secrets)
+    assert isinstance(error, LettaNotFoundError)
+    message = str(error)
+    assert f"POST http://letta.test/v1/v1/agents/{AGENT}/messages/stream" in message
+    assert "drop the /v1" in message
+    assert not any(secret in message for secret in secrets.values())

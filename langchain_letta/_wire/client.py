@@ -405,8 +405,12 @@ def _error_from_http(response: httpx.Response, body: bytes) -> LettaError:
         # retryable refusal, where a protocol error would say the message was accepted).
         if state.failure is not None and not isinstance(state.failure, LettaProtocolError):
             return state.failure
+    url = response.request.url.copy_with(userinfo=b"", query=None)  # never a credential
     return error_from_response(
-        response.status_code, body.decode("utf-8", errors="replace"), headers=response.headers
+        response.status_code,
+        body.decode("utf-8", errors="replace"),
+        headers=response.headers,
+        url=f"{response.request.method} {url}",
     )
 
 
