@@ -12,7 +12,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Literal
 
 import httpx
@@ -156,6 +156,56 @@ def test_deeply_nested_tool_arguments_stay_the_text_the_server_sent(mode: Mode) 
     (block,) = [b for b in message.content if isinstance(b, dict) and "args" in b]
     assert block["type"] == "server_tool_call_chunk"
     assert block["args"] == DEEP_ARRAY
+
+
+class BreaksOff(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A body that sends its start, then the connection breaks."""
+
+    def __init__(self, start: bytes) -> None:
+        self.start = start
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self.start
+        raise httpx.RemoteProtocolError("peer closed connection without a complete body")
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self:
+            yield chunk
+
+
+BROKEN_GZIP = gzip.compress(b'{"detail": "bad key"}' * 50)[:30] + b"\x00not gzip" * 100
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("status", "stream", "headers", "error_class"),
+    [
+        (
+            401,
+            httpx.ByteStream(BROKEN_GZIP),
+            {"content-encoding": "gzip"},
+            LettaAuthenticationError,
+        ),
+        (503, BreaksOff(b'{"detail": "busy'), {}, LettaAPIError),
+    ],
+    ids=["undecodable-401", "cut-503"],
+)
+def test_an_error_body_that_breaks_off_or_cannot_be_decoded_keeps_its_typed_error(
+    mode: Mode,
+    status: int,
+    stream: httpx.SyncByteStream,
+    headers: dict[str, str],
+    error_class: type[LettaError],
+) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/health/":
+            return httpx.Response(404)
+        return httpx.Response(status, headers=headers, stream=stream)
+
+    error = drain_mocked(answer, mode)
+    assert type(error) is error_class
+    assert error.status_code == status
+    assert error.is_retryable is (status == 503)
 
 
 @pytest.mark.parametrize("mode", MODES)

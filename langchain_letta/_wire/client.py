@@ -755,20 +755,33 @@ async def _asend(client: AsyncLettaClient, path: str, body: dict[str, Any]) -> h
 
 
 def _read_limited(chunks: Iterator[bytes]) -> bytes:
+    """The start of an error response's body.
+
+    The status already says what happened; the body only adds detail. So a body
+    that breaks off or cannot be decoded (broken gzip) keeps what came, rather
+    than turning a typed refusal into a bare httpx error.
+    """
     body = bytearray()
-    for chunk in chunks:
-        body += chunk
-        if len(body) >= _ERROR_BODY_LIMIT:
-            break
+    try:
+        for chunk in chunks:
+            body += chunk
+            if len(body) >= _ERROR_BODY_LIMIT:
+                break
+    except (httpx.TransportError, httpx.DecodingError):
+        pass  # see the docstring: what came is enough
     return bytes(body)
 
 
 async def _aread_limited(chunks: AsyncIterator[bytes]) -> bytes:
+    """Async twin of :func:`_read_limited`."""
     body = bytearray()
-    async for chunk in chunks:
-        body += chunk
-        if len(body) >= _ERROR_BODY_LIMIT:
-            break
+    try:
+        async for chunk in chunks:
+            body += chunk
+            if len(body) >= _ERROR_BODY_LIMIT:
+                break
+    except (httpx.TransportError, httpx.DecodingError):
+        pass  # see _read_limited: what came is enough
     return bytes(body)
 
 
