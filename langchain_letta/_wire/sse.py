@@ -79,22 +79,21 @@ class SSEFrameDecoder:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
         elif text:
             self._skip_lf = False
-        last = self._recent or self._pending
-        ends_frame = "\n\n" in text or (
-            text.startswith("\n") and bool(last) and last[-1].endswith("\n")
-        )
         frames: list[ServerSentEvent] = []
-        if not ends_frame:
-            # Only this read's text is looked at: the unfinished frame grows without copies.
+        if not self._pending_size:
+            blocks = text.split("\n\n")  # one pass; no copy when no frame ends
+        elif "\n\n" in text or (text.startswith("\n") and self._ends_with_lf()):
+            blocks = "".join([*self._pending, *self._recent, text]).split("\n\n")
+            self._reset()
+        else:
+            blocks = [text]
+        if len(blocks) == 1:
+            # No frame ended: only this read's text was looked at; it joins the tail.
             self._check_size(self._pending_size + len(text), frames)
             if text:
                 self._keep(text)
             return frames
-        if self._pending or self._recent:
-            text = "".join([*self._pending, *self._recent, text])
-        blocks = text.split("\n\n")
         rest = blocks.pop()
-        self._reset()
         if rest:
             self._keep(rest)
         for block in blocks:
@@ -107,6 +106,11 @@ class SSEFrameDecoder:
                     frames.append(frame)
         self._check_size(len(rest), frames)
         return frames
+
+    def _ends_with_lf(self) -> bool:
+        """Whether the unfinished frame ends with a line feed (a blank line may follow)."""
+        last = self._recent or self._pending
+        return bool(last) and last[-1].endswith("\n")
 
     def _keep(self, text: str) -> None:
         """Add text to the unfinished frame; each character is copied once more at most."""
