@@ -127,6 +127,32 @@ def pending_approval_calls(messages: Sequence[BaseMessage], agent_id: str) -> li
     return []
 
 
+def nothing_to_send(messages: Sequence[BaseMessage], agent_id: str) -> str:
+    """Why :func:`select_new_messages` chose nothing, and what to do: the error's text.
+
+    Three different mistakes end there (no input at all, a history that ends with
+    the agent's answer, an input that ends with an AI or tool message); one
+    message for all of them sent users looking for the wrong one.
+    """
+    if not messages:
+        return (
+            "ChatLetta got no messages to send: pass the user's message (a string or a "
+            "HumanMessage); to read a run further without sending anything, pass "
+            "resume_from=error.progress"
+        )
+    last = messages[-1]
+    if is_from_agent(last, agent_id):
+        return (
+            f"nothing new to send to the Letta agent {agent_id}: the history ends with its own "
+            "answer; append the user's next message"
+        )
+    return (
+        f"nothing to send to the Letta agent {agent_id}: the input ends with a "
+        f"{type(last).__name__}, and ChatLetta sends only human and system messages (the agent "
+        "keeps its own answers and runs its own tools); end the input with the user's message"
+    )
+
+
 def to_outgoing(message: BaseMessage) -> OutgoingMessage:
     """One LangChain message as a Letta message.
 

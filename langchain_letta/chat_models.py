@@ -31,6 +31,7 @@ from langchain_letta._convert import (
     HistoryPolicy,
     conversation_in_history,
     finalize_content,
+    nothing_to_send,
     pending_approval_calls,
     select_new_messages,
     to_outgoing,
@@ -167,7 +168,8 @@ class ChatLetta(BaseChatModel):
     """Retries of a request the server provably did not accept (connection refused, 429,
     502-504, busy); also how many resumes in a row may bring nothing new."""
     retry_timeout: float = DEFAULT_RETRY_TIMEOUT
-    """No retry starts after this many seconds."""
+    """No retry starts, and no wait ends, after this many seconds (a longer ``Retry-After``
+    ends the retries at once)."""
     background: bool | None = None
     """Ask for a resumable background run; ``None``: where the server has them (0.11.5+)."""
     cancel_on_close: bool = False
@@ -529,9 +531,7 @@ class ChatLetta(BaseChatModel):
             messages, agent_id, self.history, conversation_id, fresh=thread_key is not None
         )
         if not selected and resume_from is None:
-            raise ValueError(
-                "nothing new to send to the Letta agent: the history ends with its own answer"
-            )
+            raise ValueError(nothing_to_send(messages, agent_id))
         request = StreamRequest(
             messages=[to_outgoing(message) for message in selected],
             stream_tokens=kwargs.get("stream_tokens", self.stream_tokens),

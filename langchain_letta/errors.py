@@ -13,6 +13,7 @@ whatever its class; ``request_accepted`` says so explicitly.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -279,6 +280,7 @@ def error_from_response(
     *,
     headers: Mapping[str, str] | None = None,
     request_accepted: bool = False,
+    url: str | None = None,
 ) -> LettaError:
     """Map an HTTP error response (before any stream event) to its typed error.
 
@@ -287,6 +289,8 @@ def error_from_response(
         body_text: The response body; JSON where the server sent JSON.
         headers: Response headers, for ``Retry-After``.
         request_accepted: Whether the server may have accepted the message.
+        url: The URL requested (without credentials), named in a 404: a bare
+            "Not Found" does not tell a wrong ``base_url`` from an unknown agent.
 
     Returns:
         The error to raise; its message never contains request headers, so no
@@ -308,7 +312,7 @@ def error_from_response(
     if status_code == 403:
         return LettaPermissionDeniedError(message, **common)
     if status_code == 404 or (status_code == 500 and detail.startswith("Agent not found")):
-        return LettaNotFoundError(message, **common)
+        return LettaNotFoundError(message + _where(url), **common)
     if status_code in (400, 422):
         return LettaInvalidRequestError(message, **common)
     if status_code == 409:
@@ -385,6 +389,16 @@ def _pending_request_id(body: Any) -> str | None:
     return None
 
 
+def _where(url: str | None) -> str:
+    """The URL a 404 came from, with the usual cause of a wrong one: ``base_url`` ending in /v1."""
+    if url is None:
+        return ""
+    hint = ""
+    if "/v1/v1/" in url:
+        hint = "; the base_url ends in /v1, which the client adds itself: drop the /v1"
+    return f" ({url}{hint})"
+
+
 def _parse_body(text: str) -> Any:
     # pydantic-core refuses JSON nested deeper than 200 levels with a ValueError;
     # json.loads raised a bare RecursionError on a hostile body such as [[[[…]]]].
@@ -445,6 +459,8 @@ def _retry_after(headers: Mapping[str, str] | None) -> float | None:
     if value is None:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         return None  # an HTTP date; treat as unknown rather than guess the clock
+    # "nan" means nothing; "inf" and "1e400" (inf too) stay: no retry waits that long.
+    return None if math.isnan(seconds) else max(0.0, seconds)

@@ -6,8 +6,13 @@ Each test runs both clients (or ``invoke`` and ``ainvoke``) against the same ser
 from __future__ import annotations
 
 import asyncio
+import functools
+import gzip
 import json
 import re
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Literal
 
 import httpx
@@ -16,14 +21,18 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 
 from langchain_letta import AsyncLettaClient, ChatLetta, LettaClient, OutgoingMessage, StreamRequest
+from langchain_letta._wire.sse import SSEFrameDecoder
 from langchain_letta.errors import (
+    LettaAPIError,
     LettaAuthenticationError,
     LettaError,
     LettaInvalidRequestError,
+    LettaNotFoundError,
     LettaProtocolError,
     LettaRateLimitError,
+    LettaStreamCancelledError,
 )
-from langchain_letta.events import AssistantMessage, LettaEvent
+from langchain_letta.events import LettaEvent
 from langchain_letta.testing import FakeLettaServer, Reply
 
 AGENT = "agent-0b5c3f0e-hostile"
@@ -31,6 +40,7 @@ REQUEST = StreamRequest(messages=[OutgoingMessage(content="hi")])
 Mode = Literal["sync", "async"]
 MODES: list[Mode] = ["sync", "async"]
 HELLO = {"message_type": "assistant_message", "id": "message-1", "content": "Hello"}
+FROM_THE_AGENT = {"model_provider": "letta", "agent_id": AGENT}
 DEEP_ARRAY = "[" * 100_000 + "]" * 100_000
 DEEP_OBJECT = '{"detail":' * 100_000 + "1" + "}" * 100_000
 
@@ -56,6 +66,33 @@ def drain(
     except LettaError as error:
         return events, error
     return events, None
+
+
+def drain_mocked(
+    answer: Callable[[httpx.Request], httpx.Response],
+    mode: Mode,
+    base_url: str = "http://letta.test",
+    **options: Any,
+) -> LettaError | None:
+    """Stream one request through an ``httpx.MockTransport``: the error that ended it, if any."""
+    transport = httpx.MockTransport(answer)
+    try:
+        if mode == "sync":
+            http = httpx.Client(transport=transport, base_url=base_url)
+            with LettaClient(http_client=http, max_retries=0, **options) as client:
+                list(client.stream(AGENT, REQUEST))
+        else:
+
+            async def consume() -> None:
+                http = httpx.AsyncClient(transport=transport, base_url=base_url)
+                async with AsyncLettaClient(http_client=http, max_retries=0, **options) as client:
+                    async for _ in client.stream(AGENT, REQUEST):
+                        pass
+
+            asyncio.run(consume())
+    except LettaError as error:
+        return error
+    return None
 
 
 def chat(
@@ -121,30 +158,69 @@ def test_deeply_nested_tool_arguments_stay_the_text_the_server_sent(mode: Mode) 
     assert block["args"] == DEEP_ARRAY
 
 
+class BreaksOff(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A body that sends its start, then the connection breaks."""
+
+    def __init__(self, start: bytes) -> None:
+        self.start = start
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self.start
+        raise httpx.RemoteProtocolError("peer closed connection without a complete body")
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self:
+            yield chunk
+
+
+BROKEN_GZIP = gzip.compress(b'{"detail": "bad key"}' * 50)[:30] + b"\x00not gzip" * 100
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("status", "stream", "headers", "error_class"),
+    [
+        (
+            401,
+            httpx.ByteStream(BROKEN_GZIP),
+            {"content-encoding": "gzip"},
+            LettaAuthenticationError,
+        ),
+        (503, BreaksOff(b'{"detail": "busy'), {}, LettaAPIError),
+    ],
+    ids=["undecodable-401", "cut-503"],
+)
+def test_an_error_body_that_breaks_off_or_cannot_be_decoded_keeps_its_typed_error(
+    mode: Mode,
+    status: int,
+    stream: httpx.SyncByteStream,
+    headers: dict[str, str],
+    error_class: type[LettaError],
+) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/health/":
+            return httpx.Response(404)
+        return httpx.Response(status, headers=headers, stream=stream)
+
+    error = drain_mocked(answer, mode)
+    assert type(error) is error_class
+    assert error.status_code == status
+    assert error.is_retryable is (status == 503)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_a_deeply_nested_health_answer_only_leaves_the_version_unknown(mode: Mode) -> None:
     stream = b'data: {"message_type": "assistant_message", "content": "Hello"}\n\ndata: [DONE]\n\n'
+    sent: list[httpx.Request] = []
 
     def answer(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/v1/health/":
             return httpx.Response(200, content=DEEP_ARRAY.encode())
+        sent.append(request)
         return httpx.Response(200, content=stream, headers={"content-type": "text/event-stream"})
 
-    transport = httpx.MockTransport(answer)
-    base_url = "http://letta.test"
-    if mode == "sync":
-        http = httpx.Client(transport=transport, base_url=base_url)
-        with LettaClient(base_url=base_url, http_client=http) as client:
-            events = list(client.stream(AGENT, REQUEST))
-    else:
-
-        async def consume() -> list[LettaEvent]:
-            http = httpx.AsyncClient(transport=transport, base_url=base_url)
-            async with AsyncLettaClient(base_url=base_url, http_client=http) as client:
-                return [event async for event in client.stream(AGENT, REQUEST)]
-
-        events = asyncio.run(consume())
-    assert [type(event) for event in events] == [AssistantMessage]
+    assert drain_mocked(answer, mode) is None
+    assert len(sent) == 1
 
 
 # ------------------------------------------------------------------ bad input, odd headers
@@ -208,3 +284,238 @@ def test_an_sse_error_body_is_read_whatever_the_case_of_its_content_type(mode: M
     assert isinstance(error, LettaRateLimitError)  # the in-stream error, not a bare "HTTP 500"
     assert error.status_code == 500
     assert "slow" in str(error)
+
+
+# ------------------------------------------------------------------ nothing lost
+
+THINKING = {"message_type": "reasoning_message", "id": "message-0", "reasoning": "Greet them."}
+GOOD_FRAMES = b"".join(f"data: {json.dumps(payload)}\n\n".encode() for payload in (THINKING, HELLO))
+BAD_FRAMES = {
+    "malformed": (b"data: {not json\n\n", LettaProtocolError),
+    "error": (
+        b'event: error\ndata: {"error": {"type": "llm_rate_limit", "message": "slow"}}\n\n',
+        LettaRateLimitError,
+    ),
+    "cancelled": (
+        b'event: cancelled\ndata: {"message": "Run was cancelled"}\n\n',
+        LettaStreamCancelledError,
+    ),
+}
+
+
+def in_one_write(bad_frame: bytes) -> Reply:
+    """Good frames and then a bad one in one write, so the client reads them together."""
+    return Reply(body=GOOD_FRAMES + bad_frame + b"data: [DONE]\n\n", split_frames=False)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("bad", list(BAD_FRAMES))
+def test_events_read_together_with_a_bad_frame_are_delivered_before_its_error(
+    mode: Mode, bad: str
+) -> None:
+    frame, error_class = BAD_FRAMES[bad]
+    with FakeLettaServer([in_one_write(frame)]) as server:
+        events, error = drain(server, mode)
+    assert [event.raw for event in events] == [THINKING, HELLO]
+    assert type(error) is error_class
+    assert error.progress is not None
+    assert error.progress.events_received == 2
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("bad", list(BAD_FRAMES))
+def test_the_partial_message_keeps_what_came_in_the_same_read_as_a_bad_frame(
+    mode: Mode, bad: str
+) -> None:
+    frame, error_class = BAD_FRAMES[bad]
+    with FakeLettaServer([in_one_write(frame)]) as server:
+        with pytest.raises(error_class) as caught:
+            chat(server, mode)
+    partial = caught.value.partial_message
+    assert isinstance(partial, AIMessage)
+    assert partial.text == "Hello"
+    assert [block["type"] for block in partial.content_blocks] == ["reasoning", "text"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_events_read_together_with_an_oversized_frame_are_delivered_before_its_error(
+    mode: Mode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The real limit is 8 MiB, more than one read; a small one puts both in one read.
+    small = functools.partial(SSEFrameDecoder, max_frame_bytes=1000)
+    monkeypatch.setattr("langchain_letta._wire.flow.SSEFrameDecoder", small)
+    with FakeLettaServer([in_one_write(b"data: " + b"x" * 2000 + b"\n\n")]) as server:
+        events, error = drain(server, mode)
+    assert [event.raw for event in events] == [THINKING, HELLO]
+    assert isinstance(error, LettaProtocolError)
+    assert "exceeded 1000" in str(error)
+
+
+# ------------------------------------------------------------------ accepted once started
+
+BEFORE_A_BAD_FRAME = f"data: {json.dumps(HELLO)}\n\n".encode()
+OVERSIZED_FRAME = b"data: " + b"x" * (9 << 20) + b"\n\n"  # over the real 8 MiB limit
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    "bad_frame", [b"data: {not json\n\n", OVERSIZED_FRAME], ids=["malformed", "oversized"]
+)
+def test_a_bad_frame_after_the_stream_started_says_the_message_was_accepted(
+    mode: Mode, bad_frame: bytes
+) -> None:
+    with FakeLettaServer([Reply(body=BEFORE_A_BAD_FRAME + bad_frame)]) as server:
+        events, error = drain(server, mode, max_retries=2)
+    assert [event.raw for event in events] == [HELLO]
+    assert isinstance(error, LettaProtocolError)
+    assert error.request_accepted
+    assert not error.is_retryable
+    assert len(server.stream_requests) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_stream_body_that_cannot_be_decoded_is_a_typed_error_with_the_message_accepted(
+    mode: Mode,
+) -> None:
+    frames = BEFORE_A_BAD_FRAME * 50
+    broken_gzip = gzip.compress(frames)[:40] + b"\x00not gzip" * 100
+    headers = {"content-type": "text/event-stream", "content-encoding": "gzip"}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/health/":
+            return httpx.Response(404)
+        return httpx.Response(200, headers=headers, stream=httpx.ByteStream(broken_gzip))
+
+    error = drain_mocked(answer, mode)
+    assert isinstance(error, LettaProtocolError)
+    assert "could not be decoded" in str(error)
+    assert error.request_accepted
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_503_with_a_malformed_sse_body_stays_a_retryable_refusal(mode: Mode) -> None:
+    reply = Reply(status=503, body=b"data: {not json\n\n")
+    with FakeLettaServer([reply]) as server:
+        events, error = drain(server, mode)
+    assert events == []
+    assert type(error) is LettaAPIError
+    assert error.status_code == 503
+    assert error.is_retryable
+    assert not error.request_accepted
+
+
+# ------------------------------------------------------------------ every wait bounded
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Retry waits of this thread, recorded instead of slept, sync and async.
+
+    The fake server's own thread keeps sleeping for real.
+    """
+    recorded: list[float] = []
+    here = threading.get_ident()
+    real_sleep, real_asleep = time.sleep, asyncio.sleep
+
+    def sleep(seconds: float) -> None:
+        if threading.get_ident() != here:
+            return real_sleep(seconds)
+        recorded.append(seconds)
+        return None
+
+    async def asleep(seconds: float, result: Any = None) -> Any:
+        if threading.get_ident() != here or seconds <= 0:
+            return await real_asleep(seconds, result)
+        recorded.append(seconds)
+        return await real_asleep(0, result)
+
+    monkeypatch.setattr("time.sleep", sleep)
+    monkeypatch.setattr("asyncio.sleep", asleep)
+    return recorded
+
+
+def rate_limited(retry_after: str) -> Reply:
+    return Reply.json(429, {"detail": "slow down"}, headers=(("retry-after", retry_after),))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("retry_after", ["100000", "inf", "1e400", "Infinity"])
+def test_a_retry_after_beyond_the_retry_timeout_ends_at_once_in_the_rate_limit_error(
+    mode: Mode, retry_after: str, waits: list[float]
+) -> None:
+    with FakeLettaServer([rate_limited(retry_after), Reply.events(HELLO)]) as server:
+        events, error = drain(server, mode, max_retries=2, retry_timeout=60)
+    assert events == []
+    assert waits == []  # neither 100000 s nor forever (nor an OverflowError)
+    assert isinstance(error, LettaRateLimitError)
+    assert error.retry_after is not None
+    assert error.retry_after >= 100000
+    assert error.is_retryable  # nothing was accepted: the caller may try later
+    assert server.accepted == []
+    assert len(server.stream_requests) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("retry_after", "retry_timeout", "waited"),
+    [("5", 60, [5.0]), ("5", 4, []), ("nan", 60, "backoff")],
+    ids=["fits", "longer-than-the-timeout", "not-a-number"],
+)
+def test_a_retry_after_is_waited_only_within_the_retry_timeout(
+    mode: Mode, retry_after: str, retry_timeout: float, waited: Any, waits: list[float]
+) -> None:
+    with FakeLettaServer([rate_limited(retry_after), Reply.events(HELLO)]) as server:
+        events, error = drain(server, mode, max_retries=2, retry_timeout=retry_timeout)
+    if waited == []:
+        assert isinstance(error, LettaRateLimitError)
+        assert waits == []
+        return
+    assert error is None
+    assert [event.raw for event in events] == [HELLO]
+    if waited == "backoff":  # "nan" is no number: the usual back-off, under a second
+        assert len(waits) == 1
+        assert 0 < waits[0] < 1
+    else:
+        assert waits == waited
+
+
+# ------------------------------------------------------------------ errors that say what to do
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("messages", "says"),
+    [
+        ([], "got no messages to send: pass the user's message"),
+        ([AIMessage("Hi, I am someone else")], "the input ends with a AIMessage"),
+        (
+            [HumanMessage("hi"), AIMessage("Hello", response_metadata=FROM_THE_AGENT)],
+            "the history ends with its own answer; append the user's next message",
+        ),
+    ],
+    ids=["empty", "ai-only", "ends-with-its-answer"],
+)
+def test_nothing_to_send_says_what_happened_and_what_to_do(
+    mode: Mode, messages: list[BaseMessage], says: str
+) -> None:
+    with FakeLettaServer([Reply.events(HELLO)]) as server:
+        with pytest.raises(ValueError, match=re.escape(says)):
+            chat(server, mode, messages)
+    assert server.stream_requests == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_base_url_ending_in_v1_names_the_url_tried_and_says_to_drop_it(mode: Mode) -> None:
+    def fastapi(request: httpx.Request) -> httpx.Response:  # Letta's router: 404 elsewhere
+        if request.url.path == f"/v1/agents/{AGENT}/messages/stream":
+            sse = {"content-type": "text/event-stream"}
+            return httpx.Response(200, content=Reply.events(HELLO).body, headers=sse)
+        return httpx.Response(404, json={"detail": "Not Found"})
+
+    secrets = {"api_key": "sk-let-me-in", "password": "hunter2"}
+    error = drain_mocked(fastapi, mode, base_url="http://letta.test/v1", **secrets)
+    assert isinstance(error, LettaNotFoundError)
+    message = str(error)
+    assert f"POST http://letta.test/v1/v1/agents/{AGENT}/messages/stream" in message
+    assert "drop the /v1" in message
+    assert not any(secret in message for secret in secrets.values())

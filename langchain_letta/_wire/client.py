@@ -196,7 +196,7 @@ class ClientSettings(TypedDict, total=False):
         headers: Extra headers for every request.
         max_retries: Retries of a request the server provably did not accept, and
             resume attempts in a row that bring nothing new.
-        retry_timeout: No retry starts after this many seconds.
+        retry_timeout: No retry starts, and no wait ends, after this many seconds.
         background: Ask for a background (resumable) run; ``None`` does where the
             server supports it (0.11.5 onward), falling back to a foreground stream
             if the server refuses (503, no Redis).
@@ -329,12 +329,11 @@ class ClientCore:
         body = {name: value for name, value in fields.items() if value is not None}
         return "/v1/conversations/", {"agent_id": validate_agent_id(agent_id)}, body
 
-    def created_conversation(
-        self, status_code: int, headers: Mapping[str, str], body: bytes
-    ) -> str:
+    def created_conversation(self, opened: Opened, body: bytes) -> str:
         """The id of the conversation the server created; a typed error for anything else."""
+        status_code = opened.status_code
         if status_code >= 300:
-            raise error_from_http(status_code, headers, body)
+            raise error_from_http(status_code, opened.headers, body, opened.request)
         try:
             created = from_json(body)
         except ValueError:
@@ -428,6 +427,12 @@ class ClientCore:
         return f"/v1/agents/{quoted}/messages/cancel", {"run_ids": [run_id]}
 
 
+def _request_line(response: httpx.Response) -> str:
+    """``METHOD URL`` of the request, as sent, for messages: no userinfo, no query."""
+    url = response.request.url.copy_with(userinfo=b"", query=None)
+    return f"{response.request.method} {url}"
+
+
 def _check_target(agent_id: str, conversation_id: str | None) -> None:
     """Refuse ids that could name another endpoint, before anything is sent."""
     validate_agent_id(agent_id)
@@ -508,7 +513,7 @@ class EventStream:
                 if type(action) is Read:
                     try:
                         reply = next(chunks, b"")
-                    except httpx.TransportError as error:
+                    except (httpx.TransportError, httpx.DecodingError) as error:
                         reply = error
                 elif type(action) is Deliver:
                     yield action.events
@@ -557,8 +562,8 @@ def _read_limited(chunks: Iterator[bytes], limit: int) -> bytes:
             body += chunk
             if len(body) >= limit:
                 break
-    except httpx.TransportError:
-        pass  # what arrived is the body; the error is about the status, not the read
+    except (httpx.TransportError, httpx.DecodingError):
+        pass  # what arrived is the body: the status already says what happened
     return bytes(body[:limit])
 
 
@@ -715,7 +720,8 @@ class LettaClient(ClientCore):
                 response.close()
         except httpx.TransportError as error:
             raise error_from_transport(error) from None
-        return self.created_conversation(response.status_code, response.headers, data)
+        opened = Opened(response.status_code, response.headers, _request_line(response))
+        return self.created_conversation(opened, data)
 
     def cancel(self, agent_id: str, run_id: str) -> None:
         """Ask the server to cancel ``run_id`` (needs Redis on the server); never raises."""
@@ -748,7 +754,7 @@ class LettaClient(ClientCore):
             response = self._http.send(request, stream=True, follow_redirects=False)
         except httpx.TransportError as error:
             return None, error_from_transport(error)
-        return response, Opened(response.status_code, response.headers)
+        return response, Opened(response.status_code, response.headers, _request_line(response))
 
 
 # ------------------------------------------------------------------ the async shell
@@ -812,7 +818,7 @@ class AsyncEventStream:
                             reply = await anext(chunks, b"")
                         else:
                             reply = await asyncio.wait_for(anext(chunks, b""), action.timeout)
-                    except httpx.TransportError as error:
+                    except (httpx.TransportError, httpx.DecodingError) as error:
                         reply = error
                     except asyncio.TimeoutError:
                         reply = httpx.ReadTimeout("the call's deadline came during a read")
@@ -868,8 +874,8 @@ async def _aread_limited(chunks: AsyncIterator[bytes], limit: int) -> bytes:
             body += chunk
             if len(body) >= limit:
                 break
-    except httpx.TransportError:
-        pass  # what arrived is the body; the error is about the status, not the read
+    except (httpx.TransportError, httpx.DecodingError):
+        pass  # what arrived is the body: the status already says what happened
     return bytes(body[:limit])
 
 
@@ -974,7 +980,8 @@ class AsyncLettaClient(ClientCore):
                 await response.aclose()
         except httpx.TransportError as error:
             raise error_from_transport(error) from None
-        return self.created_conversation(response.status_code, response.headers, data)
+        opened = Opened(response.status_code, response.headers, _request_line(response))
+        return self.created_conversation(opened, data)
 
     async def cancel(self, agent_id: str, run_id: str) -> None:
         """Ask the server to cancel ``run_id`` (needs Redis on the server); never raises."""
@@ -1009,7 +1016,7 @@ class AsyncLettaClient(ClientCore):
             response = await self._http.send(request, stream=True, follow_redirects=False)
         except httpx.TransportError as error:
             return None, error_from_transport(error)
-        return response, Opened(response.status_code, response.headers)
+        return response, Opened(response.status_code, response.headers, _request_line(response))
 
     def _finish_later(
         self, response: httpx.Response, chunks: AsyncIterator[bytes], limit: int

@@ -98,10 +98,15 @@ class Send:
 
 @dataclass(frozen=True, slots=True)
 class Opened:
-    """The status line and headers of the response just opened."""
+    """The status line and headers of the response just opened.
+
+    ``request`` names it for error messages: ``METHOD URL``, the URL as it was
+    really sent (without userinfo or query, so never with a credential).
+    """
 
     status_code: int
     headers: Mapping[str, str]
+    request: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +114,9 @@ class Read:
     """Read the next bytes of the open response.
 
     The reply is the bytes (``b""`` at its end) or the ``httpx.TransportError``
-    that broke it. ``timeout``, when set, is shorter than the read timeout: the
-    call's deadline is near, and the read must not outlast it.
+    (or ``httpx.DecodingError``) that broke it. ``timeout``, when set, is shorter
+    than the read timeout: the call's deadline is near, and the read must not
+    outlast it.
     """
 
     timeout: float | None
@@ -206,23 +212,35 @@ class StreamState:
         left in ``failure`` for the caller to raise after delivering them.
         """
         events: list[LettaEvent] = []
+        oversized: LettaError | None = None
         try:
             frames = self.decoder.feed(chunk)
         except FrameTooLargeError as error:
-            self.failure = LettaProtocolError(
+            frames = error.frames  # completed before the oversized one: delivered first
+            oversized = LettaProtocolError(
                 str(error), progress=self.progress, request_accepted=True
             )
-            return events
         try:
             for frame in frames:
                 event = self._event(frame)
                 if event is not None:
                     events.append(event)
                 elif self.done:
-                    break
+                    return events
         except LettaError as error:
             self.failure = error
+            return events
+        self.failure = oversized
         return events
+
+    def undecodable(self, error: httpx.DecodingError) -> LettaError:
+        """The typed error for a body httpx cannot decode (a broken gzip stream, ...)."""
+        return LettaProtocolError(
+            f"the Letta stream could not be decoded after {self.progress.events_received} "
+            f"events ({type(error).__name__})",
+            request_accepted=True,
+            progress=self.progress,
+        )
 
     def _event(self, frame: ServerSentEvent) -> LettaEvent | None:
         if frame.data == _DONE:
@@ -347,15 +365,28 @@ def is_event_stream(headers: Mapping[str, str]) -> bool:
     return content_type.partition(";")[0].strip().lower() == "text/event-stream"
 
 
-def error_from_http(status_code: int, headers: Mapping[str, str], body: bytes) -> LettaError:
-    """The error for a response with status >= 400, reading an SSE body where there is one."""
+def error_from_http(
+    status_code: int, headers: Mapping[str, str], body: bytes, url: str | None = None
+) -> LettaError:
+    """The error for a response with status >= 400, reading an SSE body where there is one.
+
+    Args:
+        status_code: The status.
+        headers: The response headers.
+        body: The start of the body.
+        url: ``METHOD URL`` of the request, for the message (never with credentials:
+            ``base_url`` cannot carry them).
+    """
     if is_event_stream(headers):
         # 0.11.x answers an upstream LLM failure with HTTP 500 and the error in SSE frames.
         state = StreamState(status_code=status_code)
         state.feed(body + b"\n\n")
-        if state.failure is not None:
+        # A body that is no valid stream proves nothing: its status decides (a 503 stays a
+        # retryable refusal, where a protocol error would say the message was accepted).
+        if state.failure is not None and not isinstance(state.failure, LettaProtocolError):
             return state.failure
-    return error_from_response(status_code, body.decode("utf-8", errors="replace"), headers=headers)
+    text = body.decode("utf-8", errors="replace")
+    return error_from_response(status_code, text, headers=headers, url=url)
 
 
 def error_from_transport(error: httpx.TransportError) -> LettaError:
@@ -478,6 +509,9 @@ class StreamFlow:
         state = self.state
         while True:
             chunk = yield Read(self._read_limit())
+            if isinstance(chunk, httpx.DecodingError):
+                yield Hangup()
+                raise state.undecodable(chunk)
             if isinstance(chunk, httpx.TransportError):
                 yield Hangup()
                 interruption = state.interruption(chunk)
@@ -537,7 +571,7 @@ class StreamFlow:
             data = yield ReadBody()
             text = data.decode("utf-8", errors="replace")
             if not core.adjust_after_rejection(opened.status_code, text, body, adjusted):
-                raise error_from_http(opened.status_code, opened.headers, data)
+                raise error_from_http(opened.status_code, opened.headers, data, opened.request)
 
     def _resume(self, interruption: LettaError | None) -> Generator[Action, Any, None]:
         run_id = self.progress.run_id or ""
@@ -560,7 +594,7 @@ class StreamFlow:
         opened = yield from self._open(path, body, accepted_on_success=False)
         if opened.status_code >= 300:
             data = yield ReadBody()
-            raise error_from_http(opened.status_code, opened.headers, data)
+            raise error_from_http(opened.status_code, opened.headers, data, opened.request)
 
     def _open(
         self, path: str, body: dict[str, Any], *, accepted_on_success: bool

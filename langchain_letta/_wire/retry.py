@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from tenacity import RetryCallState, retry_if_exception, stop_after_attempt, stop_after_delay
+from tenacity import RetryCallState, retry_if_exception, stop_after_attempt, stop_before_delay
 from tenacity.wait import wait_base, wait_exponential, wait_random
 
 from langchain_letta.errors import LettaError, LettaRateLimitError
@@ -24,7 +24,8 @@ logger = logging.getLogger("langchain_letta")
 logger.addHandler(logging.NullHandler())
 
 DEFAULT_RETRY_TIMEOUT = 60.0
-"""Seconds after which no further retry starts, whatever ``max_retries`` allows."""
+"""Seconds after which no further retry starts, whatever ``max_retries`` allows; no wait
+reaches past them either (a longer ``Retry-After`` ends the retries at once)."""
 
 _NOT_RESUMABLE = frozenset({400, 404, 410})
 
@@ -66,7 +67,7 @@ def retry_policy(
     Args:
         should_retry: Which errors to try again after.
         max_retries: Attempts after the first.
-        timeout: No retry starts after this many seconds.
+        timeout: No retry starts, and no wait ends, after this many seconds.
         on_retry: Told about every retry before its wait (callbacks, tracing).
         what: Names the operation in the log.
     """
@@ -86,7 +87,9 @@ def retry_policy(
 
     return {
         "retry": retry_if_exception(should_retry),
-        "stop": stop_after_attempt(max_retries + 1) | stop_after_delay(timeout),
+        # stop_before_delay sees the coming wait: a Retry-After of 100000 s (or inf) with
+        # 60 s left raises the error now instead of sleeping past the timeout (or forever).
+        "stop": stop_after_attempt(max_retries + 1) | stop_before_delay(timeout),
         "wait": _WaitRetryAfter(),
         "before_sleep": before_sleep,
         "reraise": True,

@@ -16,9 +16,21 @@ from httpx_sse import ServerSentEvent
 DEFAULT_MAX_FRAME_BYTES = 8 * 1024 * 1024
 """A frame larger than this is refused: a server bug should not exhaust memory."""
 
+_PIECE = 4096
+"""Reads of an unfinished frame are merged into pieces of at least this many characters."""
+
 
 class FrameTooLargeError(ValueError):
-    """A frame grew past the decoder's limit without ending."""
+    """A frame grew past the decoder's limit.
+
+    Attributes:
+        frames: The frames the same read completed before the oversized one, so
+            that refusing it loses nothing that came before.
+    """
+
+    def __init__(self, message: str, frames: list[ServerSentEvent]) -> None:
+        super().__init__(message)
+        self.frames = frames
 
 
 class SSEFrameDecoder:
@@ -28,18 +40,30 @@ class SSEFrameDecoder:
     ends it, so a frame arriving in many small reads costs time linear in its
     size (re-joining it on every read was quadratic: a 4 MiB frame in 1460-byte
     reads took seconds, and a hostile frame that never ends, far more before the
-    size limit refused it).
+    size limit refused it). Small reads are first gathered in ``_recent`` and
+    merged into one piece once they reach ``_PIECE`` characters: kept one by one,
+    a drip of 2-byte reads would hold some 30 times its size in string headers.
 
     Args:
         max_frame_bytes: Largest frame accepted, in characters of decoded text.
     """
 
-    __slots__ = ("_decoder", "_max_frame", "_pending", "_pending_size", "_skip_lf")
+    __slots__ = (
+        "_decoder",
+        "_max_frame",
+        "_pending",
+        "_pending_size",
+        "_recent",
+        "_recent_size",
+        "_skip_lf",
+    )
 
     def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._pending: list[str] = []
-        self._pending_size = 0
+        self._pending: list[str] = []  # pieces of _PIECE characters or more
+        self._recent: list[str] = []  # the reads after them, fewer characters than that
+        self._pending_size = 0  # characters in both
+        self._recent_size = 0
         self._skip_lf = False
         self._max_frame = max_frame_bytes
 
@@ -55,46 +79,64 @@ class SSEFrameDecoder:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
         elif text:
             self._skip_lf = False
-        ends_frame = "\n\n" in text or (
-            text.startswith("\n") and self._pending and self._pending[-1].endswith("\n")
-        )
-        if not ends_frame:
-            # Only this read's text is looked at: the unfinished frame grows without copies.
-            self._check_size(self._pending_size + len(text))
-            if text:
-                self._pending.append(text)
-                self._pending_size += len(text)
-            return []
-        if self._pending:
-            self._pending.append(text)
-            text = "".join(self._pending)
-        blocks = text.split("\n\n")
-        rest = blocks.pop()
-        self._pending = [rest] if rest else []
-        self._pending_size = len(rest)
-        self._check_size(len(rest))
         frames: list[ServerSentEvent] = []
+        if not self._pending_size:
+            blocks = text.split("\n\n")  # one pass; no copy when no frame ends
+        elif "\n\n" in text or (text.startswith("\n") and self._ends_with_lf()):
+            blocks = "".join([*self._pending, *self._recent, text]).split("\n\n")
+            self._reset()
+        else:
+            blocks = [text]
+        if len(blocks) == 1:
+            # No frame ended: only this read's text was looked at; it joins the tail.
+            self._check_size(self._pending_size + len(text), frames)
+            if text:
+                self._keep(text)
+            return frames
+        rest = blocks.pop()
+        if rest:
+            self._keep(rest)
         for block in blocks:
-            self._check_size(len(block))
+            self._check_size(len(block), frames)
             if block.startswith("data: ") and "\n" not in block:
                 frames.append(ServerSentEvent(data=block[6:]))
             elif block:
                 frame = parse_block(block)
                 if frame is not None:
                     frames.append(frame)
+        self._check_size(len(rest), frames)
         return frames
 
-    def _check_size(self, size: int) -> None:
+    def _ends_with_lf(self) -> bool:
+        """Whether the unfinished frame ends with a line feed (a blank line may follow)."""
+        last = self._recent or self._pending
+        return bool(last) and last[-1].endswith("\n")
+
+    def _keep(self, text: str) -> None:
+        """Add text to the unfinished frame; each character is copied once more at most."""
+        self._recent.append(text)
+        self._recent_size += len(text)
+        self._pending_size += len(text)
+        if self._recent_size >= _PIECE:
+            self._pending.append("".join(self._recent))
+            self._recent = []
+            self._recent_size = 0
+
+    def _reset(self) -> None:
+        self._pending = []
+        self._recent = []
+        self._pending_size = self._recent_size = 0
+
+    def _check_size(self, size: int, frames: list[ServerSentEvent]) -> None:
         if size > self._max_frame:
-            self._pending = []
-            self._pending_size = 0
+            self._reset()
             raise FrameTooLargeError(
-                f"an SSE frame exceeded {self._max_frame} characters ({size} so far)"
+                f"an SSE frame exceeded {self._max_frame} characters ({size} so far)", frames
             )
 
     def tail(self) -> str:
         """Text received after the last complete frame (a frame cut off by the end of stream)."""
-        rest = "".join(self._pending) + self._decoder.decode(b"", final=True)
+        rest = "".join([*self._pending, *self._recent]) + self._decoder.decode(b"", final=True)
         return rest.strip("\n")
 
 

@@ -348,6 +348,26 @@ def test_a_frame_that_never_ends_is_refused_at_the_limit_without_copying_it_each
     assert decoder.tail() == ""  # nothing of it is kept
 
 
+def test_a_drip_of_tiny_reads_holds_about_the_size_of_the_frame() -> None:
+    limit = 1024 * 1024
+    decoder = SSEFrameDecoder(max_frame_bytes=limit)
+    reads = _reads(b"data: " + b"z" * limit, 2)
+
+    def feed_all() -> None:
+        for chunk in reads:
+            decoder.feed(chunk)
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(FrameTooLargeError):
+            feed_all()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # Kept one string per read, 2-byte reads held 30 times their size in string headers.
+    assert peak < 2 * limit
+
+
 def _cpu_seconds(run: Callable[[], object]) -> float:
     """The least CPU time of three runs (the least disturbed by anything else)."""
     times = []
@@ -373,3 +393,17 @@ def test_small_reads_of_a_big_frame_cost_about_what_big_reads_cost() -> None:
     # Linear decoding: the same work plus a little per read (about 1.5x measured).
     # Quadratic decoding was about 40x (5.7 s against 0.15 s).
     assert small < 5 * big
+
+
+@pytest.mark.parametrize(
+    "oversized",
+    [b"data: " + b"x" * 100 + b"\n\n", b"data: " + b"x" * 100],
+    ids=["complete", "unfinished"],
+)
+def test_frames_before_an_oversized_one_in_the_same_read_come_with_the_error(
+    oversized: bytes,
+) -> None:
+    decoder = SSEFrameDecoder(max_frame_bytes=50)
+    with pytest.raises(FrameTooLargeError) as caught:
+        decoder.feed(b"data: a\n\nevent: error\ndata: b\n\n" + oversized)
+    assert _frames(caught.value.frames) == [("message", "a", "", None), ("error", "b", "", None)]
