@@ -298,6 +298,23 @@ class ChatLetta(BaseChatModel):
         config, kwargs = self._traced(config, kwargs)
         return super().astream(input, config, stop=stop, **kwargs)
 
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Any:
+        """Not yet: client tools (tools the caller runs) are still to come.
+
+        The agent's own tools run on the server and need no binding: their calls
+        and results already arrive as ``server_tool_call`` / ``server_tool_result``
+        blocks. Tools your code must run are Letta's client tools (0.16.2+), which
+        this package does not send yet.
+
+        Raises:
+            NotImplementedError: Always, saying so.
+        """
+        raise NotImplementedError(
+            "ChatLetta does not support client tools (bind_tools) yet. A Letta agent runs "
+            "its own tools on the server: attach them to the agent in Letta, and their calls "
+            "and results come back as server_tool_call / server_tool_result blocks."
+        )
+
     def target_for(
         self,
         config: RunnableConfig | None = None,

@@ -690,3 +690,28 @@ def test_a_used_model_can_be_copied_pickled_and_closed() -> None:
 
         assert asyncio.run(async_with()) == HELLO
     assert len(server.stream_requests) == 8
+
+
+@pytest.mark.parametrize(("version", "applied"), [("0.16.8", True), ("0.16.3", False)])
+def test_a_model_override_is_sent_only_where_the_server_applies_it(
+    version: str, applied: bool
+) -> None:
+    """Letta applies override_model from 0.16.4; before, the answer would name the wrong model."""
+    from langchain_letta.errors import LettaUnsupportedFeatureError
+
+    turn = Reply.from_capture(CAPTURES / "0.16.8/letta_v1_agent/01-stream-steps.sse")
+    with FakeLettaServer([turn], version=version) as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url, model="openai/gpt-4o-mini")
+        if applied:
+            answer = model.invoke("hi")
+            assert answer.response_metadata["model_name"] == "openai/gpt-4o-mini"
+            assert server.stream_requests[0].json()["override_model"] == "openai/gpt-4o-mini"
+        else:
+            with pytest.raises(LettaUnsupportedFeatureError, match="model="):
+                model.invoke("hi")
+            assert server.stream_requests == []
+
+
+def test_bind_tools_says_why_it_is_not_there_yet() -> None:
+    with pytest.raises(NotImplementedError, match="client tools"):
+        ChatLetta(agent_id=AGENT).bind_tools([])

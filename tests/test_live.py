@@ -64,6 +64,11 @@ class TestLiveCurrentDialect(standard.TestChatLettaIntegration):
     def chat_model_params(self) -> dict[str, str]:
         return {"agent_id": self._agent_id, "base_url": self._base_url}
 
+    @property
+    def supports_model_override(self) -> bool:
+        # override_model exists from Letta 0.16.4: ChatLetta refuses model= on older servers.
+        return self.version == "0.16.8"
+
 
 class TestLiveBackgroundRuns(TestLiveCurrentDialect):
     """The standard suite against a real Letta 0.16.8 with Redis: every turn a background run."""

@@ -20,6 +20,11 @@ class TestChatLettaUnit(ChatModelUnitTests):
         return {"agent_id": "agent-47c2ea9a-30ee-4910-923a-393bbc26a7d7"}
 
     @property
+    def has_tool_calling(self) -> bool:
+        # bind_tools exists only to say that client tools are not supported yet.
+        return False
+
+    @property
     def init_from_env_params(self) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
         return (
             {"LETTA_BASE_URL": "http://127.0.0.1:8283"},

@@ -149,6 +149,7 @@ FEATURES_SINCE: dict[str, Release] = {
     "enable_thinking": (0, 10, 0),
     "background": (0, 11, 5),
     "conversation_id": (0, 16, 2),
+    "override_model": (0, 16, 4),
     "include_compaction_messages": (0, 16, 5),
     "override_system": (0, 16, 7),
 }
@@ -165,6 +166,17 @@ VERSIONED_FIELDS = (
     "override_system",
 )
 """Request fields sent only where :data:`FEATURES_SINCE` says the server has them."""
+
+_CHECKED_FIELDS = (*VERSIONED_FIELDS, "override_model")
+_WHY = {
+    "override_model": {
+        "why": "an older server would ignore it and answer with the agent's own model "
+        "(ChatLetta sends its model= as override_model)"
+    }
+}
+"""Every field checked against the server's release: ``override_model`` too, which
+ChatLetta fills from its ``model`` (an older server would answer with the agent's
+own model while the response named the one asked for)."""
 
 
 def has_feature(version: str | None, feature: str) -> bool | None:
@@ -185,7 +197,7 @@ def supports_background(version: str | None) -> bool:
 
 def uses_versioned_fields(request: StreamRequest) -> bool:
     """Whether ``request`` sets a field that only some releases have (the version matters)."""
-    return any(getattr(request, field) is not None for field in VERSIONED_FIELDS)
+    return any(getattr(request, field) is not None for field in _CHECKED_FIELDS)
 
 
 def check_fields(request: StreamRequest, version: str | None, dialect: Dialect) -> None:
@@ -197,14 +209,16 @@ def check_fields(request: StreamRequest, version: str | None, dialect: Dialect) 
             than ``current``) does not have; it names the field, the server's
             version and the first release that has it.
     """
-    for field in VERSIONED_FIELDS:
+    for field in _CHECKED_FIELDS:
         if getattr(request, field) is None:
             continue
         supported = has_feature(version, field)
         if supported is None:
             supported = dialect == "current"  # older dialects mean releases before 0.6.17
         if not supported:
-            raise LettaUnsupportedFeatureError(field, version, FEATURES_SINCE[field])
+            raise LettaUnsupportedFeatureError(
+                field, version, FEATURES_SINCE[field], **_WHY.get(field, {})
+            )
 
 
 def supports_conversations(version: str | None) -> bool:

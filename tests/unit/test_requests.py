@@ -383,7 +383,11 @@ VALUES: dict[str, object] = {
 
 def test_every_versioned_field_has_its_first_release() -> None:
     assert set(VERSIONED_FIELDS) == set(FIRST_RELEASE) == set(VALUES)
-    assert set(FEATURES_SINCE) == set(VERSIONED_FIELDS) | {"background", "conversation_id"}
+    assert set(FEATURES_SINCE) == set(VERSIONED_FIELDS) | {
+        "background",
+        "conversation_id",
+        "override_model",
+    }
 
 
 @pytest.mark.parametrize("field", sorted(FIRST_RELEASE))
