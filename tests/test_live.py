@@ -591,14 +591,18 @@ class CuttingProxy:
 
 def check_resumed_once(
     base_url: str,
-    agent_id: str,
+    route: tuple[str, str],
     text: str,
     proxy: CuttingProxy,
     recorder: Recorder,
     chunks: list[AIMessageChunk],
     uncut: list[AIMessageChunk],
 ) -> None:
-    """The cut stream was resumed, delivered exactly the uncut answer, stored the turn once."""
+    """The cut stream was resumed, delivered exactly the uncut answer, stored the turn once.
+
+    ``route``: where the message was posted, and where the server lists the stored turns.
+    """
+    sent_to, stored_at = route
     assert proxy.cuts == 1
     run_id = chunks[-1].response_metadata["run_id"]
     resumed_at = proxy.sent_at[proxy.requests.index(f"POST /v1/runs/{run_id}/stream")]
@@ -611,7 +615,7 @@ def check_resumed_once(
     completed = datetime.fromisoformat(run["completed_at"].removesuffix("Z"))
     assert resumed_at < completed.replace(tzinfo=timezone.utc).timestamp()
     assert [line for line in proxy.requests if "/messages" in line and "POST" in line] == [
-        f"POST /v1/agents/{agent_id}/messages/stream"
+        f"POST {sent_to}"
     ]  # the message went out once, however the stream broke
     resumes = [data for name, data in recorder.custom if name == "letta.resume"]
     assert len(resumes) == 1
@@ -622,27 +626,38 @@ def check_resumed_once(
     assert "".join(chunk.text for chunk in chunks) == TEXT
     assert chunks[-1].chunk_position == "last"
     assert chunks[-1].response_metadata["stop_reason"] == "end_turn"
-    stored = history(base_url, f"/v1/agents/{agent_id}/messages")
+    stored = history(base_url, stored_at)
     assert [m["content"] for m in stored if m["message_type"] == "user_message"].count(text) == 1
     answers = [m for m in stored if m["message_type"] == "assistant_message"]
     assert [m["content"] for m in answers if m.get("run_id") == run_id] == [TEXT]
 
 
-def test_a_cut_stream_is_resumed_and_the_turn_stored_once_live() -> None:
-    """A real drop mid-run (0.16.8, Redis): ChatLetta resumes the background run."""
+@pytest.mark.parametrize("in_conversation", [False, True], ids=["agent", "conversation"])
+def test_a_cut_stream_is_resumed_and_the_turn_stored_once_live(in_conversation: bool) -> None:
+    """A real drop mid-run (0.16.8, Redis): ChatLetta resumes the background run.
+
+    A conversation's run is resumed the same way, from ``/v1/runs/{id}/stream``.
+    """
     base_url, _ = server(CURRENT)
     agent_id = fresh_agent(base_url)
+    route = (f"/v1/agents/{agent_id}/messages/stream", f"/v1/agents/{agent_id}/messages")
+    params: dict[str, Any] = {}
+    if in_conversation:
+        with LettaClient(base_url=base_url) as client:
+            conv = client.create_conversation(agent_id)
+        route = (f"/v1/conversations/{conv}/messages", f"/v1/conversations/{conv}/messages")
+        params["conversation_id"] = conv
     text = f"slow:0.3 cut me {tag()}"
     with CuttingProxy(base_url, cut_after=None) as straight:
-        model = current_model(agent_id, base_url=straight.base_url)
+        model = current_model(agent_id, base_url=straight.base_url, **params)
         uncut = list(model.stream(f"{text} (uncut)"))
     assert "".join(chunk.text for chunk in uncut) == TEXT
     recorder = Recorder()
     with CuttingProxy(base_url, cut_after=2) as proxy:
-        model = current_model(agent_id, base_url=proxy.base_url)
+        model = current_model(agent_id, base_url=proxy.base_url, **params)
         ask = RunnableLambda(lambda words: list(model.stream(words)))
         chunks = ask.invoke(text, {"callbacks": [recorder]})
-    check_resumed_once(base_url, agent_id, text, proxy, recorder, chunks, uncut)
+    check_resumed_once(base_url, route, text, proxy, recorder, chunks, uncut)
 
 
 async def test_a_cut_stream_is_resumed_and_the_turn_stored_once_async_live() -> None:
@@ -662,7 +677,8 @@ async def test_a_cut_stream_is_resumed_and_the_turn_stored_once_async_live() -> 
 
         ask = RunnableLambda(collect)
         chunks = await asyncio.wait_for(ask.ainvoke(text, {"callbacks": [recorder]}), WAIT)
-    check_resumed_once(base_url, agent_id, text, proxy, recorder, chunks, uncut)
+    route = (f"/v1/agents/{agent_id}/messages/stream", f"/v1/agents/{agent_id}/messages")
+    check_resumed_once(base_url, route, text, proxy, recorder, chunks, uncut)
 
 
 async def _collect(model: ChatLetta, text: str) -> list[AIMessageChunk]:
