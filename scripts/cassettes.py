@@ -7,7 +7,9 @@ send byte-for-byte the same requests.
 * Requests match on method, path, query and JSON body. The random ``otid`` of
   each message is removed from the body before a request is stored or matched.
 * The recorded agent's id is replaced by :data:`AGENT` in stored URIs, so
-  re-recording does not change every request and replay needs no id file.
+  re-recording does not change every request and replay needs no id file; the
+  recorded conversation's id likewise by :data:`CONVERSATION`, so that replay
+  addresses the conversation the cassette holds (the path is matched).
 * ``Authorization``, ``X-BARE-PASSWORD`` and API-key headers are replaced by
   ``<filtered>``; recording sets :data:`RECORD_SECRETS` so that a test can check
   that none of them reached a cassette.
@@ -28,6 +30,8 @@ from vcr.serializers import yamlserializer
 CASSETTES = Path(__file__).resolve().parent.parent / "cassettes"
 AGENT = "agent-recorded"
 """The agent id the cassettes show in place of the recorded agent's."""
+CONVERSATION = "conv-recorded"
+"""The conversation id the cassettes show in place of the recorded conversation's."""
 UNKNOWN_AGENT = "agent-00000000-0000-4000-8000-000000000000"
 BASE_URL = "http://127.0.0.1:8283"
 RECORD_SECRETS = {"api_key": "sk-record-secret", "password": "bare-record-secret"}
@@ -60,6 +64,8 @@ class Scenario:
     """Send the other release's dialect, forced: the server answers 422."""
     approval_tool: str | None = None
     """Gate this tool for approval first (on an agent of its own); the prompt calls it."""
+    conversation: bool = False
+    """Talk in a conversation of the agent, created for the recording (Letta 0.16.2+)."""
     releases: tuple[str, ...] = ("0.11.7", "0.6.14", "0.16.8")
     """The releases this scenario is recorded for."""
 
@@ -85,6 +91,15 @@ SCENARIOS = {
             approval_tool="memory_insert",
             releases=("0.16.8",),
         ),
+        # A conversation of the agent (0.16.2+): POST /v1/conversations/{id}/messages;
+        # the client asks /v1/health/ first, since only some releases have them.
+        Scenario(
+            "conversation",
+            "hi in a conversation",
+            stream_tokens=False,
+            conversation=True,
+            releases=("0.16.8",),
+        ),
     )
 }
 
@@ -97,7 +112,7 @@ def scenarios_of(version: str) -> list[str]:
 def model_params(version: str, scenario: Scenario) -> dict[str, Any]:
     """``ChatLetta`` keyword arguments for a scenario, the same when recording and replaying."""
     dialect = WRONG_DIALECT[version] if scenario.wrong_dialect else DIALECTS[version]
-    return {
+    params: dict[str, Any] = {
         "agent_id": scenario.agent,
         "base_url": BASE_URL,
         "dialect": dialect,
@@ -105,6 +120,9 @@ def model_params(version: str, scenario: Scenario) -> dict[str, Any]:
         "stream_tokens": scenario.stream_tokens,
         "max_retries": 0,
     }
+    if scenario.conversation:
+        params["conversation_id"] = CONVERSATION
+    return params
 
 
 def cassette_path(version: str, scenario: str) -> Path:
@@ -112,9 +130,13 @@ def cassette_path(version: str, scenario: str) -> Path:
     return CASSETTES / version / f"{scenario}.yaml"
 
 
-def _without_otids(request: Request, real_agent: str | None) -> Request:
+def _without_otids(
+    request: Request, real_agent: str | None, real_conversation: str | None = None
+) -> Request:
     if real_agent:
         request.uri = request.uri.replace(real_agent, AGENT)
+    if real_conversation:
+        request.uri = request.uri.replace(real_conversation, CONVERSATION)
     if request.body:
         try:
             body = json.loads(request.body)
@@ -158,14 +180,24 @@ class ReadableYaml:
         return yamlserializer.deserialize(text)
 
 
-def make_vcr(record_mode: Literal["all", "none"], real_agent: str | None = None) -> vcr.VCR:
-    """The vcrpy configuration of the cassettes; ``real_agent`` is rewritten when recording."""
+def make_vcr(
+    record_mode: Literal["all", "none"],
+    real_agent: str | None = None,
+    real_conversation: str | None = None,
+) -> vcr.VCR:
+    """The vcrpy configuration of the cassettes.
+
+    When recording, ``real_agent`` and ``real_conversation`` (the server's ids) are
+    rewritten to :data:`AGENT` and :data:`CONVERSATION` in the stored requests.
+    """
     recorder = vcr.VCR(
         record_mode=record_mode,
         serializer="readable-yaml",
         match_on=["method", "path", "query", "body"],
         filter_headers=[*((name, "<filtered>") for name in FILTERED_HEADERS), "content-length"],
-        before_record_request=lambda request: _without_otids(request, real_agent),
+        before_record_request=lambda request: _without_otids(
+            request, real_agent, real_conversation
+        ),
         decode_compressed_response=True,
     )
     recorder.register_serializer("readable-yaml", ReadableYaml())
@@ -177,9 +209,10 @@ def use_cassette(
     scenario: str,
     record_mode: Literal["all", "none"],
     real_agent: str | None = None,
+    real_conversation: str | None = None,
 ) -> Any:
     """The cassette of one scenario and release, as a context manager."""
-    recorder = make_vcr(record_mode, real_agent)
+    recorder = make_vcr(record_mode, real_agent, real_conversation)
     return recorder.use_cassette(
         str(cassette_path(version, scenario)), allow_playback_repeats=record_mode == "none"
     )

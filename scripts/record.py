@@ -6,7 +6,9 @@ PostgreSQL and Redis), creates the lab's agent and plays the release's scenarios
 of ``scripts/cassettes.py`` through ``ChatLetta`` under vcrpy
 (``record_mode="all"``): one cassette per scenario. A scenario that gates a tool
 for approval gets an agent of its own, so that the pending approval does not
-block the others. Run from the repository root::
+block the others; a conversation scenario talks in a conversation of the lab's
+agent created just before (not recorded: its id is stored as ``conv-recorded``).
+Run from the repository root::
 
     python -m scripts.record [--versions 0.16.8 ...] [--only plain tokens ...]
 """
@@ -19,12 +21,13 @@ import sys
 import urllib.request
 from typing import Any
 
-from langchain_letta import ChatLetta, LettaError
+from langchain_letta import ChatLetta, LettaClient, LettaError
 from scripts import letta_lab
 from scripts.cassettes import (
     AGENT,
     BASE_URL,
     CASSETTES,
+    CONVERSATION,
     DIALECTS,
     RECORD_SECRETS,
     SCENARIOS,
@@ -56,15 +59,26 @@ def agent_for(server: letta_lab.Server, scenario: Scenario) -> str:
     return agent
 
 
-def play(version: str, scenario: Scenario, real_agent: str) -> str:
+def conversation_for(base_url: str, agent_id: str, scenario: Scenario) -> str | None:
+    """A new conversation of ``agent_id`` if the scenario talks in one (not recorded)."""
+    if not scenario.conversation:
+        return None
+    with LettaClient(base_url=base_url) as client:
+        return client.create_conversation(agent_id)
+
+
+def play(version: str, scenario: Scenario, real_agent: str, base_url: str) -> str:
     """Send one scenario's message, recording the exchange; returns a summary line."""
     params: dict[str, Any] = {**model_params(version, scenario), **RECORD_SECRETS}
     if params["agent_id"] == AGENT:
         params["agent_id"] = real_agent
+    real_conversation = conversation_for(base_url, real_agent, scenario)
+    if params.get("conversation_id") == CONVERSATION:
+        params["conversation_id"] = real_conversation
     model = ChatLetta(**params)
     path = cassette_path(version, scenario.name)
     path.unlink(missing_ok=True)
-    with use_cassette(version, scenario.name, "all", real_agent):
+    with use_cassette(version, scenario.name, "all", real_agent, real_conversation):
         try:
             if scenario.stream_tokens:
                 chunks = list(model.stream(scenario.prompt))
@@ -90,7 +104,8 @@ def record(version: str, names: list[str]) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         for name in names:
             scenario = SCENARIOS[name]
-            letta_lab.log(play(version, scenario, agent_for(server, scenario)))
+            agent = agent_for(server, scenario)
+            letta_lab.log(play(version, scenario, agent, server.base_url))
         info = {
             "letta_version": health.get("version") if isinstance(health, dict) else None,
             "install": " ".join(letta_lab.RELEASES[version][0]),

@@ -29,6 +29,7 @@ from langchain_letta.errors import (
 from scripts.cassettes import (
     AGENT,
     CASSETTES,
+    CONVERSATION,
     DIALECTS,
     RECORD_SECRETS,
     SCENARIOS,
@@ -316,3 +317,36 @@ def test_approval_request() -> None:
     assert call["id"].startswith("call_")
     assert isinstance(call["args"], dict)
     assert call["extras"]["requires_approval"] is True
+
+
+def test_conversation() -> None:
+    # 0.16.8, a conversation of the agent: the client asks /v1/health/ first (only
+    # 0.16.2+ have conversations, and an older server would ignore the route), then
+    # posts to the conversation's own route; the answer names the conversation.
+    prompt = SCENARIOS["conversation"].prompt
+    with use_cassette("0.16.8", "conversation", "none") as cassette:
+        message = model("0.16.8", "conversation").invoke(prompt)
+    assert [(request.method, request.path) for request in cassette.requests] == [
+        ("GET", "/v1/health/"),
+        ("POST", f"/v1/conversations/{CONVERSATION}/messages"),
+    ]
+    assert cassette.all_played
+    assert message.text == TEXT
+    assert block_types(message) == ["text"]
+    check_metadata(message, steps=1)
+    assert message.response_metadata["conversation_id"] == CONVERSATION
+    # as make record makes it: after the other scenarios, whose memory edits the
+    # conversation's context shares
+    assert message.usage_metadata is not None
+    assert message.usage_metadata["input_tokens"] == 701
+
+
+def test_a_conversation_id_is_part_of_the_recorded_request() -> None:
+    # Replay matches the path: another conversation's message is not this cassette's.
+    with (
+        use_cassette("0.16.8", "conversation", "none"),
+        pytest.raises(CannotOverwriteExistingCassetteException),
+    ):
+        model("0.16.8", "conversation").invoke(
+            SCENARIOS["conversation"].prompt, conversation_id="conv-another"
+        )
