@@ -109,14 +109,19 @@ def select_new_messages(
     return list(messages[start:])
 
 
-def pending_approval_calls(messages: Sequence[BaseMessage], agent_id: str) -> list[dict[str, Any]]:
+def pending_approval_calls(
+    messages: Sequence[BaseMessage], agent_id: str, conversation_id: str | None = None
+) -> list[dict[str, Any]]:
     """The calls that ``agent_id``'s last answer in ``messages`` left waiting for approval.
+
+    The answer is looked for in the conversation that refused (``None``: the agent's
+    own thread): a pending approval belongs to its conversation.
 
     Letta's refusal of a message while calls wait names none of them; the answer
     that stopped with ``requires_approval`` does, as marked ``server_tool_call`` blocks.
     """
     for message in reversed(messages):
-        if is_from_agent(message, agent_id):
+        if is_from_agent(message, agent_id, conversation_id):
             if message.response_metadata.get("stop_reason") != REQUIRES_APPROVAL:
                 return []
             return [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, NamedTuple, overload
@@ -448,7 +449,7 @@ class ChatLetta(BaseChatModel):
                             yield event, message
             except LettaError as error:
                 notices.flush(run_manager, observers)
-                _complete(error, emitted, messages, call.agent_id)
+                _complete(error, emitted, messages, call)
                 raise
             notices.flush(run_manager, observers)
 
@@ -486,7 +487,7 @@ class ChatLetta(BaseChatModel):
                             yield event, message
             except LettaError as error:
                 await notices.aflush(run_manager, observers)
-                _complete(error, emitted, messages, call.agent_id)
+                _complete(error, emitted, messages, call)
                 raise
             await notices.aflush(run_manager, observers)
 
@@ -721,7 +722,9 @@ class _Notices:
     def _retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
         data = {"attempt": state.attempt_number, "error": str(error), "wait": state.upcoming_sleep}
-        self._pending.append(("letta.retry", data, state))
+        # tenacity reuses its state for the next attempt before the callbacks run: keep
+        # this retry's attempt and outcome as they are now.
+        self._pending.append(("letta.retry", data, copy.copy(state)))
 
     def _resume(self, progress: StreamProgress, error: LettaError) -> None:
         data = {"run_id": progress.run_id, "starting_after": progress.last_seq_id}
@@ -754,12 +757,13 @@ def _complete(
     error: LettaError,
     emitted: list[AIMessageChunk],
     messages: Sequence[BaseMessage],
-    agent_id: str,
+    call: _Call,
 ) -> None:
     """Add what the client knows to an error: the partial answer, the calls still pending."""
     error.partial_message = _partial(emitted)
     if isinstance(error, LettaPendingApprovalError) and not error.pending_tool_calls:
-        error.pending_tool_calls = pending_approval_calls(messages, agent_id)
+        conversation_id = call.builder.conversation_id
+        error.pending_tool_calls = pending_approval_calls(messages, call.agent_id, conversation_id)
 
 
 def _partial(chunks: list[AIMessageChunk]) -> AIMessage | None:

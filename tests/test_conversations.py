@@ -12,7 +12,11 @@ from langgraph.graph import START, MessagesState, StateGraph
 
 from langchain_letta import AsyncLettaClient, ChatLetta, LettaAgentRunnable, LettaClient, letta_node
 from langchain_letta._wire import OutgoingMessage, StreamRequest
-from langchain_letta.errors import LettaNotFoundError, LettaUnsupportedFeatureError
+from langchain_letta.errors import (
+    LettaNotFoundError,
+    LettaPendingApprovalError,
+    LettaUnsupportedFeatureError,
+)
 from langchain_letta.testing import FakeLettaServer, RecordedRequest, Reply
 from tests.conftest import CAPTURES
 
@@ -291,3 +295,23 @@ def test_a_conversation_on_an_old_server_fails_typed_through_chatletta() -> None
             per_thread.invoke("hi", {"configurable": {"thread_id": "t"}})
     assert server.stream_requests == []
     assert _creations(server) == []
+
+
+def test_a_pending_approval_in_a_conversation_names_its_calls() -> None:
+    """The refusal names the calls of the conversation's own last answer."""
+    lab = CAPTURES / "0.16.8/lab-features"
+    replies = [
+        Reply.from_capture(lab / "12-conversation-approval-request.sse"),
+        Reply.from_capture(lab / "13-conversation-message-while-pending.sse"),
+    ]
+    with FakeLettaServer(replies) as server:
+        conversation_id = LettaClient(base_url=server.base_url).create_conversation(AGENT)
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url, conversation_id=conversation_id)
+        asked = HumanMessage("call:memory_insert in a conversation")
+        answer = model.invoke([asked])
+        with pytest.raises(LettaPendingApprovalError) as caught:
+            model.invoke([asked, answer, HumanMessage("hi, anybody there?")])
+    (pending,) = caught.value.pending_tool_calls
+    (waiting,) = [b for b in answer.content if isinstance(b, dict) and b.get("extras")]
+    assert pending["id"] == waiting["id"]
+    assert pending["name"] == "memory_insert"

@@ -441,3 +441,21 @@ def whole_run(folder: Path, cut: str) -> list[dict[str, Any]]:
     part1 = [p for _, p in expected_payloads(folder / f"{cut}.sse")]
     part2 = [p for _, p in expected_payloads(folder / "34-bg-headc-part2-resume.sse")]
     return part1 + part2
+
+
+def test_each_retry_reaches_on_retry_with_its_own_attempt_and_error() -> None:
+    """tenacity reuses its state object: the callbacks must see each retry as it was."""
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    seen: list[tuple[int, str]] = []
+
+    class Retries(BaseCallbackHandler):
+        def on_retry(self, retry_state: Any, **kwargs: Any) -> None:
+            error = retry_state.outcome.exception() if retry_state.outcome else None
+            seen.append((retry_state.attempt_number, type(error).__name__))
+
+    busy = Reply.json(409, {"detail": "CONFLICT: Another request is being processed"})
+    with FakeLettaServer([busy, busy, turn()]) as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url, max_retries=3)
+        model.invoke("hi", {"callbacks": [Retries()]})
+    assert seen == [(1, "LettaConflictError"), (2, "LettaConflictError")]

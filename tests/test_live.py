@@ -465,13 +465,6 @@ def test_pending_approval_on_the_conversation_route_live() -> None:
     assert current_model(agent_id).invoke("hi on the agent route").text == TEXT
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="langchain_letta bug: ChatLetta fills pending_tool_calls from the agent's last "
-    "answer in the agent's own thread (chat_models._complete calls "
-    "pending_approval_calls(messages, agent_id) without the conversation), so on the "
-    "conversation route the earlier answer is never found and the list stays empty",
-)
 def test_pending_approval_names_the_calls_on_the_conversation_route_live() -> None:
     """On a conversation too, the refusal names the calls of the earlier answer."""
     base_url, _ = server(CURRENT)
