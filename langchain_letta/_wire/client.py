@@ -10,6 +10,7 @@ frames, so a read that holds many frames costs one split, not one pass per line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import sys
@@ -575,10 +576,13 @@ def _finish_in_background(response: httpx.Response, chunks: Iterator[bytes], lim
     """
 
     def finish() -> None:
-        try:
-            _read_limited(chunks, limit)
-        finally:
-            response.close()
+        # Best effort: the events are delivered; a client closed meanwhile, or any other
+        # failure here, only means the connection is not reused.
+        with contextlib.suppress(Exception):
+            try:
+                _read_limited(chunks, limit)
+            finally:
+                response.close()
 
     threading.Thread(target=finish, name="letta-finish", daemon=True).start()
 
@@ -1027,12 +1031,12 @@ class AsyncLettaClient(ClientCore):
         """
 
         async def finish() -> None:
-            try:
-                await asyncio.wait_for(_aread_limited(chunks, limit), PROBE_TIMEOUT)
-            except (asyncio.TimeoutError, httpx.HTTPError):
-                pass
-            finally:
-                await response.aclose()
+            # Best effort, as for the sync client.
+            with contextlib.suppress(Exception):
+                try:
+                    await asyncio.wait_for(_aread_limited(chunks, limit), PROBE_TIMEOUT)
+                finally:
+                    await response.aclose()
 
         task = asyncio.get_running_loop().create_task(finish())
         self._finishing.add(task)
