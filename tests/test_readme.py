@@ -58,3 +58,14 @@ def test_readme_snippet_runs(snippet: str) -> None:
     assert done.returncode == 0, done.stderr
     if "FakeLettaServer(" not in snippet:  # else it brings its own server
         assert server.received  # it talked to the server
+
+
+def test_make_demo_installs_only_the_package_and_its_fake_server() -> None:
+    """``make demo`` stays small: the ``testing`` extra, not the test and dev tools."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert [dep.split(">")[0] for dep in project["optional-dependencies"]["testing"]] == ["uvicorn"]
+    makefile = (ROOT / "Makefile").read_text()
+    demo_rule = makefile.split("$(DEMO_INSTALLED): ", 1)[1].split("\n\n", 1)[0]
+    assert '-e ".[testing]"' in demo_rule
+    assert "demo: $(DEMO_INSTALLED)" in makefile
