@@ -1,12 +1,76 @@
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 
+from langchain_letta import AsyncLettaClient, LettaClient
+from langchain_letta.errors import LettaError
+from langchain_letta.events import LettaEvent
+
 CAPTURES = Path(__file__).parent / "data" / "letta-streams"
+Mode = Literal["sync", "async"]
+MODES: list[Mode] = ["sync", "async"]
+
+
+def read_through(
+    mode: Mode, open_stream: Callable[[Any], Any], **options: Any
+) -> tuple[list[LettaEvent], LettaError | None]:
+    """Read one stream to its end with ``LettaClient`` or ``AsyncLettaClient``.
+
+    ``open_stream`` gets the client (``client.stream(...)``, ``client.resume(...)``);
+    the events delivered and the error that ended the stream, if any, come back.
+    """
+    events: list[LettaEvent] = []
+
+    async def consume() -> None:
+        async with AsyncLettaClient(**options) as client:
+            async for event in open_stream(client):
+                events.append(event)
+
+    try:
+        if mode == "sync":
+            with LettaClient(**options) as client:
+                events.extend(open_stream(client))
+        else:
+            asyncio.run(consume())
+    except LettaError as error:
+        return events, error
+    return events, None
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Retry waits of this thread, recorded instead of slept, sync and async.
+
+    The fake server's own thread keeps sleeping for real.
+    """
+    recorded: list[float] = []
+    here = threading.get_ident()
+    real_sleep, real_asleep = time.sleep, asyncio.sleep
+
+    def sleep(seconds: float) -> None:
+        if threading.get_ident() != here:
+            return real_sleep(seconds)
+        recorded.append(seconds)
+        return None
+
+    async def asleep(seconds: float, result: Any = None) -> Any:
+        if threading.get_ident() != here or seconds <= 0:
+            return await real_asleep(seconds, result)
+        recorded.append(seconds)
+        return await real_asleep(0, result)
+
+    monkeypatch.setattr("time.sleep", sleep)
+    monkeypatch.setattr("asyncio.sleep", asleep)
+    return recorded
 
 
 def capture_status(body: Path) -> int:

@@ -12,13 +12,13 @@ import socketserver
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 import pytest
 from pydantic import ValidationError
 
-from langchain_letta import AsyncLettaClient, ChatLetta, LettaClient, OutgoingMessage, StreamRequest
+from langchain_letta import ChatLetta, LettaClient, OutgoingMessage, StreamRequest
 from langchain_letta._wire.flow import (
     Deliver,
     Opened,
@@ -38,12 +38,10 @@ from langchain_letta.errors import (
 )
 from langchain_letta.events import LettaEvent
 from langchain_letta.testing import FakeLettaServer, Reply
-from tests.conftest import CAPTURES
+from tests.conftest import CAPTURES, MODES, Mode, read_through
 
 AGENT = "agent-0b5c3f0e-bounds"
 REQUEST = StreamRequest(messages=[OutgoingMessage(content="hi")])
-Mode = Literal["sync", "async"]
-MODES: list[Mode] = ["sync", "async"]
 SECRET = "sk-top-secret-value"
 TURN = CAPTURES / "0.16.8/letta_v1_agent/01-stream-steps.sse"
 PING = {"message_type": "ping", "id": "ping-1", "run_id": "run-1", "seq_id": 1}
@@ -53,22 +51,9 @@ def collect(
     base_url: str, mode: Mode, **options: Any
 ) -> tuple[list[LettaEvent], LettaError | None]:
     """Stream ``REQUEST`` with the sync or async client; the events and the error, if any."""
-    events: list[LettaEvent] = []
-
-    def run_sync() -> None:
-        with LettaClient(base_url=base_url, **options) as client:
-            events.extend(client.stream(AGENT, REQUEST))
-
-    async def run_async() -> None:
-        async with AsyncLettaClient(base_url=base_url, **options) as client:
-            async for event in client.stream(AGENT, REQUEST):
-                events.append(event)
-
-    try:
-        run_sync() if mode == "sync" else asyncio.run(run_async())
-    except LettaError as error:
-        return events, error
-    return events, None
+    return read_through(
+        mode, lambda client: client.stream(AGENT, REQUEST), base_url=base_url, **options
+    )
 
 
 # ------------------------------------------------------------------ a hostile server

@@ -2,21 +2,36 @@
 
 "Accepted" counts the message requests the server took into the agent's memory; it
 must be exactly one whenever the turn happened, whatever broke on the way.
+
+Every fault runs through both clients (``LettaClient`` and ``AsyncLettaClient``, or
+``invoke``/``stream`` and ``ainvoke``/``astream``): the retry and resume decisions live in
+one sans-I/O flow (``StreamFlow``), and these tests check that both shells carry them out.
+
+| fault | tests (section) |
+|---|---|
+| 429, 502, 503, 504, 409 busy; ``Retry-After``; storms; 500; | before acceptance |
+| connection refused; callbacks; background refused (no Redis) | |
+| drops in a background run (once, several, random, real captures); | after acceptance |
+| stall; drop in a foreground stream; resumes that keep failing | |
+| error events of every shape; malformed, unknown, oversized frames | bad streams |
+| ``break`` and ``close()``/``aclose()``; a consumer stopped mid-stream | stopping early |
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.messages import AIMessage, AIMessageChunk
-from langchain_core.runnables import RunnableLambda
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.runnables import RunnableConfig, RunnableLambda
 
 from langchain_letta import AsyncLettaClient, ChatLetta, LettaClient, OutgoingMessage, StreamRequest
 from langchain_letta.errors import (
@@ -25,14 +40,16 @@ from langchain_letta.errors import (
     LettaConnectionError,
     LettaContextOverflowError,
     LettaError,
+    LettaNotFoundError,
     LettaProtocolError,
     LettaRateLimitError,
     LettaStreamInterruptedError,
     LettaTimeoutError,
+    StreamProgress,
 )
-from langchain_letta.events import UnknownEvent
+from langchain_letta.events import LettaEvent, UnknownEvent
 from langchain_letta.testing import FakeLettaServer, Reply
-from tests.conftest import CAPTURES
+from tests.conftest import CAPTURES, MODES, Mode, read_through
 
 AGENT = "agent-55573f99-7c7b-4e3c-a4ac-cada9620ce68"
 REQUEST = StreamRequest(messages=[OutgoingMessage(content="hi")])
@@ -44,25 +61,64 @@ QUICK_WAIT = (("retry-after", "0"),)
 
 
 @pytest.fixture(autouse=True)
-def no_backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Record the retry waits instead of sleeping them (async tests here never retry)."""
-    slept: list[float] = []
-    monkeypatch.setattr("time.sleep", slept.append)
-    return slept
+def no_backoff(waits: list[float]) -> list[float]:
+    """Record the retry waits instead of sleeping them, sync and async."""
+    return waits
 
 
 def turn(**faults: Any) -> Reply:
     return Reply.from_capture(TURN).with_faults(**faults)
 
 
-def events_of(server: FakeLettaServer, **options: Any) -> list[Any]:
-    with LettaClient(base_url=server.base_url, **options) as client:
-        return [event.raw for event in client.stream(AGENT, REQUEST)]
+def drain(
+    server: FakeLettaServer,
+    mode: Mode,
+    open_stream: Callable[[Any], Any] = lambda client: client.stream(AGENT, REQUEST),
+    **options: Any,
+) -> tuple[list[LettaEvent], LettaError | None]:
+    """Read one stream with the sync or async client: events delivered, error that ended it."""
+    return read_through(mode, open_stream, base_url=server.base_url, **options)
 
 
+def events_of(server: FakeLettaServer, mode: Mode = "sync", **options: Any) -> list[Any]:
+    """The raw events of one streamed request; the error that ended it is raised."""
+    events, error = drain(server, mode, **options)
+    if error is not None:
+        raise error
+    return [event.raw for event in events]
+
+
+@functools.cache
 def undisturbed() -> list[Any]:
+    """The events of the turn without faults (read once, by the sync client)."""
     with FakeLettaServer([turn()]) as server:
         return events_of(server)
+
+
+def http_client(server: FakeLettaServer, mode: Mode, timeout: float) -> Any:
+    """An ``httpx.Client`` or ``httpx.AsyncClient`` for the server, with this timeout."""
+    kind = httpx.Client if mode == "sync" else httpx.AsyncClient
+    return kind(base_url=server.base_url, timeout=timeout)
+
+
+def invoke(
+    model: ChatLetta, mode: Mode, text: str = "hi", config: RunnableConfig | None = None
+) -> BaseMessage:
+    """``invoke`` or ``ainvoke``."""
+    if mode == "sync":
+        return model.invoke(text, config)
+    return asyncio.run(model.ainvoke(text, config))
+
+
+def chunks_of(model: ChatLetta, mode: Mode, text: Any, **kwargs: Any) -> list[AIMessageChunk]:
+    """``stream`` or ``astream`` to the end; an error is raised."""
+    if mode == "sync":
+        return list(model.stream(text, **kwargs))
+
+    async def consume() -> list[AIMessageChunk]:
+        return [chunk async for chunk in model.astream(text, **kwargs)]
+
+    return asyncio.run(consume())
 
 
 def aggregate(chunks: list[AIMessageChunk]) -> AIMessageChunk:
@@ -75,6 +131,7 @@ def aggregate(chunks: list[AIMessageChunk]) -> AIMessageChunk:
 # ------------------------------------------------------------------ before acceptance
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize(
     "refusal",
     [
@@ -86,50 +143,59 @@ def aggregate(chunks: list[AIMessageChunk]) -> AIMessageChunk:
     ],
     ids=["429", "502", "503", "504", "409-busy"],
 )
-def test_refusals_before_acceptance_are_retried_and_the_turn_happens_once(refusal: Reply) -> None:
+def test_refusals_before_acceptance_are_retried_and_the_turn_happens_once(
+    mode: Mode, refusal: Reply
+) -> None:
     with FakeLettaServer([refusal, refusal, turn()]) as server:
-        events = events_of(server, max_retries=2)
+        events = events_of(server, mode, max_retries=2)
     assert events == undisturbed()
     assert len(server.stream_requests) == 3
     assert len(server.accepted) == 1
 
 
-def test_retry_after_is_honoured(no_backoff: list[float]) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_retry_after_is_honoured(mode: Mode, no_backoff: list[float]) -> None:
     refusal = Reply.json(429, {"detail": "slow down"}, headers=(("retry-after", "7"),))
     with FakeLettaServer([refusal, turn()]) as server:
-        events_of(server)
+        events_of(server, mode)
     assert no_backoff
     assert no_backoff[0] >= 7
 
 
-def test_a_storm_longer_than_max_retries_fails_typed_with_nothing_accepted() -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_a_storm_longer_than_max_retries_fails_typed_with_nothing_accepted(mode: Mode) -> None:
     refusal = Reply.json(429, {"detail": "rate limited"}, headers=QUICK_WAIT)
     with FakeLettaServer([refusal] * 4) as server:
         with pytest.raises(LettaRateLimitError):
-            events_of(server, max_retries=2)
+            events_of(server, mode, max_retries=2)
     assert len(server.stream_requests) == 3
     assert server.accepted == []
 
 
-def test_a_500_is_never_retried_because_the_message_may_be_stored() -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_a_500_is_never_retried_because_the_message_may_be_stored(mode: Mode) -> None:
     with FakeLettaServer([Reply.json(500, {"detail": "boom"}), turn()]) as server:
         with pytest.raises(LettaAPIError) as caught:
-            events_of(server, max_retries=3)
+            events_of(server, mode, max_retries=3)
     assert len(server.stream_requests) == 1
     assert not caught.value.is_retryable
 
 
-def test_refused_connection_is_retried_then_fails_typed() -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_refused_connection_is_retried_then_fails_typed(
+    mode: Mode, no_backoff: list[float]
+) -> None:
     with FakeLettaServer([turn()]) as server:
-        url = server.base_url
+        pass
     with pytest.raises(LettaConnectionError) as caught:
-        with LettaClient(base_url=url, max_retries=1, dialect="current") as client:
-            list(client.stream(AGENT, REQUEST))
+        events_of(server, mode, max_retries=1, dialect="current")
+    assert len(no_backoff) == 1  # retried once
     assert caught.value.is_retryable
     assert not caught.value.request_accepted
 
 
-def test_retries_reach_the_callbacks() -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_retries_and_resumes_reach_the_callbacks(mode: Mode) -> None:
     class Recorder(BaseCallbackHandler):
         def __init__(self) -> None:
             self.retries: list[Any] = []
@@ -141,22 +207,30 @@ def test_retries_reach_the_callbacks() -> None:
         def on_custom_event(self, name: str, data: Any, **kwargs: Any) -> None:
             self.custom.append(name)
 
+    async def ainvoke(text: str) -> BaseMessage:
+        return await model.ainvoke(text)
+
     refusal = Reply.json(503, {"detail": "unavailable"})
     recorder = Recorder()
-    with FakeLettaServer([refusal, turn(), refusal, turn()]) as server:
+    config: RunnableConfig = {"callbacks": [recorder]}
+    with FakeLettaServer([refusal, turn(), refusal, turn(drops=[5])]) as server:
         model = ChatLetta(agent_id=AGENT, base_url=server.base_url)
-        model.invoke("hi", config={"callbacks": [recorder]})  # the LLM run's on_retry
-        RunnableLambda(lambda text: model.invoke(text)).invoke(
-            "hi", config={"callbacks": [recorder]}
-        )  # and the parent run's custom events
+        invoke(model, mode, config=config)  # the LLM run's on_retry
+        # and the parent run's custom events
+        if mode == "sync":
+            RunnableLambda(lambda text: model.invoke(text)).invoke("hi", config)
+        else:
+            asyncio.run(RunnableLambda(ainvoke).ainvoke("hi", config))
     assert len(recorder.retries) == 2  # one per call: the nested model run reports it too
     assert "letta.retry" in recorder.custom
+    assert "letta.resume" in recorder.custom
     assert len(server.accepted) == 2
 
 
-def test_background_refused_without_redis_falls_back_to_one_foreground_turn() -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_background_refused_without_redis_falls_back_to_one_foreground_turn(mode: Mode) -> None:
     with FakeLettaServer([turn()], redis=False) as server:
-        events = events_of(server)
+        events = events_of(server, mode)
     assert [request.json().get("background") for request in server.stream_requests] == [
         True,
         None,
@@ -168,10 +242,11 @@ def test_background_refused_without_redis_falls_back_to_one_foreground_turn() ->
 # ------------------------------------------------------------------ after acceptance
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("drop_after", [1, 2, 5, 12, FRAMES - 3, FRAMES - 2, FRAMES - 1])
-def test_a_drop_in_a_background_run_is_resumed_exactly(drop_after: int) -> None:
+def test_a_drop_in_a_background_run_is_resumed_exactly(mode: Mode, drop_after: int) -> None:
     with FakeLettaServer([turn(drops=[drop_after])]) as server:
-        events = events_of(server)
+        events = events_of(server, mode)
     assert events == undisturbed()  # none lost, none twice, in order
     assert len(server.accepted) == 1
     assert len(server.stream_requests) == 1
@@ -179,43 +254,57 @@ def test_a_drop_in_a_background_run_is_resumed_exactly(drop_after: int) -> None:
     assert resume.json()["starting_after"] == drop_after
 
 
-def test_several_drops_are_each_resumed() -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_several_drops_are_each_resumed(mode: Mode) -> None:
     with FakeLettaServer([turn(drops=[3, 4, 1, 6])]) as server:
-        events = events_of(server)
+        events = events_of(server, mode)
     assert events == undisturbed()
     assert [r.json()["starting_after"] for r in server.resume_requests] == [3, 7, 8, 14]
     assert len(server.accepted) == 1
 
 
-def test_twenty_random_drop_points_give_the_same_message_and_one_turn_each() -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_two_drops_are_resumed_exactly(mode: Mode) -> None:
+    with FakeLettaServer([turn(drops=[7, 3])]) as server:
+        events = events_of(server, mode)
+    assert events == undisturbed()
+    assert [r.json()["starting_after"] for r in server.resume_requests] == [7, 10]
+    assert len(server.accepted) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_twenty_random_drop_points_give_the_same_message_and_one_turn_each(mode: Mode) -> None:
     picker = random.Random(20261127)  # noqa: S311 - reproducible test data
-    reference: AIMessage | None = None
+    reference: BaseMessage | None = None
     for _ in range(20):
         drops = [picker.randrange(1, FRAMES) for _ in range(picker.randrange(1, 3))]
         with FakeLettaServer([turn(drops=drops)]) as server:
-            message = ChatLetta(agent_id=AGENT, base_url=server.base_url).invoke("hi")
+            message = invoke(ChatLetta(agent_id=AGENT, base_url=server.base_url), mode)
         assert len(server.accepted) == 1, drops
         assert server.resume_requests, drops
         assert message.text == HELLO
         reference = reference or message
         assert message.content == reference.content, drops
+        assert isinstance(message, AIMessage)
+        assert isinstance(reference, AIMessage)
         assert message.usage_metadata == reference.usage_metadata
 
 
-def test_a_silent_dead_connection_is_detected_by_the_read_timeout_and_resumed() -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_a_silent_dead_connection_is_detected_by_the_read_timeout_and_resumed(mode: Mode) -> None:
     with FakeLettaServer([turn(stall_after=4)]) as server:
-        http = httpx.Client(base_url=server.base_url, timeout=0.5)
-        events = events_of(server, http_client=http)
+        events = events_of(server, mode, http_client=http_client(server, mode, timeout=0.5))
     assert events == undisturbed()
     assert server.resume_requests[0].json()["starting_after"] == 4
     assert len(server.accepted) == 1
 
 
-def test_a_drop_in_a_foreground_stream_fails_loudly_with_the_partial_answer() -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_a_drop_in_a_foreground_stream_fails_loudly_with_the_partial_answer(mode: Mode) -> None:
     with FakeLettaServer([turn(drops=[12])]) as server:
         model = ChatLetta(agent_id=AGENT, base_url=server.base_url, background=False)
         with pytest.raises(LettaStreamInterruptedError) as caught:
-            model.invoke("hi")
+            invoke(model, mode)
     assert len(server.stream_requests) == 1  # never re-sent
     error = caught.value
     assert error.request_accepted
@@ -227,19 +316,20 @@ def test_a_drop_in_a_foreground_stream_fails_loudly_with_the_partial_answer() ->
     assert any(b.get("type") == "server_tool_call_chunk" for b in partial.content)  # type: ignore[union-attr]
 
 
-def test_an_unresumable_background_run_raises_with_progress_and_resumes_later() -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_an_unresumable_background_run_raises_with_progress_and_resumes_later(mode: Mode) -> None:
     # The first connection drops after 5 frames and every resume right away: the
     # client gives up, telling where the run is; later the run is read from there.
     with FakeLettaServer([turn(drops=[5, 0, 0, 0])]) as server:
         model = ChatLetta(agent_id=AGENT, base_url=server.base_url, max_retries=2)
         with pytest.raises(LettaStreamInterruptedError) as caught:
-            list(model.stream("hi"))
+            chunks_of(model, mode, "hi")
         progress = caught.value.progress
         assert progress is not None
         assert progress.run_id is not None
         assert progress.last_seq_id == 5
         first_part = caught.value.partial_message
-        rest = list(model.stream([], resume_from=progress))
+        rest = chunks_of(model, mode, [], resume_from=progress)
     assert len(server.accepted) == 1
     assert first_part is not None
     # The part received before the failure and the part read later make the whole answer.
@@ -253,17 +343,19 @@ def test_an_unresumable_background_run_raises_with_progress_and_resumes_later() 
     assert joined.usage_metadata == reference.usage_metadata
 
 
-def test_resuming_an_unknown_run_is_a_typed_not_found() -> None:
-    from langchain_letta.errors import LettaNotFoundError, StreamProgress
-
-    with FakeLettaServer([]) as server, LettaClient(base_url=server.base_url) as client:
-        with pytest.raises(LettaNotFoundError):
-            list(client.resume(AGENT, StreamProgress(run_id="run-unknown", last_seq_id=3)))
+@pytest.mark.parametrize("mode", MODES)
+def test_resuming_an_unknown_run_is_a_typed_not_found(mode: Mode) -> None:
+    unknown = StreamProgress(run_id="run-unknown", last_seq_id=3)
+    with FakeLettaServer([]) as server:
+        events, error = drain(server, mode, lambda client: client.resume(AGENT, unknown))
+    assert events == []
+    assert isinstance(error, LettaNotFoundError)
 
 
 # ------------------------------------------------------------------ bad streams
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize(
     ("body", "error_class"),
     [
@@ -300,65 +392,81 @@ def test_resuming_an_unknown_run_is_a_typed_not_found() -> None:
     ids=["seed-string", "seed-code", "event-error-object", "event-error-code", "auth", "timeout"],
 )
 def test_error_events_of_every_shape_fail_typed_and_are_never_retried(
-    body: bytes, error_class: type[LettaError]
+    mode: Mode, body: bytes, error_class: type[LettaError]
 ) -> None:
     with FakeLettaServer([Reply(body=body), turn()]) as server:
         with pytest.raises(error_class) as caught:
-            events_of(server, max_retries=3)
+            events_of(server, mode, max_retries=3)
     assert type(caught.value) is error_class
     assert not caught.value.is_retryable
     assert len(server.stream_requests) == 1
 
 
-def test_a_malformed_frame_fails_typed_after_the_good_events() -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_a_malformed_frame_fails_typed_after_the_good_events(mode: Mode) -> None:
     frames = Reply.from_capture(TURN).frames()
     body = b"".join(frames[:4]) + b"data: {not json\n\n" + b"".join(frames[4:])
-    delivered: list[Any] = []
     with FakeLettaServer([Reply(body=body)]) as server:
-        with LettaClient(base_url=server.base_url) as client:
-            with pytest.raises(LettaProtocolError, match="malformed frame #5"):
-                delivered.extend(client.stream(AGENT, REQUEST))
+        delivered, error = drain(server, mode)
+    assert isinstance(error, LettaProtocolError)
+    assert "malformed frame #5" in str(error)
     assert len(delivered) == 3  # ping hidden
     assert len(server.stream_requests) == 1
 
 
-def test_unknown_event_types_are_delivered_not_dropped() -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_unknown_event_types_are_delivered_not_dropped(mode: Mode) -> None:
     frames = Reply.from_capture(TURN).frames()
     body = b"".join(frames[:3]) + b'data: {"message_type":"new_thing","x":1}\n\n'
     body += b"".join(frames[3:])
     with FakeLettaServer([Reply(body=body)]) as server:
-        events = events_of(server)
+        events = events_of(server, mode)
     unknown = [e for e in events if e["message_type"] == "new_thing"]
     assert unknown == [{"message_type": "new_thing", "x": 1}]
     assert len(events) == len(undisturbed()) + 1
 
 
-def test_an_oversized_frame_is_refused_typed() -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_an_oversized_frame_is_refused_typed(mode: Mode) -> None:
     body = b'data: {"message_type":"assistant_message","content":"' + b"x" * (9 << 20) + b'"}\n\n'
     with FakeLettaServer([Reply(body=body, split_frames=False)]) as server:
         with pytest.raises(LettaProtocolError, match="exceeded"):
-            events_of(server)
+            events_of(server, mode)
 
 
-def test_unknown_event_type_stays_an_unknown_event_object() -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_unknown_event_type_stays_an_unknown_event_object(mode: Mode) -> None:
     body = b'data: {"message_type":"new_thing"}\n\ndata: [DONE]\n\n'
     with FakeLettaServer([Reply(body=body)]) as server:
-        with LettaClient(base_url=server.base_url) as client:
-            (event,) = list(client.stream(AGENT, REQUEST))
+        (event,), error = drain(server, mode)
+    assert error is None
     assert isinstance(event, UnknownEvent)
 
 
 # ------------------------------------------------------------------ stopping early
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize(("cancel", "cancelled"), [(False, 0), (True, 1)])
-def test_stopping_early_hangs_up_and_cancels_only_when_asked(cancel: bool, cancelled: int) -> None:
-    with FakeLettaServer([turn(stall_after=6)]) as server:
-        with LettaClient(base_url=server.base_url, cancel_on_close=cancel) as client:
+def test_stopping_early_hangs_up_and_cancels_only_when_asked(
+    mode: Mode, cancel: bool, cancelled: int
+) -> None:
+    async def stop_async(server: FakeLettaServer) -> None:
+        async with AsyncLettaClient(base_url=server.base_url, cancel_on_close=cancel) as client:
             stream = client.stream(AGENT, REQUEST)
-            for _ in stream:
+            async for _ in stream:
                 break
-            stream.close()
+            await stream.aclose()
+
+    with FakeLettaServer([turn(stall_after=6)]) as server:
+        if mode == "sync":
+            with LettaClient(base_url=server.base_url, cancel_on_close=cancel) as client:
+                stream = client.stream(AGENT, REQUEST)
+                for _ in stream:
+                    break
+                stream.close()
+        else:
+            asyncio.run(stop_async(server))
         run_ids = server.cancelled_runs
     assert len(run_ids) == cancelled
     assert len(server.accepted) == 1
@@ -376,28 +484,58 @@ def test_breaking_out_of_a_plain_loop_hangs_up_at_once() -> None:
                 next(iter(stream))  # a closed stream stays closed
 
 
-async def test_async_drop_is_resumed_exactly() -> None:
-    with FakeLettaServer([turn(drops=[7, 3])]) as server:
-        async with AsyncLettaClient(base_url=server.base_url) as client:
-            events = [event.raw async for event in client.stream(AGENT, REQUEST)]
-    assert events == undisturbed()
-    assert len(server.accepted) == 1
-
-
-async def test_async_task_cancellation_closes_the_stream_and_cancels_the_run() -> None:
+async def test_a_closed_async_stream_stays_closed() -> None:
+    """The async twin of the test above: ``aclose()`` hangs up (a plain ``break`` does not)."""
     with FakeLettaServer([turn(stall_after=6)]) as server:
         async with AsyncLettaClient(base_url=server.base_url, cancel_on_close=True) as client:
+            stream = client.stream(AGENT, REQUEST)
+            async for _ in stream:
+                break
+            await stream.aclose()
+            assert len(server.cancelled_runs) == 1
+            with pytest.raises(StopAsyncIteration):
+                await anext(aiter(stream))  # a closed stream stays closed
 
-            async def consume() -> None:
-                async for _ in client.stream(AGENT, REQUEST):
-                    pass
 
-            task = asyncio.create_task(consume())
-            await asyncio.sleep(0.5)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
+class Stop(Exception):
+    """The consumer stops while the server holds the stream open."""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_consumer_that_stops_mid_stream_closes_it_and_cancels_the_run(mode: Mode) -> None:
+    """Sync: the loop raises; async: the consuming task is cancelled while it waits."""
+
+    async def cancel_the_task(client: AsyncLettaClient) -> None:
+        first = asyncio.Event()
+
+        async def consume() -> None:
+            async for _ in client.stream(AGENT, REQUEST):
+                first.set()
+
+        task = asyncio.create_task(consume())
+        await first.wait()
+        await asyncio.sleep(0)  # the task waits for the stalled stream
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    async def run_async(server: FakeLettaServer) -> None:
+        async with AsyncLettaClient(base_url=server.base_url, cancel_on_close=True) as client:
+            await cancel_the_task(client)
+
+    def raise_in_the_loop(client: LettaClient) -> None:
+        for _ in client.stream(AGENT, REQUEST):
+            raise Stop
+
+    with FakeLettaServer([turn(stall_after=6)]) as server:
+        if mode == "sync":
+            with LettaClient(base_url=server.base_url, cancel_on_close=True) as client:
+                with pytest.raises(Stop):
+                    raise_in_the_loop(client)
+        else:
+            asyncio.run(run_async(server))
         assert len(server.cancelled_runs) == 1
+    assert len(server.accepted) == 1
 
 
 def test_fault_matrix_capture_is_a_real_background_run() -> None:
@@ -406,6 +544,7 @@ def test_fault_matrix_capture_is_a_real_background_run() -> None:
     assert FRAMES == 23
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("release", ["0.11.7", "0.16.8"])
 @pytest.mark.parametrize(
     ("cut", "resumed"),
@@ -415,7 +554,9 @@ def test_fault_matrix_capture_is_a_real_background_run() -> None:
     ],
     ids=["disconnect", "cut-inside-a-frame"],
 )
-def test_resume_is_exact_on_real_background_captures(release: str, cut: str, resumed: str) -> None:
+def test_resume_is_exact_on_real_background_captures(
+    mode: Mode, release: str, cut: str, resumed: str
+) -> None:
     # A real stream that broke (part 1), the real server's answer to the resume the
     # capture made (part 2): the client must ask for the same cursor the capture did,
     # and deliver exactly the events of the whole run.
@@ -423,7 +564,7 @@ def test_resume_is_exact_on_real_background_captures(release: str, cut: str, res
     part1 = Reply.from_capture(folder / f"{cut}.sse")
     part2 = Reply.from_capture(folder / f"{resumed}.sse")
     with FakeLettaServer([part1], resume_replies=[part2]) as server:
-        events = events_of(server)
+        events = events_of(server, mode)
     (resume,) = server.resume_requests
     recorded = json.loads((folder / f"{resumed}.request.json").read_text())
     assert resume.json()["starting_after"] == recorded["starting_after"]

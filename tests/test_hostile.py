@@ -10,10 +10,8 @@ import functools
 import gzip
 import json
 import re
-import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 import pytest
@@ -34,11 +32,10 @@ from langchain_letta.errors import (
 )
 from langchain_letta.events import LettaEvent
 from langchain_letta.testing import FakeLettaServer, Reply
+from tests.conftest import MODES, Mode, read_through
 
 AGENT = "agent-0b5c3f0e-hostile"
 REQUEST = StreamRequest(messages=[OutgoingMessage(content="hi")])
-Mode = Literal["sync", "async"]
-MODES: list[Mode] = ["sync", "async"]
 HELLO = {"message_type": "assistant_message", "id": "message-1", "content": "Hello"}
 FROM_THE_AGENT = {"model_provider": "letta", "agent_id": AGENT}
 DEEP_ARRAY = "[" * 100_000 + "]" * 100_000
@@ -50,22 +47,9 @@ def drain(
 ) -> tuple[list[LettaEvent], LettaError | None]:
     """Stream one request with the sync or async client: events delivered, error that ended it."""
     options.setdefault("max_retries", 0)
-    events: list[LettaEvent] = []
-
-    async def consume() -> None:
-        async with AsyncLettaClient(base_url=server.base_url, **options) as client:
-            async for event in client.stream(agent_id, REQUEST):
-                events.append(event)
-
-    try:
-        if mode == "sync":
-            with LettaClient(base_url=server.base_url, **options) as client:
-                events.extend(client.stream(agent_id, REQUEST))
-        else:
-            asyncio.run(consume())
-    except LettaError as error:
-        return events, error
-    return events, None
+    return read_through(
+        mode, lambda client: client.stream(agent_id, REQUEST), base_url=server.base_url, **options
+    )
 
 
 def drain_mocked(
@@ -405,33 +389,6 @@ def test_a_503_with_a_malformed_sse_body_stays_a_retryable_refusal(mode: Mode) -
 
 
 # ------------------------------------------------------------------ every wait bounded
-
-
-@pytest.fixture
-def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Retry waits of this thread, recorded instead of slept, sync and async.
-
-    The fake server's own thread keeps sleeping for real.
-    """
-    recorded: list[float] = []
-    here = threading.get_ident()
-    real_sleep, real_asleep = time.sleep, asyncio.sleep
-
-    def sleep(seconds: float) -> None:
-        if threading.get_ident() != here:
-            return real_sleep(seconds)
-        recorded.append(seconds)
-        return None
-
-    async def asleep(seconds: float, result: Any = None) -> Any:
-        if threading.get_ident() != here or seconds <= 0:
-            return await real_asleep(seconds, result)
-        recorded.append(seconds)
-        return await real_asleep(0, result)
-
-    monkeypatch.setattr("time.sleep", sleep)
-    monkeypatch.setattr("asyncio.sleep", asleep)
-    return recorded
 
 
 def rate_limited(retry_after: str) -> Reply:
