@@ -540,7 +540,7 @@ class EventStream:
                 elif type(action) is Unlock:
                     client._deciding.release()
                     holding = False
-        except GeneratorExit:
+        except (GeneratorExit, KeyboardInterrupt):
             if flow.should_cancel():
                 client.cancel(flow.agent_id, str(flow.progress.run_id))
             raise
@@ -782,9 +782,14 @@ class AsyncEventStream:
         return self._batches
 
     async def __aiter__(self) -> AsyncIterator[LettaEvent]:
-        async for batch in self._batches:
-            for event in batch:
-                yield event
+        # A loop that stops early drops this iterator, which the event loop then
+        # finalises: hang up there, as the sync stream does, not at aclose().
+        try:
+            async for batch in self._batches:
+                for event in batch:
+                    yield event
+        finally:
+            await self.aclose()
 
     async def aclose(self) -> None:
         """Hang up now; with ``cancel_on_close`` the background run is cancelled too."""
@@ -850,7 +855,7 @@ class AsyncEventStream:
                 elif type(action) is Unlock:
                     client._deciding.release()
                     holding = False
-        except (GeneratorExit, asyncio.CancelledError):
+        except (GeneratorExit, asyncio.CancelledError, KeyboardInterrupt):
             if flow.should_cancel():
                 await client.cancel(flow.agent_id, str(flow.progress.run_id))
             raise
