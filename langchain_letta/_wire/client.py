@@ -422,6 +422,29 @@ class ClientCore:
             return True
         return False
 
+    def flow(
+        self,
+        agent_id: str,
+        request: StreamRequest | None,
+        conversation_id: str | None,
+        resume_from: StreamProgress | None,
+        total_timeout: float | None,
+        hooks: Mapping[str, Any],
+    ) -> StreamFlow:
+        """The decisions of one call on this client, its ids checked before anything is sent."""
+        validate_agent_id(agent_id)
+        if conversation_id is not None:
+            validate_conversation_id(conversation_id)
+        return StreamFlow(
+            self,
+            agent_id,
+            request,
+            conversation_id=conversation_id,
+            resume_from=resume_from,
+            total_timeout=total_timeout,
+            **hooks,
+        )
+
     def cancel_target(self, agent_id: str, run_id: str) -> tuple[str, dict[str, Any]]:
         """Path and body of the request that cancels ``run_id``."""
         quoted = urllib.parse.quote(validate_agent_id(agent_id), safe="")
@@ -432,13 +455,6 @@ def _request_line(response: httpx.Response) -> str:
     """``METHOD URL`` of the request, as sent, for messages: no userinfo, no query."""
     url = response.request.url.copy_with(userinfo=b"", query=None)
     return f"{response.request.method} {url}"
-
-
-def _check_target(agent_id: str, conversation_id: str | None) -> None:
-    """Refuse ids that could name another endpoint, before anything is sent."""
-    validate_agent_id(agent_id)
-    if conversation_id is not None:
-        validate_conversation_id(conversation_id)
 
 
 def _resumable(progress: StreamProgress) -> StreamProgress:
@@ -658,16 +674,8 @@ class LettaClient(ClientCore):
         Raises (while iterating):
             LettaError: A typed subclass for every failure; see ``errors``.
         """
-        _check_target(agent_id, conversation_id)
-        flow = StreamFlow(
-            self,
-            agent_id,
-            request,
-            conversation_id=conversation_id,
-            total_timeout=total_timeout,
-            on_retry=on_retry,
-            on_resume=on_resume,
-        )
+        hooks = {"on_retry": on_retry, "on_resume": on_resume}
+        flow = self.flow(agent_id, request, conversation_id, None, total_timeout, hooks)
         return EventStream(self, flow)
 
     def resume(
@@ -684,16 +692,8 @@ class LettaClient(ClientCore):
         ``progress`` is typically ``error.progress`` of a stream that could not be
         resumed at the time. Nothing is sent to the agent: no turn is duplicated.
         """
-        validate_agent_id(agent_id)
-        flow = StreamFlow(
-            self,
-            agent_id,
-            None,
-            resume_from=_resumable(progress),
-            total_timeout=total_timeout,
-            on_retry=on_retry,
-            on_resume=on_resume,
-        )
+        hooks = {"on_retry": on_retry, "on_resume": on_resume}
+        flow = self.flow(agent_id, None, None, _resumable(progress), total_timeout, hooks)
         return EventStream(self, flow)
 
     def create_conversation(self, agent_id: str, **fields: Any) -> str:
@@ -940,16 +940,8 @@ class AsyncLettaClient(ClientCore):
         on_resume: OnResume | None = None,
     ) -> AsyncEventStream:
         """Send ``request`` to ``agent_id`` and stream the typed events until ``[DONE]``."""
-        _check_target(agent_id, conversation_id)
-        flow = StreamFlow(
-            self,
-            agent_id,
-            request,
-            conversation_id=conversation_id,
-            total_timeout=total_timeout,
-            on_retry=on_retry,
-            on_resume=on_resume,
-        )
+        hooks = {"on_retry": on_retry, "on_resume": on_resume}
+        flow = self.flow(agent_id, request, conversation_id, None, total_timeout, hooks)
         return AsyncEventStream(self, flow)
 
     def resume(
@@ -962,16 +954,8 @@ class AsyncLettaClient(ClientCore):
         on_resume: OnResume | None = None,
     ) -> AsyncEventStream:
         """Read a background run again after ``progress.last_seq_id`` (0: from the start)."""
-        validate_agent_id(agent_id)
-        flow = StreamFlow(
-            self,
-            agent_id,
-            None,
-            resume_from=_resumable(progress),
-            total_timeout=total_timeout,
-            on_retry=on_retry,
-            on_resume=on_resume,
-        )
+        hooks = {"on_retry": on_retry, "on_resume": on_resume}
+        flow = self.flow(agent_id, None, None, _resumable(progress), total_timeout, hooks)
         return AsyncEventStream(self, flow)
 
     async def create_conversation(self, agent_id: str, **fields: Any) -> str:
