@@ -328,7 +328,10 @@ def error_from_response(
         )
     if status_code >= 500:
         # A 500 may come after the server stored the message; only gateway errors are safe.
-        return LettaAPIError(message, is_retryable=status_code in (502, 503, 504), **common)
+        gateway = status_code in (502, 503, 504)
+        if not gateway:
+            common["request_accepted"] = True
+        return LettaAPIError(message, is_retryable=gateway, **common)
     return LettaAPIError(message, is_retryable=False, **common)
 
 

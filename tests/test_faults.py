@@ -180,6 +180,7 @@ def test_a_500_is_never_retried_because_the_message_may_be_stored(mode: Mode) ->
             events_of(server, mode, max_retries=3)
     assert len(server.stream_requests) == 1
     assert not caught.value.is_retryable
+    assert caught.value.request_accepted  # it may be stored: never sent again
 
 
 @pytest.mark.parametrize("mode", MODES)
