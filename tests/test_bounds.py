@@ -436,3 +436,16 @@ def test_retries_are_logged_not_printed(capfd: pytest.CaptureFixture[str]) -> No
     assert error is None
     assert events
     assert capfd.readouterr().err == ""
+
+
+def test_a_foreground_stream_keeps_every_frame_it_sends() -> None:
+    """Only a background run (with seq_ids) can be replayed: a foreground one loses nothing."""
+    from langchain_letta._wire.flow import StreamState
+
+    stop = b'data: {"message_type":"stop_reason","stop_reason":"end_turn"}\n\n'
+    usage = b'data: {"message_type":"usage_statistics","total_tokens":1}\n\n'
+    foreground = StreamState()
+    assert len(foreground.feed((stop + usage) * 2)) == 4
+    background = StreamState()
+    seq = b'data: {"message_type":"assistant_message","id":"m","content":"x","seq_id":1}\n\n'
+    assert len(background.feed(seq + stop + usage + seq + stop + usage)) == 3

@@ -320,12 +320,15 @@ class StreamState:
                     progress=progress,
                     request_accepted=True,
                 )
-        if isinstance(event, StopReason) and progress.stop_reason is not None:
-            return False  # one per run: a second one is the server going back
-        if isinstance(event, UsageStatistics):
-            if self.usage_seen:
+        if progress.last_seq_id is not None and isinstance(event, _HIDDEN_SEQ):
+            # A background run has one of each; they show no seq_id, so a second one
+            # can only be the server going back (a foreground stream is never replayed).
+            if isinstance(event, StopReason) and progress.stop_reason is not None:
                 return False
-            self.usage_seen = True
+            if isinstance(event, UsageStatistics):
+                if self.usage_seen:
+                    return False
+                self.usage_seen = True
         seq_id = getattr(event, "seq_id", None)
         if seq_id is not None:
             if progress.last_seq_id is not None and seq_id <= progress.last_seq_id:
