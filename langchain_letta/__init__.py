@@ -3,12 +3,16 @@
 from importlib import metadata
 
 from langchain_letta._wire import (
+    ApprovalDecision,
     AsyncEventStream,
     AsyncLettaClient,
+    ClientTool,
     EventStream,
     LettaClient,
+    OutgoingApproval,
     OutgoingMessage,
     StreamRequest,
+    ToolResult,
 )
 from langchain_letta.agents import LettaAgentRunnable, LettaResponse
 from langchain_letta.callbacks import LettaStepPrinter
@@ -22,17 +26,21 @@ except metadata.PackageNotFoundError:  # running from a source tree that is not 
     __version__ = "0.0.0"
 
 __all__ = [
+    "ApprovalDecision",
     "AsyncEventStream",
     "AsyncLettaClient",
     "ChatLetta",
+    "ClientTool",
     "EventStream",
     "LettaAgentRunnable",
     "LettaClient",
     "LettaError",
     "LettaResponse",
     "LettaStepPrinter",
+    "OutgoingApproval",
     "OutgoingMessage",
     "StreamRequest",
+    "ToolResult",
     "__version__",
     "letta_node",
 ]

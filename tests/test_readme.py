@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,8 @@ def _snippets() -> list[tuple[str, str]]:
     found = []
     for section in re.split(r"\n## ", readme):
         title = section.split("\n", 1)[0]
-        found += [(title, code) for code in re.findall(r"```python\n(.*?)```", section, re.DOTALL)]
+        blocks = re.findall(r"```python\n(.*?)^\s*```", section, re.DOTALL | re.MULTILINE)
+        found += [(title, textwrap.dedent(code)) for code in blocks]
     return found
 
 

@@ -11,17 +11,30 @@ from langchain_letta._wire.client import (
     validate_base_url,
     validate_conversation_id,
 )
-from langchain_letta._wire.requests import Dialect, DialectSetting, OutgoingMessage, StreamRequest
+from langchain_letta._wire.requests import (
+    ApprovalDecision,
+    ClientTool,
+    Dialect,
+    DialectSetting,
+    OutgoingApproval,
+    OutgoingMessage,
+    StreamRequest,
+    ToolResult,
+)
 
 __all__ = [
+    "ApprovalDecision",
     "AsyncEventStream",
     "AsyncLettaClient",
+    "ClientTool",
     "Dialect",
     "DialectSetting",
     "EventStream",
     "LettaClient",
+    "OutgoingApproval",
     "OutgoingMessage",
     "StreamRequest",
+    "ToolResult",
     "check_credential",
     "forget_server",
     "validate_agent_id",

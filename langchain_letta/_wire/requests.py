@@ -37,12 +37,70 @@ class OutgoingMessage(BaseModel):
     otid: str = Field(default_factory=lambda: str(uuid.uuid4()))
 
 
+class ApprovalDecision(BaseModel):
+    """Approve or deny one server tool call that waits for approval."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tool_call_id: str
+    approve: bool
+    reason: str | None = None
+    """Why, for a denial: the agent reads it in the tool's error."""
+
+    def wire(self) -> dict[str, Any]:
+        """The entry of Letta's ``approvals`` list."""
+        return {"type": "approval", **self.model_dump(exclude_none=True)}
+
+
+class ToolResult(BaseModel):
+    """The result of one client tool call, run by the caller."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tool_call_id: str
+    tool_return: str
+    status: Literal["success", "error"] = "success"
+
+    def wire(self) -> dict[str, Any]:
+        """The entry of Letta's ``approvals`` list."""
+        return {"type": "tool", **self.model_dump()}
+
+
+class OutgoingApproval(BaseModel):
+    """The answer to every call a run stopped for (``requires_approval``), in one message.
+
+    Letta refuses a partial answer and keeps the approval pending, so a run that
+    asked for several calls gets all of them here (Letta 0.13+).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    approvals: list[ApprovalDecision | ToolResult] = Field(min_length=1)
+    otid: str = Field(default_factory=lambda: str(uuid.uuid4()))
+
+    def wire(self) -> dict[str, Any]:
+        """The message as Letta reads it."""
+        answers = [answer.wire() for answer in self.approvals]
+        return {"type": "approval", "approvals": answers, "otid": self.otid}
+
+
+class ClientTool(BaseModel):
+    """A tool the caller runs (Letta 0.16.2+): a call of it stops the run for its result."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    """The JSON schema of the arguments."""
+
+
 class StreamRequest(BaseModel):
     """What to send, independent of dialect; :func:`build_body` writes it for a server."""
 
     model_config = ConfigDict(frozen=True)
 
-    messages: list[OutgoingMessage]
+    messages: list[OutgoingMessage | OutgoingApproval]
     stream_tokens: bool = True
     use_assistant_message: bool = True
     assistant_message_tool_name: str = _SEND_MESSAGE
@@ -62,6 +120,8 @@ class StreamRequest(BaseModel):
     """A system prompt for this request instead of the agent's compiled one (Letta 0.16.7+)."""
     include_compaction_messages: bool | None = None
     """Stream ``summary_message`` and ``event_message`` when the context is compacted (0.16.5+)."""
+    client_tools: list[ClientTool] | None = None
+    """Tools the caller runs, offered to the agent for this request (0.16.2+)."""
 
 
 def build_body(request: StreamRequest, dialect: Dialect) -> dict[str, Any]:
@@ -73,22 +133,25 @@ def build_body(request: StreamRequest, dialect: Dialect) -> dict[str, Any]:
     """
     if dialect == "current":
         return _current_body(request)
+    if any(isinstance(message, OutgoingApproval) for message in request.messages):
+        raise ValueError("Letta servers before 0.6.17 have no approvals to answer")
     config = {
         "use_assistant_message": request.use_assistant_message,
         "assistant_message_tool_name": request.assistant_message_tool_name,
         "assistant_message_tool_kwarg": request.assistant_message_tool_kwarg,
     }
+    plain = [message for message in request.messages if isinstance(message, OutgoingMessage)]
     if dialect == "seed":
-        messages = [_seed_message(message) for message in request.messages]
+        messages = [_seed_message(message) for message in plain]
         config["stream_tokens"] = request.stream_tokens
     else:
-        messages = [_without_otid(message) for message in request.messages]
+        messages = [_without_otid(message) for message in plain]
     return {"messages": messages, "config": config, "stream_tokens": request.stream_tokens}
 
 
 def _current_body(request: StreamRequest) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "messages": [message.model_dump(exclude_none=True) for message in request.messages],
+        "messages": [_current_message(message) for message in request.messages],
         "stream_tokens": request.stream_tokens,
         "include_pings": request.include_pings,
     }
@@ -104,12 +167,20 @@ def _current_body(request: StreamRequest) -> dict[str, Any]:
         body["max_steps"] = request.max_steps
     if request.override_model is not None:
         body["override_model"] = request.override_model
+    if request.client_tools is not None:
+        body["client_tools"] = [tool.model_dump(exclude_none=True) for tool in request.client_tools]
     for field in VERSIONED_FIELDS:
         value = getattr(request, field)
         if value is not None:
             # The server declares enable_thinking a string (and, up to 0.16.8, never reads it).
             body[field] = str(value).lower() if field == "enable_thinking" else value
     return body
+
+
+def _current_message(message: OutgoingMessage | OutgoingApproval) -> dict[str, Any]:
+    if isinstance(message, OutgoingApproval):
+        return message.wire()
+    return message.model_dump(exclude_none=True)
 
 
 def _seed_message(message: OutgoingMessage) -> dict[str, Any]:
@@ -148,7 +219,9 @@ FEATURES_SINCE: dict[str, Release] = {
     "include_return_message_types": (0, 8, 3),
     "enable_thinking": (0, 10, 0),
     "background": (0, 11, 5),
+    "approvals": (0, 13, 0),
     "conversation_id": (0, 16, 2),
+    "client_tools": (0, 16, 2),
     "override_model": (0, 16, 4),
     "include_compaction_messages": (0, 16, 5),
     "override_system": (0, 16, 7),
@@ -167,12 +240,13 @@ VERSIONED_FIELDS = (
 )
 """Request fields sent only where :data:`FEATURES_SINCE` says the server has them."""
 
-_CHECKED_FIELDS = (*VERSIONED_FIELDS, "override_model")
+_CHECKED_FIELDS = (*VERSIONED_FIELDS, "override_model", "client_tools")
 _WHY = {
     "override_model": {
         "why": "an older server would ignore it and answer with the agent's own model "
         "(ChatLetta sends its model= as override_model)"
-    }
+    },
+    "approvals": {"why": "an older server reads no list of approvals"},
 }
 """Every field checked against the server's release: ``override_model`` too, which
 ChatLetta fills from its ``model`` (an older server would answer with the agent's
@@ -195,9 +269,17 @@ def supports_background(version: str | None) -> bool:
     return has_feature(version, "background") is True
 
 
+def features_used(request: StreamRequest) -> list[str]:
+    """The features of :data:`FEATURES_SINCE` that ``request`` needs from the server."""
+    used = [field for field in _CHECKED_FIELDS if getattr(request, field) is not None]
+    if any(isinstance(message, OutgoingApproval) for message in request.messages):
+        used.append("approvals")
+    return used
+
+
 def uses_versioned_fields(request: StreamRequest) -> bool:
-    """Whether ``request`` sets a field that only some releases have (the version matters)."""
-    return any(getattr(request, field) is not None for field in _CHECKED_FIELDS)
+    """Whether ``request`` needs something only some releases have (the version matters)."""
+    return bool(features_used(request))
 
 
 def check_fields(request: StreamRequest, version: str | None, dialect: Dialect) -> None:
@@ -209,9 +291,7 @@ def check_fields(request: StreamRequest, version: str | None, dialect: Dialect) 
             than ``current``) does not have; it names the field, the server's
             version and the first release that has it.
     """
-    for field in _CHECKED_FIELDS:
-        if getattr(request, field) is None:
-            continue
+    for field in features_used(request):
         supported = has_feature(version, field)
         if supported is None:
             supported = dialect == "current"  # older dialects mean releases before 0.6.17

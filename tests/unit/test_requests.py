@@ -387,6 +387,8 @@ def test_every_versioned_field_has_its_first_release() -> None:
         "background",
         "conversation_id",
         "override_model",
+        "approvals",
+        "client_tools",
     }
 
 
