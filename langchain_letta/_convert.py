@@ -5,9 +5,10 @@ Nothing here touches the network, so every rule can be tested on its own.
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from langchain_core.messages import (
     AIMessage,
@@ -17,6 +18,7 @@ from langchain_core.messages import (
     SystemMessage,
 )
 from langchain_core.messages.ai import InputTokenDetails, OutputTokenDetails, UsageMetadata
+from langchain_core.utils._merge import merge_dicts, merge_lists
 from pydantic_core import from_json
 
 from langchain_letta._wire.requests import OutgoingMessage
@@ -288,9 +290,34 @@ class ChunkBuilder:
         self.run_id: str | None = None
         self.stop_reason: str | None = None
         self.usage: UsageStatistics | None = None
+        self._merged = MergedContent()
 
     def chunk(self, event: LettaEvent) -> AIMessageChunk | None:
         """The chunk for one event; ``None`` for events that only feed the last chunk."""
+        message = self._make(event)
+        if message is not None:
+            self._merged.add(message.content)
+        return message
+
+    def merged(self) -> AIMessageChunk | None:
+        """Every chunk made so far (not the last one) merged into one, as LangChain's ``+`` would.
+
+        Built in one pass over the pieces, where merging the chunks pair by pair
+        copies the text over and over (quadratic in the deltas). ``None`` before
+        the first chunk.
+        """
+        if not self._merged:
+            return None
+        return AIMessageChunk(content=self._merged.content(), response_metadata=_metadata())
+
+    def partial(self) -> AIMessage | None:
+        """What the agent has said so far, as one message: ``partial_message`` of an error."""
+        merged = self.merged()
+        if merged is None:
+            return None
+        return finalize_content(AIMessage(content=merged.content, response_metadata={}))
+
+    def _make(self, event: LettaEvent) -> AIMessageChunk | None:
         message_id = getattr(event, "id", None)
         if message_id:
             self._message_ids[message_id] = None
@@ -382,7 +409,7 @@ class ChunkBuilder:
             if isinstance(event, ApprovalRequestMessage):
                 block = self._with_extras(("call", call_id), block, {REQUIRES_APPROVAL: True})
             blocks.append(self._indexed(("call", call_id), block))
-        return AIMessageChunk(content=blocks, response_metadata={"model_provider": PROVIDER})
+        return AIMessageChunk(content=blocks, response_metadata=_metadata())
 
     def _tool_returns(self, event: ToolReturnMessage) -> AIMessageChunk:
         blocks = []
@@ -401,7 +428,7 @@ class ChunkBuilder:
             if extras:
                 block["extras"] = extras
             blocks.append(self._indexed(("return", result.tool_call_id or _group(event)), block))
-        return AIMessageChunk(content=blocks, response_metadata={"model_provider": PROVIDER})
+        return AIMessageChunk(content=blocks, response_metadata=_metadata())
 
     def _with_extras(
         self, key: tuple[str, str], block: dict[str, Any], extras: dict[str, Any]
@@ -442,8 +469,140 @@ def _group(event: LettaEvent) -> str:
     return f"{getattr(event, 'id', None)}/{event.message_type}"
 
 
+def _metadata() -> dict[str, Any]:
+    """The metadata of every chunk but the last: what :meth:`ChunkBuilder.merged` carries."""
+    return {"model_provider": PROVIDER}
+
+
 def _chunk(block: dict[str, Any]) -> AIMessageChunk:
-    return AIMessageChunk(content=[block], response_metadata={"model_provider": PROVIDER})
+    return AIMessageChunk(content=[block], response_metadata=_metadata())
+
+
+class MergedContent:
+    """The content of many chunks merged as LangChain's ``merge_lists`` does, in linear time.
+
+    LangChain merges a block into the first earlier block of the same ``index``
+    whose ``id`` does not differ, through ``merge_dicts``: strings are
+    concatenated (except ``type``, and ``id``-like keys when equal), dicts merged
+    key by key. Merging chunk after chunk copies every growing string again at
+    each delta; here the blocks are found through their index and a
+    concatenated string is written to a buffer (:class:`_Text`), read once. Any
+    other pair of values goes through ``merge_dicts`` itself, so rules and
+    errors stay LangChain's. The blocks of the chunks are never modified.
+    """
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._by_index: dict[int | str, list[int]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def add(self, content: str | list[str | dict[str, Any]]) -> None:
+        """Merge one chunk's content (a list of blocks, as the builder makes)."""
+        for item in content:
+            index = item.get("index") if isinstance(item, dict) else None
+            if not isinstance(item, dict) or not _merges_by_index(index):
+                self._append(item)
+                continue
+            position = self._first_match(item, index)
+            if position is None:
+                self._append(item)
+            elif item.get("type") == "non_standard" and "value" in item:
+                # LangChain's special case, rare enough to be left to it whole
+                merged = merge_lists([_plain(self._items[position])], [item])
+                self._items[position] = merged[0] if merged else item
+            else:
+                target = self._items[position]
+                if type(target) is not _Merging:
+                    target = self._items[position] = _Merging(target)
+                _merge_into(target, item, skip="type")
+
+    def content(self) -> list[Any]:
+        """The merged blocks, every string joined."""
+        return [_plain(item) for item in self._items]
+
+    def _append(self, item: Any) -> None:
+        if isinstance(item, dict) and isinstance(item.get("index"), (int, str)):
+            self._by_index.setdefault(item["index"], []).append(len(self._items))
+        self._items.append(item)
+
+    def _first_match(self, item: dict[str, Any], index: int | str) -> int | None:
+        """Where LangChain merges ``item``: the first block of its index with no other id."""
+        right = item.get("id")
+        for position in self._by_index.get(index, ()):
+            left = self._items[position].get("id")
+            if left in (None, "") or right in (None, "") or left == right:
+                return position
+        return None
+
+
+def _merges_by_index(index: object) -> TypeGuard[int | str]:
+    """Whether LangChain merges a block with this ``index`` into an earlier one."""
+    return isinstance(index, int) or (isinstance(index, str) and index.startswith("lc_"))
+
+
+_SPECIAL_STRINGS = frozenset({"index", "id", "output_version", "model_provider"})
+"""Keys whose strings ``merge_dicts`` may keep rather than concatenate: left to it."""
+
+
+class _Merging(dict[str, Any]):
+    """A copy of a block (or of a dict inside one) that later deltas are merged into."""
+
+
+class _Text:
+    """A string being concatenated: its pieces written to a buffer, read once at the end."""
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self, first: str) -> None:
+        self._buffer = io.StringIO(newline="")  # no newline translation: the text as sent
+        self._buffer.write(first)
+
+    def add(self, piece: str) -> None:
+        self._buffer.write(piece)
+
+    def value(self) -> str:
+        return self._buffer.getvalue()
+
+
+def _merge_into(target: _Merging, right: dict[str, Any], skip: str | None = None) -> None:
+    """``merge_dicts(target, right)`` in place, strings concatenated through :class:`_Text`."""
+    for key, value in right.items():
+        if key == skip:
+            continue
+        current = target.get(key, _ABSENT)
+        if current is _ABSENT or (value is not None and current is None):
+            target[key] = value
+        elif value is None:
+            continue
+        elif type(value) is str and key not in _SPECIAL_STRINGS and type(current) in _STRINGS:
+            if type(current) is str:
+                current = target[key] = _Text(current)
+            current.add(value)
+        elif type(value) is type(current) and type(value) in _SCALARS and value == current:
+            continue  # an index again, a flag again: kept as is
+        elif type(value) is dict and type(current) in _DICTS:
+            if type(current) is dict:
+                current = target[key] = _Merging(current)
+            _merge_into(current, value)
+        else:  # every other case, errors included, exactly as LangChain merges it
+            target[key] = merge_dicts({key: _plain(current)}, {key: value})[key]
+
+
+_ABSENT = object()
+_STRINGS = (str, _Text)
+_DICTS = (dict, _Merging)
+_SCALARS = (int, bool, float)
+
+
+def _plain(value: Any) -> Any:
+    """A merged value as LangChain's merge would give it: strings joined, dicts plain."""
+    if type(value) is _Text:
+        return value.value()
+    if type(value) is _Merging:
+        return {key: _plain(item) for key, item in value.items()}
+    return value
 
 
 def usage_metadata(usage: UsageStatistics) -> UsageMetadata:

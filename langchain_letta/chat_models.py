@@ -383,16 +383,7 @@ class ChatLetta(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         builder, events = self._letta_events(messages, run_manager, kwargs)
-        for _event, message in events:
-            if message is not None:
-                chunk = ChatGenerationChunk(message=message)
-                if run_manager:
-                    run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                yield chunk
-        chunk = ChatGenerationChunk(message=builder.last_chunk())
-        if run_manager:
-            run_manager.on_llm_new_token("", chunk=chunk)
-        yield chunk
+        yield from _chunks(builder, events, run_manager)
 
     async def _astream(
         self,
@@ -402,16 +393,8 @@ class ChatLetta(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         builder, events = self._aletta_events(messages, run_manager, kwargs)
-        async for _event, message in events:
-            if message is not None:
-                chunk = ChatGenerationChunk(message=message)
-                if run_manager:
-                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                yield chunk
-        chunk = ChatGenerationChunk(message=builder.last_chunk())
-        if run_manager:
-            await run_manager.on_llm_new_token("", chunk=chunk)
-        yield chunk
+        async for chunk in _achunks(builder, events, run_manager):
+            yield chunk
 
     def _letta_events(
         self,
@@ -433,7 +416,6 @@ class ChatLetta(BaseChatModel):
             stream = call.open(client)
             observers = _parent_run_callbacks()
             notices = call.notices
-            emitted: list[AIMessageChunk] = []
             try:
                 with stream:
                     for batch in stream.batches():
@@ -443,13 +425,10 @@ class ChatLetta(BaseChatModel):
                                 observers.on_custom_event(
                                     _event_name(event), event, run_id=observers.parent_run_id
                                 )
-                            message = call.builder.chunk(event)
-                            if message is not None:
-                                emitted.append(message)
-                            yield event, message
+                            yield event, call.builder.chunk(event)
             except LettaError as error:
                 notices.flush(run_manager, observers)
-                _complete(error, emitted, messages, call)
+                _complete(error, messages, call)
                 raise
             notices.flush(run_manager, observers)
 
@@ -471,7 +450,6 @@ class ChatLetta(BaseChatModel):
             stream = call.open(client)
             observers = _async_parent_run_callbacks()
             notices = call.notices
-            emitted: list[AIMessageChunk] = []
             try:
                 async with stream:
                     async for batch in stream.batches():
@@ -481,13 +459,10 @@ class ChatLetta(BaseChatModel):
                                 await observers.on_custom_event(
                                     _event_name(event), event, run_id=observers.parent_run_id
                                 )
-                            message = call.builder.chunk(event)
-                            if message is not None:
-                                emitted.append(message)
-                            yield event, message
+                            yield event, call.builder.chunk(event)
             except LettaError as error:
                 await notices.aflush(run_manager, observers)
-                _complete(error, emitted, messages, call)
+                _complete(error, messages, call)
                 raise
             await notices.aflush(run_manager, observers)
 
@@ -500,8 +475,10 @@ class ChatLetta(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        chunks = self._stream(messages, stop, run_manager, **kwargs)
-        return _result(chunks)
+        builder, events = self._letta_events(messages, run_manager, kwargs)
+        for _chunk in _chunks(builder, events, run_manager):
+            pass  # the callbacks see every chunk; the answer is the builder's
+        return _result(builder)
 
     async def _agenerate(
         self,
@@ -510,8 +487,10 @@ class ChatLetta(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        chunks = [chunk async for chunk in self._astream(messages, stop, run_manager, **kwargs)]
-        return _result(chunks)
+        builder, events = self._aletta_events(messages, run_manager, kwargs)
+        async for _chunk in _achunks(builder, events, run_manager):
+            pass
+        return _result(builder)
 
     def _call(self, messages: Sequence[BaseMessage], kwargs: dict[str, Any]) -> _Call:
         """Plan one call: its target, what it sends, and the builder of its chunks.
@@ -753,25 +732,12 @@ class _Notices:
                 await observers.on_custom_event(name, data, run_id=observers.parent_run_id)
 
 
-def _complete(
-    error: LettaError,
-    emitted: list[AIMessageChunk],
-    messages: Sequence[BaseMessage],
-    call: _Call,
-) -> None:
+def _complete(error: LettaError, messages: Sequence[BaseMessage], call: _Call) -> None:
     """Add what the client knows to an error: the partial answer, the calls still pending."""
-    error.partial_message = _partial(emitted)
+    error.partial_message = call.builder.partial()
     if isinstance(error, LettaPendingApprovalError) and not error.pending_tool_calls:
         conversation_id = call.builder.conversation_id
         error.pending_tool_calls = pending_approval_calls(messages, call.agent_id, conversation_id)
-
-
-def _partial(chunks: list[AIMessageChunk]) -> AIMessage | None:
-    """What the agent had said when the stream failed, as one message."""
-    if not chunks:
-        return None
-    merged = chunks[0] + chunks[1:] if len(chunks) > 1 else chunks[0]
-    return finalize_content(AIMessage(content=merged.content, response_metadata={}))
 
 
 def _event_name(event: LettaEvent) -> str:
@@ -793,17 +759,55 @@ def _async_parent_run_callbacks() -> AsyncCallbackManager | None:
     return manager if manager.parent_run_id is not None and manager.handlers else None
 
 
-def _result(chunks: Iterator[ChatGenerationChunk] | list[ChatGenerationChunk]) -> ChatResult:
-    merged: ChatGenerationChunk | None = None
-    for chunk in chunks:
-        merged = chunk if merged is None else merged + chunk
-    if merged is None:  # pragma: no cover - _stream always yields the last chunk
-        raise ValueError("the Letta stream produced no output")
-    message = merged.message
+def _chunks(
+    builder: ChunkBuilder,
+    events: Iterator[tuple[LettaEvent, AIMessageChunk | None]],
+    run_manager: CallbackManagerForLLMRun | None,
+) -> Iterator[ChatGenerationChunk]:
+    """The chunks of a call, each shown to ``on_llm_new_token``, then the closing one."""
+    for _event, message in events:
+        if message is not None:
+            chunk = ChatGenerationChunk(message=message)
+            if run_manager:
+                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+    chunk = ChatGenerationChunk(message=builder.last_chunk())
+    if run_manager:
+        run_manager.on_llm_new_token("", chunk=chunk)
+    yield chunk
+
+
+async def _achunks(
+    builder: ChunkBuilder,
+    events: AsyncIterator[tuple[LettaEvent, AIMessageChunk | None]],
+    run_manager: AsyncCallbackManagerForLLMRun | None,
+) -> AsyncIterator[ChatGenerationChunk]:
+    """Async twin of :func:`_chunks`."""
+    async for _event, message in events:
+        if message is not None:
+            chunk = ChatGenerationChunk(message=message)
+            if run_manager:
+                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+    chunk = ChatGenerationChunk(message=builder.last_chunk())
+    if run_manager:
+        await run_manager.on_llm_new_token("", chunk=chunk)
+    yield chunk
+
+
+def _result(builder: ChunkBuilder) -> ChatResult:
+    """The answer of a finished call: the builder's merge of its chunks, then the last one.
+
+    Exactly what LangChain's merge of every chunk gives (a test holds it to that
+    on every capture), without merging chunk after chunk, which is quadratic.
+    """
+    last = builder.last_chunk()
+    merged = builder.merged()
+    message = last if merged is None else merged + last
     aggregate = AIMessage(
         content=message.content,
         response_metadata=message.response_metadata,
-        usage_metadata=getattr(message, "usage_metadata", None),
+        usage_metadata=message.usage_metadata,
         id=message.id,
     )
     return ChatResult(generations=[ChatGeneration(message=finalize_content(aggregate))])
