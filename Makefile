@@ -38,6 +38,7 @@ unit: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(PY) bench/bench_stream.py
+	$(PY) bench/bench_chat.py
 
 # Real Letta servers (0.16.8 with PostgreSQL and Redis, 0.11.7 and 0.6.14; cached under
 # ~/.cache/langchain-letta-lab) on loopback against scripts/fakellm.py; see cassettes/README.md.

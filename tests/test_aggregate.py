@@ -214,3 +214,19 @@ def test_what_the_model_keeps_grows_with_the_text_not_the_chunks() -> None:
     # 5 characters of text per delta; keeping a chunk per delta costs hundreds of bytes
     small, large = _our_growth(1_000), _our_growth(10_000)
     assert large - small < 9_000 * 40
+
+
+CUT = CAPTURES / "0.16.8/memgpt_v2_agent/04-tool-call-tokens.sse"
+"""Reasoning, a streamed tool call, its result and text: every kind of block to cut into."""
+
+
+@pytest.mark.parametrize("after", range(1, len(Reply.from_capture(CUT).frames()), 2))
+def test_partial_message_after_a_cut_anywhere_is_langchains_merge(after: int) -> None:
+    reply = Reply.from_capture(CUT).with_faults(drops=[after])
+    with FakeLettaServer(lambda _request: reply) as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url, max_retries=0, background=False)
+        chunks: list[AIMessageChunk] = []
+        with pytest.raises(LettaError) as caught:
+            chunks.extend(model.stream("hi"))
+        assert _shown(caught.value.partial_message) == _expected(chunks, caught.value)
+        assert _outcome(lambda: model.invoke("hi")) == _expected(chunks, caught.value)
