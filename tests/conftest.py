@@ -16,6 +16,19 @@ from langchain_letta.errors import LettaError
 from langchain_letta.events import LettaEvent
 
 CAPTURES = Path(__file__).parent / "data" / "letta-streams"
+
+
+def approval_delta(**delta: Any) -> dict[str, Any]:
+    """A token-mode approval request delta as 0.16.8 streams it: one message's id and otid."""
+    return {
+        "message_type": "approval_request_message",
+        "id": "message-d3",
+        "otid": "d3",
+        "tool_call": delta,
+        "tool_calls": delta,
+    }
+
+
 Mode = Literal["sync", "async"]
 MODES: list[Mode] = ["sync", "async"]
 

@@ -16,7 +16,7 @@ from langchain_letta.errors import (
     LettaUnsupportedFeatureError,
 )
 from langchain_letta.testing import FakeLettaServer, Reply
-from tests.conftest import CAPTURES
+from tests.conftest import CAPTURES, approval_delta
 
 AGENT = "agent-9d9e1f61-7d82-476c-9996-867db2b9c18f"
 HELLO = "Hello from the fake model"
@@ -38,6 +38,18 @@ CONVERSATIONS = [
 
 def _server(capture: str, times: int = 1) -> FakeLettaServer:
     return FakeLettaServer([Reply.from_capture(CAPTURES / capture) for _ in range(times)])
+
+
+def _invoked_and_streamed(path: Any) -> tuple[AIMessage, AIMessageChunk]:
+    """One capture's turn through ``invoke``, and through ``stream`` with its chunks summed."""
+    with FakeLettaServer([Reply.from_capture(path), Reply.from_capture(path)]) as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url)
+        invoked = model.invoke("hi")
+        chunks = list(model.stream("hi"))
+    streamed = chunks[0]
+    for chunk in chunks[1:]:
+        streamed = streamed + chunk
+    return invoked, streamed
 
 
 def _blocks(message: AIMessage, kind: str) -> list[dict[str, Any]]:
@@ -135,22 +147,12 @@ def test_v1_output_gives_server_tool_call_with_parsed_args_in_the_stream_aggrega
     assert full.response_metadata["output_version"] == "v1"
 
 
-def _approval_delta(**delta: Any) -> dict[str, Any]:
-    return {
-        "message_type": "approval_request_message",
-        "id": "message-d3",
-        "otid": "d3",
-        "tool_call": delta,
-        "tool_calls": delta,
-    }
-
-
 APPROVAL_TURN = Reply.events(
     {"message_type": "reasoning_message", "otid": "r", "reasoning": "Needs a yes."},
-    _approval_delta(name="delete_file", tool_call_id="call_1"),
-    _approval_delta(name="send_email", tool_call_id="call_2"),
-    _approval_delta(arguments='{"path": "notes.txt"}', tool_call_id="call_1"),
-    _approval_delta(arguments='{"to": "bob"}', tool_call_id="call_2"),
+    approval_delta(name="delete_file", tool_call_id="call_1"),
+    approval_delta(name="send_email", tool_call_id="call_2"),
+    approval_delta(arguments='{"path": "notes.txt"}', tool_call_id="call_1"),
+    approval_delta(arguments='{"to": "bob"}', tool_call_id="call_2"),
     {"message_type": "stop_reason", "stop_reason": "requires_approval"},
     {"message_type": "usage_statistics", "total_tokens": 3, "step_count": 1},
 )
@@ -272,13 +274,7 @@ def test_a_busy_agent_is_retried_not_mistaken_for_a_pending_approval() -> None:
 def test_real_approval_requests_of_0_16_8_become_marked_server_tool_calls(
     capture: str, calls: list[tuple[str, str, str]]
 ) -> None:
-    with _server(f"0.16.8/lab-features/{capture}", times=2) as server:
-        model = ChatLetta(agent_id=AGENT, base_url=server.base_url)
-        invoked = model.invoke("hi")
-        chunks = list(model.stream("hi"))
-    streamed = chunks[0]
-    for chunk in chunks[1:]:
-        streamed = streamed + chunk
+    invoked, streamed = _invoked_and_streamed(CAPTURES / f"0.16.8/lab-features/{capture}")
     for message in (invoked, streamed):
         blocks = _blocks(message, "server_tool_call") or _blocks(message, "server_tool_call_chunk")
         assert [(b["id"], b["name"]) for b in blocks] == [(i, n) for i, n, _ in calls]
@@ -619,13 +615,7 @@ def _clean_captures() -> list[Any]:
 @pytest.mark.parametrize("path", _clean_captures(), ids=lambda p: str(p.relative_to(CAPTURES)))
 def test_every_clean_capture_gives_the_message_its_frames_describe(path: Any) -> None:
     expected = _expected_from_capture(path)
-    with FakeLettaServer([Reply.from_capture(path), Reply.from_capture(path)]) as server:
-        model = ChatLetta(agent_id=AGENT, base_url=server.base_url)
-        invoked = model.invoke("hi")
-        chunks = list(model.stream("hi"))
-    streamed = chunks[0]
-    for chunk in chunks[1:]:
-        streamed = streamed + chunk
+    invoked, streamed = _invoked_and_streamed(path)
     for message in (invoked, streamed):
         assert message.text == expected["text"]
         assert len(_blocks(message, "text")) == (1 if expected["text"] else 0)

@@ -461,23 +461,10 @@ def test_pending_approval_on_the_conversation_route_live() -> None:
     assert caught.value.request_accepted
     assert not caught.value.is_retryable
     assert caught.value.status_code is None  # inside the stream: HTTP 200
+    # The refusal names the calls of the conversation's own earlier answer.
+    assert [call["id"] for call in caught.value.pending_tool_calls] == [block["id"]]
     # The agent's own thread is not blocked by its conversation's approval.
     assert current_model(agent_id).invoke("hi on the agent route").text == TEXT
-
-
-def test_pending_approval_names_the_calls_on_the_conversation_route_live() -> None:
-    """On a conversation too, the refusal names the calls of the earlier answer."""
-    base_url, _ = server(CURRENT)
-    agent_id = fresh_agent(base_url, gated="memory_insert")
-    with LettaClient(base_url=base_url) as client:
-        conv = client.create_conversation(agent_id)
-    model = current_model(agent_id, conversation_id=conv, stream_tokens=False)
-    asked = HumanMessage("call:memory_insert in a conversation")
-    answer = model.invoke([asked])
-    (block,) = approval_blocks(answer)
-    with pytest.raises(LettaPendingApprovalError) as caught:
-        model.invoke([asked, answer, HumanMessage("hi, anybody there?")])
-    assert [call["id"] for call in caught.value.pending_tool_calls] == [block["id"]]
 
 
 class CuttingProxy:

@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import Any
 
 from langchain_letta._wire import forget_server
-from langchain_letta._wire.requests import release_of, supports_background
+from langchain_letta._wire.requests import supports_background, supports_conversations
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -292,7 +292,9 @@ class FakeLettaServer:
                 await _send(Reply.json(200, health), receive, send)
         elif resume := _RESUME_PATH.match(request.path):
             await self._resume(resume["run"], request, receive, send)
-        elif request.path.startswith("/v1/conversations") and not self._has_conversations:
+        elif request.path.startswith("/v1/conversations") and not supports_conversations(
+            self.version
+        ):
             await _send(Reply.json(404, {"detail": "Not Found"}), receive, send)
         elif request.method == "POST" and path == "/v1/conversations":
             await self._create_conversation(request, scope, receive, send)
@@ -306,11 +308,6 @@ class FakeLettaServer:
             await self._cancel(request, receive, send)
         else:
             await self._message(request, receive, send)
-
-    @property
-    def _has_conversations(self) -> bool:
-        release = release_of(self.version)
-        return release is None or release >= (0, 16, 2)
 
     async def _create_conversation(
         self, request: RecordedRequest, scope: Scope, receive: Receive, send: Send

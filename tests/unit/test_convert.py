@@ -9,6 +9,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk
 
 from langchain_letta._convert import REQUIRES_APPROVAL, ChunkBuilder, finalize_content
 from langchain_letta.events import parse_event
+from tests.conftest import approval_delta
 
 AGENT = "agent-1"
 
@@ -68,23 +69,12 @@ def test_an_ordinary_tool_call_is_not_marked() -> None:
     assert "extras" not in call
 
 
-def _token_approval(**delta: Any) -> dict[str, Any]:
-    # 0.16.8 streams approval-gated calls as deltas of one message: id and otid shared.
-    return {
-        "message_type": "approval_request_message",
-        "id": "message-d3",
-        "otid": "d3",
-        "tool_call": delta,
-        "tool_calls": delta,
-    }
-
-
 PARALLEL_TOKENS = [
-    _token_approval(name="delete_file", tool_call_id="call_1"),
-    _token_approval(arguments='{"path": ', tool_call_id="call_1"),
-    _token_approval(name="send_email", tool_call_id="call_2"),
-    _token_approval(arguments='{"to": "bob"}', tool_call_id="call_2"),
-    _token_approval(arguments='"notes.txt"}', tool_call_id="call_1"),
+    approval_delta(name="delete_file", tool_call_id="call_1"),
+    approval_delta(arguments='{"path": ', tool_call_id="call_1"),
+    approval_delta(name="send_email", tool_call_id="call_2"),
+    approval_delta(arguments='{"to": "bob"}', tool_call_id="call_2"),
+    approval_delta(arguments='"notes.txt"}', tool_call_id="call_1"),
     REQUIRES_APPROVAL_STOP,
 ]
 
