@@ -20,13 +20,16 @@ def run_label(run_id: str | None) -> str:
 
 
 @contextlib.contextmanager
-def letta_server(capture: str, **faults: Any) -> Iterator[tuple[str, str]]:
+def letta_server(
+    capture: str, answer: str | None = None, **faults: Any
+) -> Iterator[tuple[str, str]]:
     """Yield ``(base_url, agent_id)``.
 
     With ``LETTA_BASE_URL`` and ``LETTA_AGENT_ID`` set, that server and agent (send
     ``LETTA_API_KEY`` too if the server wants one). Otherwise a local fake server on
     127.0.0.1 answers every message with ``capture``, a turn recorded from a real
-    Letta server, broken as ``faults`` say (see ``Reply.with_faults``).
+    Letta server, broken as ``faults`` say (see ``Reply.with_faults``), and the
+    answer to a call the run waited for (an approval message) with ``answer``.
     """
     base_url = os.environ.get("LETTA_BASE_URL")
     if base_url:
@@ -37,8 +40,14 @@ def letta_server(capture: str, **faults: Any) -> Iterator[tuple[str, str]]:
         return
     from langchain_letta.testing import FakeLettaServer, Reply
 
-    reply = Reply.from_capture(CAPTURES / capture)
-    with FakeLettaServer(lambda _request: reply.with_faults(**faults)) as server:
+    reply = Reply.from_capture(CAPTURES / capture).with_faults(**faults)
+    answered = Reply.from_capture(CAPTURES / answer) if answer else reply
+
+    def reply_to(request: Any) -> Reply:
+        first = request.json()["messages"][0]
+        return answered if first.get("type") == "approval" else reply
+
+    with FakeLettaServer(reply_to) as server:
         print(
             f"(replaying {capture}: a real Letta server's stream, its LLM a deterministic "
             f"fake, recorded byte for byte; served on {server.base_url})"

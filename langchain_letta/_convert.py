@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any, Literal, TypeGuard
 
 from langchain_core.messages import (
@@ -16,8 +16,11 @@ from langchain_core.messages import (
     BaseMessage,
     HumanMessage,
     SystemMessage,
+    convert_to_messages,
 )
 from langchain_core.messages.ai import InputTokenDetails, OutputTokenDetails, UsageMetadata
+from langchain_core.messages.tool import tool_call_chunk
+from langchain_core.prompt_values import PromptValue
 from langchain_core.utils._merge import merge_dicts, merge_lists
 from pydantic_core import from_json
 
@@ -82,6 +85,34 @@ def conversation_in_history(messages: Sequence[BaseMessage], agent_id: str) -> s
     return None
 
 
+def input_messages(input: str | Sequence[Any] | PromptValue) -> list[BaseMessage]:
+    """A chat model's input (a string, a prompt value, messages or their tuples) as messages."""
+    if isinstance(input, PromptValue):
+        return input.to_messages()
+    if isinstance(input, str):
+        return [HumanMessage(input)]
+    return convert_to_messages(input)
+
+
+def last_answer(
+    messages: Sequence[BaseMessage],
+    agent_id: str,
+    conversation_id: str | None = None,
+    *,
+    fresh: bool = False,
+) -> int | None:
+    """Where ``agent_id``'s last answer in ``conversation_id`` is in ``messages``, if anywhere.
+
+    In a ``fresh`` conversation (just created) no earlier answer counts.
+    """
+    if fresh:
+        return None
+    for position in range(len(messages) - 1, -1, -1):
+        if is_from_agent(messages[position], agent_id, conversation_id):
+            return position
+    return None
+
+
 def select_new_messages(
     messages: Sequence[BaseMessage],
     agent_id: str,
@@ -102,9 +133,9 @@ def select_new_messages(
         return list(messages)
     if policy == "last":
         return list(messages[-1:])
-    for position in range(-1 if fresh else len(messages) - 1, -1, -1):
-        if is_from_agent(messages[position], agent_id, conversation_id):
-            return list(messages[position + 1 :])
+    position = last_answer(messages, agent_id, conversation_id, fresh=fresh)
+    if position is not None:
+        return list(messages[position + 1 :])
     start = len(messages)
     while start > 0 and isinstance(messages[start - 1], (HumanMessage, SystemMessage)):
         start -= 1
@@ -120,18 +151,28 @@ def pending_approval_calls(
     own thread): a pending approval belongs to its conversation.
 
     Letta's refusal of a message while calls wait names none of them; the answer
-    that stopped with ``requires_approval`` does, as marked ``server_tool_call`` blocks.
+    that stopped with ``requires_approval`` does: server tools as marked
+    ``server_tool_call`` blocks, client tools as its ``tool_calls``.
     """
-    for message in reversed(messages):
-        if is_from_agent(message, agent_id, conversation_id):
-            if message.response_metadata.get("stop_reason") != REQUIRES_APPROVAL:
-                return []
-            return [
-                dict(block)
-                for block in message.content
-                if isinstance(block, dict) and block.get("extras", {}).get(REQUIRES_APPROVAL)
-            ]
-    return []
+    position = last_answer(messages, agent_id, conversation_id)
+    return [] if position is None else waiting_calls(messages[position])
+
+
+def waiting_calls(answer: BaseMessage) -> list[dict[str, Any]]:
+    """The calls an agent's ``answer`` left waiting, in order: gated server tools, client tools.
+
+    Only an answer that stopped with ``requires_approval`` waits for anything.
+    """
+    if not isinstance(answer, AIMessage) or (
+        answer.response_metadata.get("stop_reason") != REQUIRES_APPROVAL
+    ):
+        return []
+    gated = [
+        dict(block)
+        for block in answer.content
+        if isinstance(block, dict) and block.get("extras", {}).get(REQUIRES_APPROVAL)
+    ]
+    return [*gated, *(dict(call) for call in answer.tool_calls)]
 
 
 def nothing_to_send(messages: Sequence[BaseMessage], agent_id: str) -> str:
@@ -277,10 +318,18 @@ class ChunkBuilder:
     first delta that has it.
     """
 
-    def __init__(self, agent_id: str, model_name: str, conversation_id: str | None = None) -> None:
+    def __init__(
+        self,
+        agent_id: str,
+        model_name: str,
+        conversation_id: str | None = None,
+        client_tools: Collection[str] = (),
+    ) -> None:
         self.agent_id = agent_id
         self.model_name = model_name
         self.conversation_id = conversation_id
+        self._client_tools = frozenset(client_tools)
+        self._client_calls: set[str] = set()
         self._indexes: dict[tuple[str, str], int] = {}
         self._text_index: int | None = None
         self._text_group: str | None = None
@@ -291,12 +340,15 @@ class ChunkBuilder:
         self.stop_reason: str | None = None
         self.usage: UsageStatistics | None = None
         self._merged = MergedContent()
+        self._merged_calls = MergedContent()
 
     def chunk(self, event: LettaEvent) -> AIMessageChunk | None:
         """The chunk for one event; ``None`` for events that only feed the last chunk."""
         message = self._make(event)
         if message is not None:
             self._merged.add(message.content)
+            if message.tool_call_chunks:
+                self._merged_calls.add(message.tool_call_chunks)
         return message
 
     def merged(self) -> AIMessageChunk | None:
@@ -306,16 +358,31 @@ class ChunkBuilder:
         copies the text over and over (quadratic in the deltas). ``None`` before
         the first chunk.
         """
-        if not self._merged:
+        if not self._merged and not self._merged_calls:
             return None
-        return AIMessageChunk(content=self._merged.content(), response_metadata=_metadata())
+        return AIMessageChunk(
+            content=self._merged.content(),
+            tool_call_chunks=self._merged_calls.content(),
+            response_metadata=_metadata(),
+        )
 
     def partial(self) -> AIMessage | None:
         """What the agent has said so far, as one message: ``partial_message`` of an error."""
         merged = self.merged()
         if merged is None:
             return None
-        return finalize_content(AIMessage(content=merged.content, response_metadata={}))
+        return _answer(merged, response_metadata={})
+
+    def message(self) -> AIMessage:
+        """The answer of a finished call: every chunk merged, the last one included.
+
+        Exactly what LangChain's merge of every chunk gives (a test holds it to that
+        on every capture), without merging chunk after chunk, which is quadratic.
+        """
+        last = self.last_chunk()
+        merged = self.merged()
+        message = last if merged is None else merged + last
+        return _answer(message, message.response_metadata, message.usage_metadata, message.id)
 
     def _make(self, event: LettaEvent) -> AIMessageChunk | None:
         message_id = getattr(event, "id", None)
@@ -389,27 +456,39 @@ class ChunkBuilder:
         return _chunk({"type": "text", "text": text, "index": self._text_index})
 
     def _tool_calls(self, event: ToolCallMessage | ApprovalRequestMessage) -> AIMessageChunk:
-        """Calls of Letta's own tools; those waiting for approval are marked, never run here.
+        """Tool calls: the client's tools as ``tool_calls``, Letta's own as blocks.
 
-        A call that needs the client's approval stays a ``server_tool_call`` (a
-        ``tool_calls`` entry would make LangGraph's ToolNode run it) with
-        ``extras={"requires_approval": True}``; the run stops with
-        ``stop_reason="requires_approval"``.
+        A call of a tool the caller bound (a client tool) waits for the caller to
+        run it: it becomes a ``tool_call_chunk`` (id = Letta's ``tool_call_id``),
+        which ToolNode and ``create_agent`` run. Any other call runs on the server
+        and stays a ``server_tool_call`` (a ``tool_calls`` entry would make
+        LangGraph's ToolNode run it); one that waits for the client's approval is
+        marked ``extras={"requires_approval": True}``. Either way a waiting run
+        stops with ``stop_reason="requires_approval"``.
         """
         blocks = []
+        calls = []
         for call in event.calls:
             # Seed-era deltas name the call id only in their first fragment.
             call_id = call.tool_call_id or self._call_by_group.get(_group(event), "")
             self._call_by_group[_group(event)] = call_id
+            key = ("call", call_id)
+            waits = isinstance(event, ApprovalRequestMessage)
+            if waits and (call_id in self._client_calls or call.name in self._client_tools):
+                self._client_calls.add(call_id)  # token deltas name the tool only once
+                args = call.arguments or ""
+                index = self._index_of(key)
+                calls.append(tool_call_chunk(name=call.name, args=args, id=call_id, index=index))
+                continue
             block: dict[str, Any] = {"type": "server_tool_call_chunk", "args": call.arguments or ""}
             if call.name:
                 block["name"] = call.name
             if call.tool_call_id:
                 block["id"] = call.tool_call_id
-            if isinstance(event, ApprovalRequestMessage):
-                block = self._with_extras(("call", call_id), block, {REQUIRES_APPROVAL: True})
-            blocks.append(self._indexed(("call", call_id), block))
-        return AIMessageChunk(content=blocks, response_metadata=_metadata())
+            if waits:
+                block = self._with_extras(key, block, {REQUIRES_APPROVAL: True})
+            blocks.append(self._indexed(key, block))
+        return AIMessageChunk(content=blocks, tool_call_chunks=calls, response_metadata=_metadata())
 
     def _tool_returns(self, event: ToolReturnMessage) -> AIMessageChunk:
         blocks = []
@@ -451,11 +530,14 @@ class ChunkBuilder:
         return _chunk(self._indexed(key, block))
 
     def _indexed(self, key: tuple[str, str], block: dict[str, Any]) -> dict[str, Any]:
+        block["index"] = self._index_of(key)
+        return block
+
+    def _index_of(self, key: tuple[str, str]) -> int:
         index = self._indexes.get(key)
         if index is None:
             index = self._indexes[key] = self._next_index()
-        block["index"] = index
-        return block
+        return index
 
     def _next_index(self) -> int:
         return len(self._indexes) + (self._text_index is not None)
@@ -498,7 +580,7 @@ class MergedContent:
     def __bool__(self) -> bool:
         return bool(self._items)
 
-    def add(self, content: str | list[str | dict[str, Any]]) -> None:
+    def add(self, content: Iterable[Any]) -> None:
         """Merge one chunk's content (a list of blocks, as the builder makes)."""
         for item in content:
             index = item.get("index") if isinstance(item, dict) else None
@@ -621,6 +703,25 @@ def usage_metadata(usage: UsageStatistics) -> UsageMetadata:
         total_tokens=usage.total_tokens,
         input_token_details=input_details,
         output_token_details=output_details,
+    )
+
+
+def _answer(
+    merged: AIMessageChunk,
+    response_metadata: dict[str, Any],
+    usage: UsageMetadata | None = None,
+    message_id: str | None = None,
+) -> AIMessage:
+    """A merged chunk as the ``AIMessage`` a call returns, its tool calls parsed."""
+    return finalize_content(
+        AIMessage(
+            content=merged.content,
+            tool_calls=merged.tool_calls,
+            invalid_tool_calls=merged.invalid_tool_calls,
+            response_metadata=response_metadata,
+            usage_metadata=usage,
+            id=message_id,
+        )
     )
 
 

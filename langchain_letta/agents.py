@@ -14,12 +14,12 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, cast
 
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, convert_to_messages
+from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import RunnableConfig, RunnableSerializable, ensure_config
 from pydantic import Field, model_validator
 
-from langchain_letta._convert import finalize_content
+from langchain_letta._convert import input_messages
 from langchain_letta.chat_models import ChatLetta
 from langchain_letta.events import LettaEvent
 
@@ -130,13 +130,8 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
     ) -> LettaResponse:
         messages, kwargs = _call(input, config)
         builder, pairs = self.model._letta_events(messages, None, kwargs)
-        events: list[LettaEvent] = []
-        chunks: list[AIMessageChunk] = []
-        for event, chunk in pairs:
-            events.append(event)
-            if chunk is not None:
-                chunks.append(chunk)
-        return _response([*chunks, builder.last_chunk()], events)
+        events = [event for event, _chunk in pairs]
+        return _response(builder.message(), events)
 
     async def _arespond(
         self,
@@ -146,13 +141,8 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
     ) -> LettaResponse:
         messages, kwargs = _call(input, config)
         builder, pairs = self.model._aletta_events(messages, None, kwargs)
-        events: list[LettaEvent] = []
-        chunks: list[AIMessageChunk] = []
-        async for event, chunk in pairs:
-            events.append(event)
-            if chunk is not None:
-                chunks.append(chunk)
-        return _response([*chunks, builder.last_chunk()], events)
+        events = [event async for event, _chunk in pairs]
+        return _response(builder.message(), events)
 
     def _events(
         self,
@@ -194,21 +184,17 @@ def _call(input: AgentInput, config: RunnableConfig) -> tuple[list[BaseMessage],
     kwargs: dict[str, Any] = _named_target(input)
     if isinstance(input, dict):
         input = input.get("input") or input.get("messages") or ""
-    if isinstance(input, PromptValue):
-        return input.to_messages(), kwargs
-    if isinstance(input, str):
-        return convert_to_messages([("human", input)]), kwargs
-    return convert_to_messages(input), kwargs
+    return input_messages(input), kwargs
 
 
-def _response(chunks: list[AIMessageChunk], events: list[LettaEvent]) -> LettaResponse:
-    merged = chunks[0] + chunks[1:] if len(chunks) > 1 else chunks[0]
-    message = finalize_content(AIMessage(content=merged.content))
-    metadata = merged.response_metadata
+def _response(message: AIMessage, events: list[LettaEvent]) -> LettaResponse:
+    metadata = message.response_metadata
     return LettaResponse(
         content=message.content,
+        tool_calls=message.tool_calls,
+        invalid_tool_calls=message.invalid_tool_calls,
         response_metadata=metadata,
-        usage_metadata=merged.usage_metadata,
+        usage_metadata=message.usage_metadata,
         agent_id=metadata.get("agent_id", ""),
         run_id=metadata.get("run_id"),
         stop_reason=metadata.get("stop_reason"),

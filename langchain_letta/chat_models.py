@@ -6,7 +6,8 @@ import asyncio
 import copy
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Any, NamedTuple, overload
+from operator import itemgetter
+from typing import Any, Literal, NamedTuple, overload
 
 from langchain_core.caches import BaseCache
 from langchain_core.callbacks import (
@@ -16,27 +17,51 @@ from langchain_core.callbacks import (
     CallbackManagerForLLMRun,
 )
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolMessage
+from langchain_core.output_parsers import (
+    JsonOutputKeyToolsParser,
+    JsonOutputToolsParser,
+    PydanticToolsParser,
+)
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import RunnableConfig, ensure_config
+from langchain_core.runnables import (
+    Runnable,
+    RunnableConfig,
+    RunnableMap,
+    RunnablePassthrough,
+    RunnableSerializable,
+    ensure_config,
+)
 from langchain_core.runnables.config import (
     get_async_callback_manager_for_config,
     get_callback_manager_for_config,
 )
+from langchain_core.tools import BaseTool
 from langchain_core.utils import from_env, secret_from_env
-from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, ValidationInfo, field_validator
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from langchain_core.utils.pydantic import is_basemodel_subclass
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+)
 from tenacity import RetryCallState
 
 from langchain_letta._convert import (
     ChunkBuilder,
     HistoryPolicy,
     conversation_in_history,
-    finalize_content,
+    input_messages,
+    last_answer,
     nothing_to_send,
     pending_approval_calls,
     select_new_messages,
-    to_outgoing,
 )
+from langchain_letta._tools import offered_tools, outgoing
 from langchain_letta._wire import (
     AsyncEventStream,
     AsyncLettaClient,
@@ -50,7 +75,7 @@ from langchain_letta._wire import (
     validate_conversation_id,
 )
 from langchain_letta._wire.client import DEFAULT_TOTAL_TIMEOUT
-from langchain_letta._wire.requests import VERSIONED_FIELDS
+from langchain_letta._wire.requests import VERSIONED_FIELDS, ApprovalDecision, ToolResult
 from langchain_letta._wire.retry import DEFAULT_RETRY_TIMEOUT
 from langchain_letta.errors import LettaError, LettaPendingApprovalError, StreamProgress
 from langchain_letta.events import LettaEvent
@@ -183,6 +208,11 @@ class ChatLetta(BaseChatModel):
     """Accepted, not sent: the agent's LLM configuration decides."""
     stop: list[str] | None = None
     """Accepted, not sent: Letta has no stop sequences."""
+    lenient_tool_choice: bool = False
+    """Accept a ``tool_choice`` that forces a call (``"any"``, a tool's name), which Letta
+    cannot honour per request, as ``"auto"`` (the named tool alone, for a name): the
+    agent's LLM decides. ``create_agent(response_format=ToolStrategy(...))`` binds with
+    ``tool_choice="any"`` and needs it. Off: such a choice is refused."""
 
     _clients: _Clients = PrivateAttr(default_factory=lambda: _Clients())
     _thread_conversations: dict[tuple[str, str], str] = PrivateAttr(default_factory=dict)
@@ -299,22 +329,99 @@ class ChatLetta(BaseChatModel):
         config, kwargs = self._traced(config, kwargs)
         return super().astream(input, config, stop=stop, **kwargs)
 
-    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Any:
-        """Not yet: client tools (tools the caller runs) are still to come.
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | bool | dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Offer tools that the caller runs (Letta's client tools, 0.16.2+) to the agent.
 
-        The agent's own tools run on the server and need no binding: their calls
-        and results already arrive as ``server_tool_call`` / ``server_tool_result``
-        blocks. Tools your code must run are Letta's client tools (0.16.2+), which
-        this package does not send yet.
+        A call of one comes back as an ordinary ``tool_calls`` entry (its id is
+        Letta's ``tool_call_id``) and the run stops with
+        ``stop_reason="requires_approval"``: ToolNode, ``create_agent`` or your
+        own code runs the tool, and the ``ToolMessage`` s answering the calls are
+        sent as the tool results on the next call. The agent's own tools need no
+        binding: they run on the server and come back as ``server_tool_call`` /
+        ``server_tool_result`` blocks.
+
+        Args:
+            tools: LangChain tools, pydantic models, functions or OpenAI-style dicts.
+            tool_choice: ``None`` or ``"auto"`` offer the tools, ``"none"`` does not.
+                Letta cannot force a call per request, so a forcing choice
+                (``"any"``, ``"required"``, ``True``, a tool's name) is refused,
+                unless ``lenient_tool_choice`` is set.
+            kwargs: Further call keywords to bind.
 
         Raises:
-            NotImplementedError: Always, saying so.
+            ValueError: A tool that cannot be described. Two tools with one name, and
+                a ``tool_choice`` that Letta cannot honour, are refused when called,
+                before anything is sent.
         """
-        raise NotImplementedError(
-            "ChatLetta does not support client tools (bind_tools) yet. A Letta agent runs "
-            "its own tools on the server: attach them to the agent in Letta, and their calls "
-            "and results come back as server_tool_call / server_tool_result blocks."
+        formatted = [convert_to_openai_tool(tool) for tool in tools]
+        if tool_choice is not None:
+            kwargs["tool_choice"] = tool_choice
+        return self.bind(tools=formatted, **kwargs)
+
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type | None = None,
+        *,
+        include_raw: bool = False,
+        method: Literal["function_calling", "json_schema", "json_mode"] = "function_calling",
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, dict[str, Any] | BaseModel]:
+        """Answers as ``schema`` (pydantic, TypedDict or JSON schema), through a client tool.
+
+        Letta has no per-request response format or JSON mode, so whatever the
+        ``method``, the schema is offered as a client tool the agent calls with its
+        answer, and the call's arguments are the output. The agent's run then
+        waits for that tool's result: it is answered at once ("Structured output
+        received."), in one more request without callbacks, so that the agent is
+        not left waiting and its next message goes through. Letta cannot force the
+        call: an agent that answers in text instead gives ``None`` (``parsed=None``
+        with ``include_raw``), as LangChain's tool parsers do.
+
+        Args:
+            schema: The output's schema.
+            include_raw: Return ``{"raw", "parsed", "parsing_error"}``.
+            method: Accepted for compatibility; every method uses a client tool.
+            kwargs: ``strict`` is accepted and has no effect (Letta's client tools
+                have no strict mode); anything else is refused.
+
+        Raises:
+            ValueError: No ``schema``, or unknown keywords.
+        """
+        if schema is None:
+            raise ValueError(
+                f"ChatLetta needs a schema for structured output (method={method!r}): Letta "
+                "has no JSON mode, the schema becomes a tool the agent calls"
+            )
+        if set(kwargs) - {"strict"}:
+            raise ValueError(f"Received unsupported arguments {kwargs}")
+        bound: Any = self.bind_tools(
+            [schema],
+            ls_structured_output_format={
+                "kwargs": {"method": method, "strict": kwargs.get("strict")},
+                "schema": schema,
+            },
         )
+        answered = _AnsweredTurn(model=self, call_kwargs=bound.kwargs)
+        parser: JsonOutputToolsParser
+        if isinstance(schema, type) and is_basemodel_subclass(schema):
+            parser = PydanticToolsParser(tools=[schema], first_tool_only=True)
+        else:
+            name = convert_to_openai_tool(schema)["function"]["name"]
+            parser = JsonOutputKeyToolsParser(key_name=name, first_tool_only=True)
+        if not include_raw:
+            return answered | parser
+        parsed = RunnablePassthrough.assign(
+            parsed=itemgetter("raw") | parser, parsing_error=lambda _: None
+        )
+        unparsed = RunnablePassthrough.assign(parsed=lambda _: None)
+        with_fallback = parsed.with_fallbacks([unparsed], exception_key="parsing_error")
+        return RunnableMap(raw=answered) | with_fallback
 
     def target_for(
         self,
@@ -524,20 +631,33 @@ class ChatLetta(BaseChatModel):
             validate_conversation_id(conversation_id)
         model = kwargs.get("model") or self.model
         resume_from = kwargs.get("resume_from")
+        fresh = thread_key is not None
         selected = select_new_messages(
-            messages, agent_id, self.history, conversation_id, fresh=thread_key is not None
+            messages, agent_id, self.history, conversation_id, fresh=fresh
         )
-        if not selected and resume_from is None:
+        approvals = _approvals(kwargs.get("approvals"))
+        if not selected and not approvals and resume_from is None:
             raise ValueError(nothing_to_send(messages, agent_id))
+        position = last_answer(messages, agent_id, conversation_id, fresh=fresh)
+        answer = None if position is None else messages[position]
+        tools = offered_tools(
+            kwargs.get("tools"), kwargs.get("tool_choice"), lenient=self.lenient_tool_choice
+        )
         request = StreamRequest(
-            messages=[to_outgoing(message) for message in selected],
+            messages=outgoing(selected, answer, approvals),
+            client_tools=tools,
             stream_tokens=kwargs.get("stream_tokens", self.stream_tokens),
             max_steps=kwargs.get("max_steps", self.max_steps),
             override_model=model,
             # fields and call keywords; the client refuses each where the release lacks it
             **{name: kwargs.get(name, getattr(self, name)) for name in VERSIONED_FIELDS},
         )
-        builder = ChunkBuilder(agent_id, model or DEFAULT_MODEL_NAME, conversation_id)
+        builder = ChunkBuilder(
+            agent_id,
+            model or DEFAULT_MODEL_NAME,
+            conversation_id,
+            client_tools=[tool.name for tool in tools or ()],
+        )
         total_timeout = kwargs.get("total_timeout")
         return _Call(self, agent_id, request, builder, thread_key, resume_from, total_timeout)
 
@@ -575,6 +695,66 @@ class ChatLetta(BaseChatModel):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+STRUCTURED_OUTPUT_RECEIVED = "Structured output received."
+"""The result ``with_structured_output`` gives the agent for its structured answer."""
+
+
+class _AnsweredTurn(RunnableSerializable[LanguageModelInput, AIMessage]):
+    """The model called with the output tool, whose call of that tool is answered at once.
+
+    The answer goes in a second request, made without the caller's callbacks: it
+    is housekeeping (the agent's reply to it is not part of the output), and a
+    traced second model call would count as a second answer. The model is called
+    itself, not through a binding, whose config would take the callbacks back
+    from the surrounding run.
+    """
+
+    model: ChatLetta
+    call_kwargs: dict[str, Any]
+    """The keywords of every call: the tool and the structured output format."""
+
+    def invoke(
+        self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AIMessage:
+        messages = input_messages(input)
+        options = {**self.call_kwargs, **kwargs}
+        reply = self.model.invoke(messages, config, **options)
+        results = _received(reply)
+        if results:
+            self.model.invoke([*messages, reply, *results], _untraced(config), **options)
+        return reply
+
+    async def ainvoke(
+        self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AIMessage:
+        messages = input_messages(input)
+        options = {**self.call_kwargs, **kwargs}
+        reply = await self.model.ainvoke(messages, config, **options)
+        results = _received(reply)
+        if results:
+            closing = [*messages, reply, *results]
+            await self.model.ainvoke(closing, _untraced(config), **options)
+        return reply
+
+
+def _received(reply: AIMessage) -> list[ToolMessage]:
+    """The results that close a structured answer: one per client tool call it made."""
+    return [
+        ToolMessage(STRUCTURED_OUTPUT_RECEIVED, tool_call_id=str(call["id"]))
+        for call in reply.tool_calls
+    ]
+
+
+def _untraced(config: RunnableConfig | None) -> RunnableConfig:
+    # A manager of its own, with no handler and no parent: nothing inherited is called.
+    no_callbacks = CallbackManager(handlers=[])
+    return {
+        **ensure_config(config),
+        "callbacks": no_callbacks,
+        "run_name": "letta_structured_close",
+    }
 
 
 class _Clients:
@@ -732,6 +912,22 @@ class _Notices:
                 await observers.on_custom_event(name, data, run_id=observers.parent_run_id)
 
 
+def _approvals(given: Any) -> list[ApprovalDecision | ToolResult]:
+    """The ``approvals=`` call keyword: answers to calls a run waits for.
+
+    Raises:
+        TypeError: Anything but a list of ``ApprovalDecision`` and ``ToolResult``.
+    """
+    answers = list(given or ())
+    for item in answers:
+        if not isinstance(item, (ApprovalDecision, ToolResult)):
+            raise TypeError(
+                "approvals= takes ApprovalDecision (a server tool) and ToolResult (a client "
+                f"tool) objects, not {type(item).__name__}"
+            )
+    return answers
+
+
 def _complete(error: LettaError, messages: Sequence[BaseMessage], call: _Call) -> None:
     """Add what the client knows to an error: the partial answer, the calls still pending."""
     error.partial_message = call.builder.partial()
@@ -796,18 +992,5 @@ async def _achunks(
 
 
 def _result(builder: ChunkBuilder) -> ChatResult:
-    """The answer of a finished call: the builder's merge of its chunks, then the last one.
-
-    Exactly what LangChain's merge of every chunk gives (a test holds it to that
-    on every capture), without merging chunk after chunk, which is quadratic.
-    """
-    last = builder.last_chunk()
-    merged = builder.merged()
-    message = last if merged is None else merged + last
-    aggregate = AIMessage(
-        content=message.content,
-        response_metadata=message.response_metadata,
-        usage_metadata=message.usage_metadata,
-        id=message.id,
-    )
-    return ChatResult(generations=[ChatGeneration(message=finalize_content(aggregate))])
+    """The answer of a finished call, as LangChain's merge of its chunks would give it."""
+    return ChatResult(generations=[ChatGeneration(message=builder.message())])

@@ -5,16 +5,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
-from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig, RunnableLambda, ensure_config
 
-from langchain_letta._convert import answered_by
+from langchain_letta._convert import answered_by, waiting_calls
+from langchain_letta._tools import approval_request, decisions_from
+from langchain_letta._wire.requests import ApprovalDecision
 from langchain_letta.chat_models import ChatLetta
 
 
 def letta_node(
-    model: ChatLetta | None = None, *, name: str | None = None, **model_args: Any
-) -> RunnableLambda[dict[str, Any], dict[str, list[BaseMessage]]]:
+    model: ChatLetta | None = None,
+    *,
+    name: str | None = None,
+    tools: Sequence[Any] = (),
+    **model_args: Any,
+) -> RunnableLambda[dict[str, Any], Any]:
     """A graph node that lets a Letta agent answer the conversation in ``state["messages"]``.
 
     The agent keeps its own memory, so the node sends only what it has not seen:
@@ -27,7 +33,21 @@ def letta_node(
         model: The agent as a chat model; else one is built from ``model_args``
             (``agent_id=...``, ``base_url=...``, ...).
         name: The node's run name (default ``"letta_agent"``).
+        tools: Client tools to offer the agent (as :meth:`ChatLetta.bind_tools`
+            takes them); their calls come back as ``tool_calls`` for a ToolNode,
+            whose ``ToolMessage`` s the node sends on its next turn.
         model_args: ChatLetta's arguments, when ``model`` is not given.
+
+    A server tool gated for approval pauses the graph (LangGraph's ``interrupt``,
+    which needs a checkpointer) with a request shaped like
+    ``HumanInTheLoopMiddleware``'s: ``{"action_requests": [{"id", "name", "args",
+    "description"}, ...], "review_configs": [...]}``. Resume with
+    ``Command(resume={"decisions": [{"type": "approve"} or {"type": "reject",
+    "message": reason}, ...]})`` (one per call, in order), ``True`` / ``False``, or
+    ``ApprovalDecision`` objects. The waiting answer is put in the state first and
+    the node runs again to pause (``Command(goto=<this node>)``), so a resumed or
+    restarted graph never sends the user's message twice; a static edge out of this
+    node also fires at that step, so lead it to ``END`` or use conditional edges.
 
     The agent and the conversation follow :meth:`ChatLetta.target_for`, as for the
     model itself: ``configurable.agent_id`` before the model's ``agent_id``. With
@@ -35,19 +55,31 @@ def letta_node(
     conversation of the agent, so one agent serves many threads at once.
     """
     letta = model or ChatLetta(**model_args)
+    offered: dict[str, Any] = letta.bind_tools(tools).kwargs if tools else {}  # type: ignore[attr-defined]
 
-    def answer(state: dict[str, Any], config: RunnableConfig) -> dict[str, list[BaseMessage]]:
-        agent_id = _agent(letta, config)
-        reply = letta.invoke(_visible(state["messages"], agent_id), config, agent_id=agent_id)
-        return {"messages": [reply]}
-
-    async def aanswer(
-        state: dict[str, Any], config: RunnableConfig
-    ) -> dict[str, list[BaseMessage]]:
+    def answer(state: dict[str, Any], config: RunnableConfig) -> Any:
         agent_id = _agent(letta, config)
         visible = _visible(state["messages"], agent_id)
-        reply = await letta.ainvoke(visible, config, agent_id=agent_id)
-        return {"messages": [reply]}
+        gated = _gated_calls(visible, agent_id)
+        if gated:
+            approvals = _decide(gated, agent_id)
+            reply = letta.invoke(visible, config, agent_id=agent_id, approvals=approvals, **offered)
+        else:
+            reply = letta.invoke(visible, config, agent_id=agent_id, **offered)
+        return _update(reply, agent_id, config)
+
+    async def aanswer(state: dict[str, Any], config: RunnableConfig) -> Any:
+        agent_id = _agent(letta, config)
+        visible = _visible(state["messages"], agent_id)
+        gated = _gated_calls(visible, agent_id)
+        if gated:
+            approvals = _decide(gated, agent_id)
+            reply = await letta.ainvoke(
+                visible, config, agent_id=agent_id, approvals=approvals, **offered
+            )
+        else:
+            reply = await letta.ainvoke(visible, config, agent_id=agent_id, **offered)
+        return _update(reply, agent_id, config)
 
     return RunnableLambda(answer, afunc=aanswer, name=name or "letta_agent")
 
@@ -57,10 +89,70 @@ def _agent(model: ChatLetta, config: RunnableConfig) -> str | None:
 
 
 def _visible(messages: Sequence[BaseMessage], agent_id: str | None) -> list[BaseMessage]:
-    """What the agent may be sent: people's messages and its own earlier answers."""
+    """What the agent may be sent: people's messages, its own answers and their tool results.
+
+    Answers of other agents, and tool results for their calls, are left out: each
+    Letta agent has its own memory.
+    """
+    own = [
+        message
+        for message in messages
+        if isinstance(message, AIMessage)
+        and agent_id is not None
+        and answered_by(message, agent_id)
+    ]
+    calls = {call["id"] for message in own for call in message.tool_calls}
     return [
         message
         for message in messages
         if isinstance(message, (HumanMessage, SystemMessage))
-        or (agent_id is not None and answered_by(message, agent_id))
+        or any(message is answer for answer in own)
+        or (isinstance(message, ToolMessage) and message.tool_call_id in calls)
     ]
+
+
+def _gated_calls(visible: Sequence[BaseMessage], agent_id: str | None) -> list[dict[str, Any]]:
+    """The server tool calls the agent's last answer waits to have approved, if it is their turn.
+
+    Their turn comes once the client tool calls of that answer, if any, have their
+    ``ToolMessage`` s (ToolNode ran them), and before anything else is said.
+    """
+    if (
+        agent_id is None
+        or not visible
+        or not any(answered_by(message, agent_id) for message in visible)
+    ):
+        return []
+    position = max(i for i, message in enumerate(visible) if answered_by(message, agent_id))
+    after = visible[position + 1 :]
+    if any(not isinstance(message, ToolMessage) for message in after):
+        return []
+    answered = {message.tool_call_id for message in after if isinstance(message, ToolMessage)}
+    waiting = waiting_calls(visible[position])
+    gated = [call for call in waiting if call.get("type") == "server_tool_call"]
+    client = [call for call in waiting if call.get("type") == "tool_call"]
+    if not gated or any(call["id"] not in answered for call in client):
+        return []
+    return gated
+
+
+def _decide(gated: list[dict[str, Any]], agent_id: str | None) -> list[ApprovalDecision]:
+    """Pause the graph for a person's decisions on ``gated`` calls (LangGraph's ``interrupt``)."""
+    from langgraph.types import interrupt  # LangGraph is needed only by graphs
+
+    return decisions_from(interrupt(approval_request(gated, agent_id or "")), gated)
+
+
+def _update(reply: BaseMessage, agent_id: str | None, config: RunnableConfig) -> Any:
+    """The node's update: the reply, and back to this node while it waits for an approval.
+
+    A reply that waits for approval of server tools goes into the state first, then
+    the node runs again (``Command(goto=...)``) and pauses there: the pause comes
+    after the reply is checkpointed, so resuming never sends the message again.
+    """
+    node = ensure_config(config).get("metadata", {}).get("langgraph_node")
+    if node and agent_id and _gated_calls([reply], agent_id):
+        from langgraph.types import Command
+
+        return Command(update={"messages": [reply]}, goto=node)
+    return {"messages": [reply]}

@@ -700,8 +700,3 @@ def test_a_model_override_is_sent_only_where_the_server_applies_it(
             with pytest.raises(LettaUnsupportedFeatureError, match="model="):
                 model.invoke("hi")
             assert server.stream_requests == []
-
-
-def test_bind_tools_says_why_it_is_not_there_yet() -> None:
-    with pytest.raises(NotImplementedError, match="client tools"):
-        ChatLetta(agent_id=AGENT).bind_tools([])

@@ -63,6 +63,13 @@ EXPECTED = {
         f"│ {HELLO}",
         "threads   │ 2 conversations; alice kept hers: True",
     ],
+    "tool_loops.py": [
+        "tool call │ get_weather {'city': 'Paris'} (call_fake000072)",
+        "we ran it │ Sunny, 21 degrees in Paris",
+        "waiting   │ memory_insert {'label': 'human', 'new_string': 'The user likes tea.'}",
+        "result    │ error: Error: request to call tool denied. User reason: Not now, thanks.",
+        f"assistant │ {HELLO}",
+    ],
     "resume.py": [
         "after seq_id 4",
         "after seq_id 10",

@@ -20,8 +20,9 @@ class TestChatLettaUnit(ChatModelUnitTests):
         return {"agent_id": "agent-47c2ea9a-30ee-4910-923a-393bbc26a7d7"}
 
     @property
-    def has_tool_calling(self) -> bool:
-        # bind_tools exists only to say that client tools are not supported yet.
+    def has_tool_choice(self) -> bool:
+        # Letta cannot force a tool call per request: bind_tools refuses "any" and a
+        # tool's name (tests/unit/test_tools.py), unless lenient_tool_choice is set.
         return False
 
     @property
