@@ -16,6 +16,7 @@ from langchain_core.messages import (
     BaseMessage,
     HumanMessage,
     SystemMessage,
+    ToolMessage,
     convert_to_messages,
 )
 from langchain_core.messages.ai import InputTokenDetails, OutputTokenDetails, UsageMetadata
@@ -123,9 +124,13 @@ def select_new_messages(
 ) -> list[BaseMessage]:
     """The messages to send to a stateful agent that already remembers the conversation.
 
-    ``"new"``: everything after this agent's last answer in this conversation (its
-    own thread when ``conversation_id`` is ``None``), or, with no such answer or
-    in a ``fresh`` conversation, the trailing run of human and system messages.
+    ``"new"``: the human and system messages after this agent's last answer in this
+    conversation (its own thread when ``conversation_id`` is ``None``), with the
+    ``ToolMessage`` s answering that answer's tool calls; with no such answer, or in
+    a ``fresh`` conversation, the trailing run of human and system messages. What
+    other models said, and their tool calls and results, is not forwarded: each
+    Letta agent has its own memory, and a tool call it never made is not its to
+    answer (a history ending in such an exchange sends the question before it).
     ``"last"``: the last message only. ``"all"``: every message (to seed a fresh
     agent).
     """
@@ -134,12 +139,34 @@ def select_new_messages(
     if policy == "last":
         return list(messages[-1:])
     position = last_answer(messages, agent_id, conversation_id, fresh=fresh)
-    if position is not None:
-        return list(messages[position + 1 :])
-    start = len(messages)
-    while start > 0 and isinstance(messages[start - 1], (HumanMessage, SystemMessage)):
-        start -= 1
-    return list(messages[start:])
+    if position is None:
+        start = len(messages)
+        while start > 0 and _before_the_agent(messages[start - 1]):
+            start -= 1
+        calls: set[str | None] = set()
+    else:
+        start = position + 1
+        answer = messages[position]
+        calls = (
+            {call["id"] for call in answer.tool_calls} if isinstance(answer, AIMessage) else set()
+        )
+    return [
+        message
+        for message in messages[start:]
+        if isinstance(message, (HumanMessage, SystemMessage))
+        or (isinstance(message, ToolMessage) and message.tool_call_id in calls)
+    ]
+
+
+def _before_the_agent(message: BaseMessage) -> bool:
+    """Whether ``message`` belongs to the input of an agent that has not answered yet.
+
+    People's messages do, and so does a tool exchange of another model (its calls
+    and their results), which is skipped; another model's plain answer ends the run.
+    """
+    return isinstance(message, (HumanMessage, SystemMessage, ToolMessage)) or (
+        isinstance(message, AIMessage) and bool(message.tool_calls)
+    )
 
 
 def pending_approval_calls(

@@ -6,7 +6,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
 
 from langchain_letta import ChatLetta
 from langchain_letta.errors import (
@@ -370,12 +376,22 @@ def test_history_policy_decides_what_is_sent(policy: str, messages: Any, sent: l
     assert [m["content"] for m in body["messages"]] == sent
 
 
-def test_new_policy_refuses_to_send_a_foreign_ai_message_after_our_answer() -> None:
-    with _server("0.16.8/letta_v1_agent/01-stream-steps.sse") as server:
-        model = ChatLetta(agent_id=AGENT, base_url=server.base_url)
-        with pytest.raises(ValueError, match="cannot send a AIMessage"):
-            model.invoke(_history())
-    assert server.stream_requests == []
+def test_new_policy_never_forwards_what_another_model_said_or_ran() -> None:
+    exchange = [
+        AIMessage("", tool_calls=[{"name": "add", "args": {"a": 1}, "id": "theirs"}]),
+        ToolMessage("3", tool_call_id="theirs"),
+    ]
+    sent = []
+    for history in (
+        [*_history(), *exchange, HumanMessage("three")],
+        [HumanMessage("What is 1 + 2"), *exchange],  # no answer of ours at all
+    ):
+        with _server("0.16.8/letta_v1_agent/01-stream-steps.sse") as server:
+            ChatLetta(agent_id=AGENT, base_url=server.base_url).invoke(history)
+        sent.append(server.stream_requests[0].json()["messages"])
+    first, second = sent
+    assert [m["content"] for m in first] == ["one", "note", "two", "three"]
+    assert [m["content"] for m in second] == ["What is 1 + 2"]
 
 
 def test_only_messages_after_this_agents_answer_are_sent() -> None:
