@@ -11,14 +11,37 @@ answers what a Letta server asks of its LLM provider:
   - the last message contains ``trigger-llm-error``: HTTP 500 (a provider outage);
   - a named function is forced by ``tool_choice``: that function;
   - the last message is a tool result or a heartbeat: the final answer;
-  - the user says "remember": a memory tool (``core_memory_append`` and the like);
-  - the user says "search": ``conversation_search`` for "hello";
   - the user writes ``call:<tool>`` (optionally followed by JSON arguments,
     ``call:get_weather{"city":"Paris"}``): that tool, if the request offers it
     (client tools, approval-gated tools, any server tool). Several markers make
     several calls in one turn, unless the request says
     ``"parallel_tool_calls": false`` (then the first, as OpenAI would);
+  - the request offers tools that are not Letta's own (Letta's own are listed
+    in ``LETTA_TOOLS``; the others are the client tools a caller sends, or a
+    user's server tools). Prompts written for any chat model (langchain-tests'
+    suite has no ``call:`` markers) must still make a call, so:
+
+    * the user writes ``name(args)`` for such a tool
+      (``"What is the value of magic_function(3)? Use the tool."``): that
+      call, its comma-separated values (JSON literals where they parse, else
+      strings) given to the schema's properties in order (``{"input": 3}``;
+      ``magic_function_no_args()`` gives ``{}``); properties left without a
+      value are made as below. Several such calls in the text are several
+      calls in one turn, as with ``call:``;
+    * else, when exactly one such tool is offered: a call of it, every
+      property (required or not) made from the user's text by its schema
+      (:func:`from_text`): numbers the first number in the text, integers
+      the first whole one (else 0), booleans true, strings the last capitalised word that is not
+      the text's first word (else the whole text), enums their first value,
+      arrays ``[]``, objects ``{}``. "Using the tool, generate a Pirate
+      greeting." gives ``{"answer_style": "Pirate"}``, "What is the weather
+      in SF?" gives ``{"location": "SF"}``;
+  - the user says "remember": a memory tool (``core_memory_append`` and the like);
+  - the user says "search": ``conversation_search`` for "hello";
   - otherwise: the final answer.
+
+  The user's text is read inside Letta's packing
+  (``{"type": "user_message", "message": ...}``) where Letta packs it.
 
   Pacing, read from the latest user message (so it also holds for the calls after
   a tool result): ``delay:<s>`` waits that long before answering (at most 30 s),
@@ -26,11 +49,14 @@ answers what a Letta server asks of its LLM provider:
   most 5 s), to cut a stream while its run still goes on.
 
   The final answer is ``send_message(message="Hello from the fake model")`` where
-  the agent has ``send_message``, else plain assistant text. Tool arguments get
-  ``inner_thoughts`` / ``thinking`` where Letta put them in the schema, and
-  ``request_heartbeat`` (true except for ``send_message``), so a memory edit
-  takes two steps. Every connection is closed after one answer (keep-alive made
-  some Letta releases stall).
+  the agent has ``send_message``, else plain assistant text. After the result of
+  a tool that is not Letta's own, it quotes the result, so that a test can see
+  the result reached the model: ``Hello from the fake model (tool said: <the
+  result's first 60 characters>)`` (Letta's ``{"message": ...}`` packing taken
+  off). Tool arguments get ``inner_thoughts`` / ``thinking`` where Letta put
+  them in the schema, and ``request_heartbeat`` (true except for
+  ``send_message``), so a memory edit takes two steps. Every connection is
+  closed after one answer (keep-alive made some Letta releases stall).
 """
 
 from __future__ import annotations
@@ -59,6 +85,46 @@ MEMORY_TOOLS = (
     "memory_replace",
     "core_memory_replace",
 )
+# Letta's own tools, every release from 0.6.14 to 0.16.8 (the lists in
+# letta/constants.py: base, memory tools of each generation, sleeptime, voice,
+# multi-agent, built-in and file tools). The rules for the tools a caller brings
+# (client tools, a user's server tools) leave these alone, so that an agent's
+# memory tools never count as "the one tool offered".
+LETTA_TOOLS = frozenset(
+    {
+        "send_message",
+        "conversation_search",
+        "conversation_search_date",
+        "archival_memory_insert",
+        "archival_memory_search",
+        "core_memory_append",
+        "core_memory_replace",
+        "memory",
+        "memory_apply_patch",
+        "memory_insert",
+        "memory_replace",
+        "memory_rethink",
+        "memory_finish_edits",
+        "rethink_memory",
+        "finish_rethinking_memory",
+        "rethink_user_memory",
+        "store_memories",
+        "search_memory",
+        "send_message_to_agent_and_wait_for_reply",
+        "send_message_to_agent_async",
+        "send_message_to_agents_matching_tags",
+        "run_code",
+        "run_code_with_tools",
+        "web_search",
+        "fetch_webpage",
+        "open_files",
+        "grep_files",
+        "semantic_search_files",
+    }
+)
+# Properties Letta adds to a tool's schema for its own loop, not the tool's.
+INJECTED = ("inner_thoughts", "thinking", "request_heartbeat")
+QUOTE_LIMIT = 60
 ARGUMENT_DEFAULTS: dict[str, Any] = {
     "label": "human",
     "content": "The user likes tea.",
@@ -87,6 +153,10 @@ TYPE_DEFAULTS: dict[str, Any] = {
 }
 # Pieces shaped like GPT tokens, so that token streams look like real ones.
 CALL = re.compile(r"call:([A-Za-z_][A-Za-z0-9_\-]*)")
+# name(args) as a user writes a call in prose: "the value of magic_function(3)"
+NAMED_CALL = re.compile(r"(?<![A-Za-z0-9_:])([A-Za-z_][A-Za-z0-9_]*)\(([^()]*)\)")
+NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+WORD = re.compile(r"[A-Za-z][A-Za-z0-9_'\-]*")
 TOKEN = re.compile(r"'s|'t|'re|'ve|'m|'ll|'d| ?[A-Za-z_]+| ?[0-9]{1,3}| ?[^\sA-Za-z0-9_]+|\s+")
 
 Call = tuple[str, dict[str, Any]]  # a tool's name and its arguments
@@ -175,6 +245,147 @@ def requested_calls(text: str, tools: dict[str, dict[str, Any]]) -> list[Call]:
     return calls
 
 
+def unpacked(text: str) -> str:
+    """``text`` without Letta's JSON packing, else as it is.
+
+    Letta packs user messages (``{"type": "user_message", "message": ...}``) and
+    tool results (``{"status": ..., "message": ...}``); the rules read the words.
+    """
+    if text.lstrip().startswith("{"):
+        with contextlib.suppress(ValueError):
+            packed = json.loads(text)
+            if isinstance(packed, dict) and isinstance(packed.get("message"), str):
+                return packed["message"]
+    return text
+
+
+def caller_tools(tools: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The offered tools that are not Letta's own (client tools, a user's tools)."""
+    return {name: schema for name, schema in tools.items() if name not in LETTA_TOOLS}
+
+
+def kind_of(spec: dict[str, Any]) -> str | None:
+    """A property's JSON type, the first that is not null (``type`` lists, ``anyOf``)."""
+    kind = spec.get("type")
+    if isinstance(kind, list):
+        return next((k for k in kind if k != "null"), None)
+    if isinstance(kind, str):
+        return kind
+    for branch in spec.get("anyOf") or spec.get("oneOf") or []:
+        if isinstance(branch, dict) and kind_of(branch) not in (None, "null"):
+            return kind_of(branch)
+    return None
+
+
+def from_text(spec: dict[str, Any], text: str) -> Any:
+    """A value for a property of JSON schema ``spec``, read from the user's ``text``.
+
+    Deterministic and crude, but enough for prompts written for real models:
+    numbers come from the first number in the text (integers from the first
+    whole one), strings from its last
+    capitalised word that is not its first word ("generate a Pirate greeting",
+    "the weather in SF"), since such a word is usually the subject.
+    """
+    if spec.get("enum"):
+        return spec["enum"][0]
+    kind = kind_of(spec)
+    if kind in ("integer", "number"):
+        numbers = NUMBER.findall(text)
+        if kind == "integer":  # the first whole number: "2.5 and 4" gives 4
+            numbers = [value for value in numbers if "." not in value]
+        if not numbers:
+            return 0
+        return float(numbers[0]) if "." in numbers[0] else int(numbers[0])
+    if kind == "boolean":
+        return True
+    if kind == "array":
+        return []
+    if kind == "object":
+        return {}
+    words = WORD.findall(text)
+    capitalised = [word for word in words[1:] if word[0].isupper()]
+    return capitalised[-1] if capitalised else text
+
+
+def literal(piece: str) -> Any:
+    """One positional value of ``name(args)``: a JSON literal where it parses, else text."""
+    piece = piece.strip()
+    try:
+        return json.loads(piece)
+    except ValueError:
+        return piece.strip("'\"")
+
+
+def positional(inner: str) -> list[Any]:
+    """The values between the parentheses of ``name(args)``, in order."""
+    if not inner.strip():
+        return []
+    try:
+        values = json.loads(f"[{inner}]")
+    except ValueError:
+        return [literal(piece) for piece in inner.split(",")]
+    return values if isinstance(values, list) else [values]
+
+
+def schema_call(name: str, schema: dict[str, Any], text: str, given: list[Any] | None) -> Call:
+    """A call of a caller's tool, its arguments from ``given`` and the user's ``text``.
+
+    ``given`` (the values of ``name(args)``, ``None`` when the text names no
+    call) go to the properties in order; the properties they do not reach are
+    made from the text (:func:`from_text`), all of them without ``given``, only
+    the required ones with it, so that ``magic_function_no_args()`` stays ``{}``.
+    The properties Letta adds for its own loop get what :func:`arguments` gives.
+    """
+    properties = {
+        key: spec for key, spec in (schema.get("properties") or {}).items() if key not in INJECTED
+    }
+    required = set(schema.get("required") or [])
+    args: dict[str, Any] = dict(zip(properties, given or [], strict=False))
+    for key, spec in properties.items():
+        if key not in args and (given is None or key in required):
+            args[key] = from_text(spec if isinstance(spec, dict) else {}, text)
+    injected = {key: value for key, value in arguments(name, schema, {}).items() if key in INJECTED}
+    return name, {**injected, **args}
+
+
+def caller_calls(text: str, tools: dict[str, dict[str, Any]]) -> list[Call]:
+    """The calls a prompt without ``call:`` markers asks of the caller's tools.
+
+    ``name(args)`` for each caller's tool the text names (in the text's order),
+    else a call of the one caller's tool when exactly one is offered, else none.
+    """
+    offered = caller_tools(tools)
+    calls = [
+        schema_call(match.group(1), offered[match.group(1)], text, positional(match.group(2)))
+        for match in NAMED_CALL.finditer(text)
+        if match.group(1) in offered
+    ]
+    if not calls and len(offered) == 1:
+        ((name, schema),) = offered.items()
+        calls = [schema_call(name, schema, text, None)]
+    return calls
+
+
+def tool_result_quote(messages: list[dict[str, Any]]) -> str | None:
+    """The start of the last message's text when it is the result of a caller's tool.
+
+    The tool's name is that of the assistant's call with the result's
+    ``tool_call_id`` (or the result's own ``name``); Letta's own tools give None,
+    so their turns keep the plain final answer.
+    """
+    last = messages[-1] if messages else {}
+    if last.get("role") not in ("tool", "function"):
+        return None
+    name = last.get("name")
+    for message in reversed(messages[:-1]):
+        for call in message.get("tool_calls") or []:
+            if call.get("id") == last.get("tool_call_id"):
+                name = (call.get("function") or {}).get("name") or name
+    if not name or name in LETTA_TOOLS:
+        return None
+    return unpacked(text_of(last.get("content")))[:QUOTE_LIMIT]
+
+
 def last_user_text(request: dict[str, Any]) -> str:
     """The latest user message's text (pacing markers live there)."""
     for message in reversed(request.get("messages") or []):
@@ -196,7 +407,7 @@ def decide(request: dict[str, Any]) -> list[Call] | str:
 
 
 def decide_one(request: dict[str, Any]) -> list[Call] | Call | str:
-    """The answer as one call, several calls (``call:`` markers) or a text."""
+    """The answer as one call, several calls (``call:`` markers, ``name(args)``) or a text."""
     tools = offered_tools(request)
     messages = request.get("messages") or []
     last = messages[-1] if messages else {}
@@ -208,18 +419,26 @@ def decide_one(request: dict[str, Any]) -> list[Call] | Call | str:
         else None
     )
 
+    quote = tool_result_quote(messages)
+    text = FINAL_TEXT if quote is None else f"{FINAL_TEXT} (tool said: {quote})"
+    user_text = unpacked(last_text) if last.get("role") == "user" else ""
+
     def final() -> Call | str:
         if "send_message" in tools:
-            return "send_message", arguments("send_message", tools["send_message"], {})
+            return "send_message", arguments(
+                "send_message", tools["send_message"], {"message": text}
+            )
         if choice == "required" and tools:
             name = next(iter(tools))
             return name, arguments(name, tools[name], {})
-        return FINAL_TEXT
+        return text
 
     if forced in tools:
-        return (
-            final() if forced == "send_message" else (forced, arguments(forced, tools[forced], {}))
-        )
+        if forced == "send_message":
+            return final()
+        if forced in caller_tools(tools):
+            return schema_call(forced, tools[forced], user_text, None)
+        return forced, arguments(forced, tools[forced], {})
     if not tools:
         return FINAL_TEXT  # summaries, titles
     after_tool = last.get("role") in ("tool", "function") or "heartbeat" in last_text.lower()[:200]
@@ -229,6 +448,9 @@ def decide_one(request: dict[str, Any]) -> list[Call] | Call | str:
         return final()
     if last.get("role") == "user":
         calls = requested_calls(last_text, tools)
+        if calls:
+            return calls[:1] if request.get("parallel_tool_calls") is False else calls
+        calls = caller_calls(user_text, tools)
         if calls:
             return calls[:1] if request.get("parallel_tool_calls") is False else calls
     lowered = last_text.lower()
