@@ -6,6 +6,7 @@ Nothing here touches the network, so every rule can be tested on its own.
 from __future__ import annotations
 
 import io
+import json
 import re
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any, Literal, TypeGuard
@@ -749,6 +750,26 @@ def _answer(
             usage_metadata=usage,
             id=message_id,
         )
+    )
+
+
+def as_chunk(message: AIMessage) -> AIMessageChunk:
+    """A whole answer as one closing chunk: what a stream of it would add up to.
+
+    Tool calls become ``tool_call_chunks`` with their arguments as JSON, which
+    LangChain's streaming tool parsers read.
+    """
+    calls = [
+        tool_call_chunk(name=call["name"], args=json.dumps(call["args"]), id=call["id"], index=i)
+        for i, call in enumerate(message.tool_calls)
+    ]
+    return AIMessageChunk(
+        content=message.content,
+        tool_call_chunks=calls,
+        response_metadata=message.response_metadata,
+        usage_metadata=message.usage_metadata,
+        id=message.id,
+        chunk_position="last",
     )
 
 

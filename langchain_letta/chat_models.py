@@ -49,11 +49,13 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic_core import from_json
 from tenacity import RetryCallState
 
 from langchain_letta._convert import (
     ChunkBuilder,
     HistoryPolicy,
+    as_chunk,
     conversation_in_history,
     input_messages,
     last_answer,
@@ -78,7 +80,7 @@ from langchain_letta._wire.client import DEFAULT_TOTAL_TIMEOUT
 from langchain_letta._wire.requests import VERSIONED_FIELDS, ApprovalDecision, ToolResult
 from langchain_letta._wire.retry import DEFAULT_RETRY_TIMEOUT
 from langchain_letta.errors import LettaError, LettaPendingApprovalError, StreamProgress
-from langchain_letta.events import LettaEvent
+from langchain_letta.events import LettaEvent, ToolCall
 
 DEFAULT_MODEL_NAME = "letta-agent"
 
@@ -154,6 +156,13 @@ class ChatLetta(BaseChatModel):
     """Give each LangGraph thread (``configurable.thread_id``) its own conversation of
     the agent, created on first use and remembered, so that one agent serves many
     threads in parallel without their turns mixing."""
+    conversation_per_call: bool = False
+    """Start a new conversation of the agent (Letta 0.16.2+) for each call that does not
+    continue one: a call whose history holds an answer of the agent goes on in that
+    answer's conversation (a tool loop, a follow-up), any other gets a fresh one. The
+    agent then serves independent requests as a stateless model would (its memory
+    blocks still shared), e.g. a batch or an evaluation; the server keeps every
+    conversation made. A LangGraph thread with ``conversation_per_thread`` keeps its own."""
     base_url: str | None = Field(default_factory=from_env("LETTA_BASE_URL", default=None))
     """Server URL; ``LETTA_BASE_URL``, else ``http://localhost:8283``."""
     api_key: SecretStr | None = Field(
@@ -423,6 +432,55 @@ class ChatLetta(BaseChatModel):
         with_fallback = parsed.with_fallbacks([unparsed], exception_key="parsing_error")
         return RunnableMap(raw=answered) | with_fallback
 
+    def pending_approvals(
+        self,
+        config: RunnableConfig | None = None,
+        *,
+        agent_id: str | None = None,
+        conversation_id: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The calls the agent's thread (or conversation) waits for, read from the server.
+
+        For a thread left waiting when the history that asked is gone (a restart,
+        another process): answer each call by its ``id`` on the next call,
+        ``approvals=[ApprovalDecision(...)]`` for a server tool and
+        ``ToolResult(...)`` for a client tool, so the agent is never stuck.
+        The target follows :meth:`target_for`.
+
+        Returns:
+            ``{"id", "name", "args"}`` per call (``args`` parsed from JSON where it parses).
+
+        Raises:
+            ValueError: No agent.
+            LettaUnsupportedFeatureError: The server has no approvals (before 0.13).
+        """
+        agent, conversation = self._waiting_target(config, agent_id, conversation_id)
+        client = self._clients.sync(self._client_options)
+        return [_call_dict(call) for call in client.pending_approval(agent, conversation)]
+
+    async def apending_approvals(
+        self,
+        config: RunnableConfig | None = None,
+        *,
+        agent_id: str | None = None,
+        conversation_id: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Async :meth:`pending_approvals`."""
+        agent, conversation = self._waiting_target(config, agent_id, conversation_id)
+        client = self._clients.async_(self._client_options)
+        return [_call_dict(call) for call in await client.pending_approval(agent, conversation)]
+
+    def _waiting_target(
+        self, config: RunnableConfig | None, agent_id: str | None, conversation_id: str | None
+    ) -> tuple[str, str | None]:
+        target = self.target_for(config, agent_id=agent_id, conversation_id=conversation_id)
+        if not target.agent_id:
+            raise ValueError("ChatLetta needs an agent: ChatLetta(agent_id=...) or agent_id=...")
+        conversation = target.conversation_id
+        if conversation is None and target.thread_id is not None:
+            conversation = self._thread_conversations.get((target.agent_id, target.thread_id))
+        return target.agent_id, conversation
+
     def target_for(
         self,
         config: RunnableConfig | None = None,
@@ -627,11 +685,15 @@ class ChatLetta(BaseChatModel):
             if conversation_id is not None:
                 self._thread_conversations.setdefault(thread_key, conversation_id)
                 thread_key = None
+        elif conversation_id is None and self.conversation_per_call:
+            conversation_id = conversation_in_history(messages, agent_id)
         if conversation_id is not None:
             validate_conversation_id(conversation_id)
         model = kwargs.get("model") or self.model
         resume_from = kwargs.get("resume_from")
-        fresh = thread_key is not None
+        fresh = thread_key is not None or (
+            conversation_id is None and self.conversation_per_call and resume_from is None
+        )
         selected = select_new_messages(
             messages, agent_id, self.history, conversation_id, fresh=fresh
         )
@@ -659,7 +721,9 @@ class ChatLetta(BaseChatModel):
             client_tools=[tool.name for tool in tools or ()],
         )
         total_timeout = kwargs.get("total_timeout")
-        return _Call(self, agent_id, request, builder, thread_key, resume_from, total_timeout)
+        return _Call(
+            self, agent_id, request, builder, (thread_key, fresh), resume_from, total_timeout
+        )
 
     def _client_options(self) -> dict[str, Any]:
         return {
@@ -725,6 +789,18 @@ class _AnsweredTurn(RunnableSerializable[LanguageModelInput, AIMessage]):
         if results:
             self.model.invoke([*messages, reply, *results], _untraced(config), **options)
         return reply
+
+    def stream(
+        self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[AIMessage]:
+        """The answer as one chunk, which a tool parser downstream reads as it streams."""
+        yield as_chunk(self.invoke(input, config, **kwargs))
+
+    async def astream(
+        self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[AIMessage]:
+        """Async :meth:`stream`."""
+        yield as_chunk(await self.ainvoke(input, config, **kwargs))
 
     async def ainvoke(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
@@ -820,7 +896,7 @@ class _Call:
         agent_id: str,
         request: StreamRequest,
         builder: ChunkBuilder,
-        thread_key: tuple[str, str] | None,
+        new_conversation: tuple[tuple[str, str] | None, bool],
         resume_from: StreamProgress | None,
         total_timeout: float | None,
     ) -> None:
@@ -829,26 +905,25 @@ class _Call:
         self.agent_id = agent_id
         self.request = request
         self.builder = builder
-        self._thread_key = thread_key
+        self._thread_key, self._fresh = new_conversation
         self._resume_from = resume_from
         self.notices = _Notices()
 
     @property
     def needs_conversation(self) -> bool:
-        """Whether the LangGraph thread has no conversation yet (create one first)."""
-        return self._thread_key is not None
+        """Whether the call starts a conversation (its thread's, or its own): create one first."""
+        return self._fresh
 
     def use_conversation(self, created: str) -> None:
-        """Talk in the conversation just created for the thread, and remember it.
+        """Talk in the conversation just created, and remember it for the thread.
 
         If another call of the same thread created one meanwhile, the first one
         remembered wins, so that the thread's turns never split across two.
         """
-        if self._thread_key is None:  # pragma: no cover - guarded by needs_conversation
-            return
-        conversations = self._model._thread_conversations
-        self.builder.conversation_id = conversations.setdefault(self._thread_key, created)
-        self._thread_key = None
+        if self._thread_key is not None:
+            created = self._model._thread_conversations.setdefault(self._thread_key, created)
+        self.builder.conversation_id = created
+        self._fresh = False
 
     @overload
     def open(self, client: LettaClient) -> EventStream: ...
@@ -910,6 +985,15 @@ class _Notices:
                 await run_manager.on_retry(state)
             if observers:
                 await observers.on_custom_event(name, data, run_id=observers.parent_run_id)
+
+
+def _call_dict(call: ToolCall) -> dict[str, Any]:
+    """A waiting call as the caller answers it: its id, the tool's name, the arguments."""
+    try:  # from_json: a hostile depth is a ValueError, not a RecursionError
+        args = from_json(call.arguments or "{}")
+    except ValueError:
+        args = call.arguments
+    return {"id": call.tool_call_id, "name": call.name, "args": args}
 
 
 def _approvals(given: Any) -> list[ApprovalDecision | ToolResult]:

@@ -219,10 +219,12 @@ class LettaPendingApprovalError(LettaConflictError):
         pending_request_id: The Letta message id of the approval request, where
             the server names it (the 409 whose ``detail`` is an object with
             ``code: "PENDING_APPROVAL"``).
-        pending_tool_calls: The calls waiting for a decision (``server_tool_call``
-            blocks: ``id``, ``name``, ``args``). No Letta release names them in
-            the refusal; ``ChatLetta`` fills them from the agent's last answer in
-            the history it was given, where that answer is there.
+        pending_tool_calls: The calls waiting for a decision or a result
+            (``server_tool_call`` blocks and ``tool_calls``: ``id``, ``name``,
+            ``args``). No Letta release names them in the refusal; ``ChatLetta``
+            fills them from the agent's last answer in the history it was given,
+            where that answer is there, and ``ChatLetta.pending_approvals()``
+            reads them from the server in any case.
     """
 
     is_retryable = False

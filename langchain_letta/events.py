@@ -543,3 +543,32 @@ def parse_event(data: str | bytes) -> LettaEvent:
         if not isinstance(payload, dict):
             raise ValueError("an SSE data payload must be a JSON object") from None
         raise
+
+
+def unanswered_calls(history: list[Any]) -> list[ToolCall]:
+    """The calls of a message history (as Letta lists it) that still wait for an answer.
+
+    An approval request's calls wait until an approval response names them, or a
+    tool return does (a tool the server ran, or a client's result): order does not
+    matter, so the listing's sort order cannot mislead.
+
+    Args:
+        history: The JSON list ``GET .../messages`` returned; items that are not
+            known Letta messages are skipped.
+    """
+    asked: list[ToolCall] = []
+    answered: set[str] = set()
+    for item in history:
+        try:
+            message = _EVENT_ADAPTER.validate_python(item)
+        except ValidationError:
+            continue
+        if isinstance(message, ApprovalRequestMessage):
+            asked += message.calls
+        elif isinstance(message, ApprovalResponseMessage):
+            answered.update(a.tool_call_id for a in message.approvals or () if a.tool_call_id)
+            if message.approval_request_id:
+                answered.add(message.approval_request_id)
+        elif isinstance(message, ToolReturnMessage):
+            answered.update(r.tool_call_id for r in message.returns if r.tool_call_id)
+    return [call for call in asked if call.tool_call_id not in answered]

@@ -46,7 +46,9 @@ from langchain_tests.integration_tests.chat_models import (
     _get_joke_class,
     magic_function,
     magic_function_no_args,
+    unicode_customer,
 )
+from pydantic import BaseModel, Field
 
 from scripts.capture016 import Recorder, approval_ids, frames
 from scripts.letta_lab import create_agent
@@ -57,14 +59,38 @@ NO_ARGS_QUERY = "What is the value of magic_function_no_args()? Use the tool."
 GREETING_QUERY = "Using the tool, generate a Pirate greeting."
 WEATHER_QUERY = "What is the weather in San Francisco, CA?"
 JOKE_QUERY = "Tell me a joke about cats."
+CHINESE_QUERY = "Create a customer named '你好啊集团' (Hello Group) - a Chinese technology company"
+JAPANESE_QUERY = (
+    "Create a customer named 'こんにちは株式会社' (Hello Corporation) - a Japanese company"
+)
+ADDER_QUERY = "What is 1 + 2"  # the question of the suite's tool-history tests
+SETUP_QUERY = "Give me the setup to a joke about cats, no punchline."
+PUNCHLINE_QUERY = "Give me a joke about cats, include the punchline."
 # Not the suite's: one turn naming both magic functions, for two calls at once.
 BOTH_QUERY = "What is magic_function(3) plus magic_function_no_args()? Use the tools."
 
 
+# The suite's fixtures and test-local tools, as its tests define them.
 @tool
 def get_weather(location: str) -> str:
     """Get the weather at a location."""
     return "It's sunny."
+
+
+@tool
+def my_adder_tool(a: int, b: int) -> int:
+    """Tool that adds two integers.
+
+    Takes two integers, a and b, and returns their sum.
+    """
+    return a + b
+
+
+class Joke(BaseModel):
+    """Joke to tell user."""
+
+    setup: str = Field(description="question to set up a joke")
+    punchline: str | None = Field(default=None, description="answer to resolve the joke")
 
 
 def greeting_tool() -> BaseTool:
@@ -158,6 +184,7 @@ def scenarios() -> list[Scenario]:
     magic, no_args = client_tool(magic_function), client_tool(magic_function_no_args)
     weather = client_tool(get_weather)
     joke, _ = _get_joke_class("pydantic")
+    joke_dict, _ = _get_joke_class("typeddict")
     cases = [
         Scenario("magic-function", MAGIC_QUERY, [magic], [("magic_function", {"input": 3})], "5"),
         Scenario(
@@ -210,6 +237,53 @@ def scenarios() -> list[Scenario]:
             [("magic_function", {"input": 3})],
             "5",
             tokens=False,
+        ),
+        Scenario(
+            "structured-output-jokedict",
+            JOKE_QUERY,
+            [client_tool(joke_dict)],
+            [("JokeDict", {"setup": JOKE_QUERY, "punchline": JOKE_QUERY})],
+            "Received.",
+        ),
+        Scenario(
+            "unicode-customer-chinese",
+            CHINESE_QUERY,
+            [client_tool(unicode_customer)],
+            [("unicode_customer", {"customer_name": "你好啊集团", "description": "你好啊集团"})],
+            "Created.",
+        ),
+        Scenario(
+            "unicode-customer-japanese",
+            JAPANESE_QUERY,
+            [client_tool(unicode_customer)],
+            [
+                (
+                    "unicode_customer",
+                    {"customer_name": "こんにちは株式会社", "description": "こんにちは株式会社"},
+                )
+            ],
+            "Created.",
+        ),
+        Scenario(
+            "structured-output-optional-setup",
+            SETUP_QUERY,
+            [client_tool(Joke)],
+            [("Joke", {"setup": SETUP_QUERY, "punchline": SETUP_QUERY})],
+            "Received.",
+        ),
+        Scenario(
+            "structured-output-optional-punchline",
+            PUNCHLINE_QUERY,
+            [client_tool(Joke)],
+            [("Joke", {"setup": PUNCHLINE_QUERY, "punchline": PUNCHLINE_QUERY})],
+            "Received.",
+        ),
+        Scenario(
+            "adder",
+            ADDER_QUERY,
+            [client_tool(my_adder_tool)],
+            [("my_adder_tool", {"a": 1, "b": 1})],
+            "2",
         ),
         # test_tool_calling invokes, then streams the same prompt, with no tool
         # result in between: the second turn meets the first's pending call

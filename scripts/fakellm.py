@@ -31,7 +31,8 @@ answers what a Letta server asks of its LLM provider:
     * else, when exactly one such tool is offered: a call of it, every
       property (required or not) made from the user's text by its schema
       (:func:`from_text`): numbers the first number in the text, integers
-      the first whole one (else 0), booleans true, strings the last capitalised word that is not
+      the first whole one (else 0), booleans true, strings the first quoted phrase
+      ('…' or "…"), else the last capitalised word that is not
       the text's first word (else the whole text), enums their first value,
       arrays ``[]``, objects ``{}``. "Using the tool, generate a Pirate
       greeting." gives ``{"answer_style": "Pirate"}``, "What is the weather
@@ -152,6 +153,7 @@ TYPE_DEFAULTS: dict[str, Any] = {
     "object": {},
 }
 # Pieces shaped like GPT tokens, so that token streams look like real ones.
+QUOTED = re.compile(r"""(['"])([^'"]+)\1""")
 CALL = re.compile(r"call:([A-Za-z_][A-Za-z0-9_\-]*)")
 # name(args) as a user writes a call in prose: "the value of magic_function(3)"
 NAMED_CALL = re.compile(r"(?<![A-Za-z0-9_:])([A-Za-z_][A-Za-z0-9_]*)\(([^()]*)\)")
@@ -282,9 +284,9 @@ def from_text(spec: dict[str, Any], text: str) -> Any:
 
     Deterministic and crude, but enough for prompts written for real models:
     numbers come from the first number in the text (integers from the first
-    whole one), strings from its last
-    capitalised word that is not its first word ("generate a Pirate greeting",
-    "the weather in SF"), since such a word is usually the subject.
+    whole one), strings from its first quoted phrase ("a customer named '你好啊集团'"),
+    else its last capitalised word that is not its first word ("generate a Pirate
+    greeting", "the weather in SF"), since such a word is usually the subject.
     """
     if spec.get("enum"):
         return spec["enum"][0]
@@ -302,6 +304,9 @@ def from_text(spec: dict[str, Any], text: str) -> Any:
         return []
     if kind == "object":
         return {}
+    quoted = QUOTED.search(text)
+    if quoted:
+        return quoted.group(2)
     words = WORD.findall(text)
     capitalised = [word for word in words[1:] if word[0].isupper()]
     return capitalised[-1] if capitalised else text

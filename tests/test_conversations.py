@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, MessagesState, StateGraph
 
@@ -315,3 +315,33 @@ def test_a_pending_approval_in_a_conversation_names_its_calls() -> None:
     (waiting,) = [b for b in answer.content if isinstance(b, dict) and b.get("extras")]
     assert pending["id"] == waiting["id"]
     assert pending["name"] == "memory_insert"
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_conversation_per_call_unless_the_call_continues_one(mode: str) -> None:
+    with _server() as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url, conversation_per_call=True)
+
+        def call(messages: list[BaseMessage]) -> BaseMessage:
+            if mode == "sync":
+                return model.invoke(messages)
+            return asyncio.run(model.ainvoke(messages))
+
+        first = call([HumanMessage("one")])
+        second = call([HumanMessage("two")])
+        call([HumanMessage("one"), first, HumanMessage("one again")])
+    routes = [_conversation_of(r) for r in server.stream_requests]
+    assert len(_creations(server)) == 2
+    assert routes[0] != routes[1]
+    assert routes[2] == routes[0] == first.response_metadata["conversation_id"]
+    assert second.response_metadata["conversation_id"] == routes[1]
+    assert _sent(server.stream_requests[2]) == ["one again"]
+
+
+def test_a_conversation_per_call_is_refused_before_0_16_2() -> None:
+    with _server(version="0.11.7") as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url, conversation_per_call=True)
+        with pytest.raises(LettaUnsupportedFeatureError, match="conversation"):
+            model.invoke("hi")
+    assert _creations(server) == []
+    assert server.stream_requests == []

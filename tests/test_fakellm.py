@@ -144,6 +144,12 @@ def test_the_one_callers_tool_is_called_with_arguments_from_the_text() -> None:
     assert decide(user_turn("Rate a joke about Cats 7 of 10", JOKE)) == [
         ("Joke", {"setup": "Cats", "punchline": "Cats", "rating": 7})
     ]
+    # a quoted phrase comes before any capitalised word, whatever its script
+    named = "Create a customer named '你好啊集团' (Hello Group) - a Chinese company"
+    assert decide(user_turn(named, LOCATION)) == [("get_weather", {"location": "你好啊集团"})]
+    assert decide(user_turn('Weather in "New York", Please', LOCATION)) == [
+        ("get_weather", {"location": "New York"})
+    ]
 
 
 def test_schema_kinds_made_from_the_text() -> None:

@@ -9,6 +9,7 @@ answers to them (21, 23), and a server tool ``memory_insert`` gated for approval
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +28,7 @@ from pydantic import BaseModel
 
 from langchain_letta import ApprovalDecision, ChatLetta, letta_node
 from langchain_letta._tools import decisions_from
-from langchain_letta.errors import LettaUnsupportedFeatureError
+from langchain_letta.errors import LettaProtocolError, LettaUnsupportedFeatureError
 from langchain_letta.testing import FakeLettaServer, RecordedRequest, Reply
 from tests.conftest import CAPTURES, MODES, Mode
 
@@ -248,6 +249,23 @@ def test_a_drop_while_a_call_waits_resumes_and_delivers_each_call_once(mode: Mod
     assert asked.response_metadata["stop_reason"] == "requires_approval"
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_a_drop_after_the_results_were_sent_resumes_and_never_sends_them_again(
+    mode: Mode,
+) -> None:
+    ask = Reply.from_capture(LAB / "22-client-tools-parallel-request.sse")
+    answer = Reply.from_capture(LAB / "23-client-tools-parallel-return.sse")
+    with FakeLettaServer([ask, answer.with_faults(drops=[3])]) as server:
+        model = ChatLetta(agent_id=CLIENT_AGENT, base_url=server.base_url).bind_tools([get_weather])
+        asked = model.invoke("Paris and Rome?")
+        results = [ToolMessage("Sunny", tool_call_id=call["id"]) for call in asked.tool_calls]
+        history = [HumanMessage("Paris and Rome?"), asked, *results]
+        reply = run(mode, lambda: model.invoke(history), lambda: model.ainvoke(history))
+        assert len(server.stream_requests) == 2  # the question, the results: each once
+        assert len(server.resume_requests) == 1
+    assert reply.text == "Hello from the fake model"
+
+
 def test_an_answer_without_history_names_the_calls_itself() -> None:
     # Recovery: the history is gone, the pending call's id is known (from the error or the
     # server): the decision alone is sent, first.
@@ -435,3 +453,48 @@ def test_resume_values_become_decisions(resume: Any, expected: list[Any]) -> Non
 def test_resume_values_of_another_shape_are_refused(resume: Any) -> None:
     with pytest.raises(ValueError, match=r"(?i)decision|resume a Letta approval"):
         decisions_from(resume, [{"id": "c1", "name": "memory_insert"}])
+
+
+def listing() -> list[dict[str, Any]]:
+    """A real 0.16.8 listing of an agent's messages: two approvals, both answered."""
+    return json.loads((LAB / "10-messages-after-approvals.json").read_text())
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_calls_a_thread_waits_for_are_read_from_the_server(mode: Mode) -> None:
+    answered = listing()
+    last_ask = max(
+        i for i, item in enumerate(answered) if item["message_type"] == "approval_request_message"
+    )
+    waiting = answered[: last_ask + 1]  # the listing as it was before the last answer
+    for history, expected in ((answered, []), (waiting, ["call_fake000065"])):
+        with FakeLettaServer([], history=history) as server:
+            model = ChatLetta(agent_id=GATED_AGENT, base_url=server.base_url)
+            calls = run(mode, model.pending_approvals, model.apending_approvals)
+        assert [call["id"] for call in calls] == expected
+        (listed,) = [r for r in server.received if r.path.endswith("/messages")]
+        assert listed.path == f"/v1/agents/{GATED_AGENT}/messages"
+    assert calls[0]["name"] == "memory_insert"
+    assert calls[0]["args"]["label"] == "human"
+
+
+def test_the_calls_a_conversation_waits_for_are_read_from_it() -> None:
+    with FakeLettaServer([], history=listing()) as server:
+        model = ChatLetta(agent_id=GATED_AGENT, base_url=server.base_url)
+        assert model.pending_approvals(conversation_id="conv-1234") == []
+    (listed,) = [r for r in server.received if r.path.endswith("/messages")]
+    assert listed.path == "/v1/conversations/conv-1234/messages"
+
+
+def test_a_server_without_approvals_is_not_asked() -> None:
+    with FakeLettaServer([], version="0.11.7") as server:
+        model = ChatLetta(agent_id=GATED_AGENT, base_url=server.base_url)
+        with pytest.raises(LettaUnsupportedFeatureError, match="approvals"):
+            model.pending_approvals()
+    assert not [r for r in server.received if r.path.endswith("/messages")]
+
+
+def test_a_listing_that_is_not_a_list_is_a_typed_error() -> None:
+    with FakeLettaServer([], history={"detail": "nope"}) as server:  # type: ignore[arg-type]
+        with pytest.raises(LettaProtocolError, match="listed messages"):
+            ChatLetta(agent_id=GATED_AGENT, base_url=server.base_url).pending_approvals()

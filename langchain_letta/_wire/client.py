@@ -58,8 +58,10 @@ from langchain_letta._wire.requests import (
     check_fields,
     dialect_after_rejection,
     dialect_for_version,
+    has_feature,
     supports_background,
     supports_conversations,
+    unsupported,
     uses_versioned_fields,
 )
 from langchain_letta._wire.retry import DEFAULT_RETRY_TIMEOUT, logger
@@ -69,7 +71,7 @@ from langchain_letta.errors import (
     LettaUnsupportedFeatureError,
     StreamProgress,
 )
-from langchain_letta.events import LettaEvent
+from langchain_letta.events import LettaEvent, ToolCall, unanswered_calls
 
 DEFAULT_BASE_URL = "http://localhost:8283"
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -83,6 +85,10 @@ a long multi-step run fits; a server trickling bytes or pings forever does not."
 PROBE_TIMEOUT = 5.0
 """The health probe is small: it gets this long, connect and read alike."""
 _PROBE_BODY_LIMIT = 64 * 1024
+PENDING_LOOKBACK = 50
+"""Recent messages read to find the calls a thread waits for: a run stops at its first
+approval request, so the request and any answer to it are among the last few."""
+_LISTING_LIMIT = 4 * 1024 * 1024
 
 _AGENT_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")
 _HEADER_SAFE = re.compile(r"[\x20-\x7e\x80-\xff]*")
@@ -347,6 +353,33 @@ class ClientCore:
                 request_accepted=True,
             )
         return validate_conversation_id(conversation_id)
+
+    def pending_target(
+        self, agent_id: str, conversation_id: str | None
+    ) -> tuple[str, dict[str, str]]:
+        """Path and query of the recent messages of the agent's thread or of a conversation."""
+        if has_feature(self._version, "approvals") is False:
+            raise unsupported("approvals", self._version)
+        query = {"limit": str(PENDING_LOOKBACK)}
+        if conversation_id is None:
+            return f"/v1/agents/{validate_agent_id(agent_id)}/messages", query
+        self._require_conversations()
+        return f"/v1/conversations/{validate_conversation_id(conversation_id)}/messages", query
+
+    def pending_calls(self, opened: Opened, body: bytes) -> list[ToolCall]:
+        """The calls waiting for an answer in a listing of recent messages."""
+        if opened.status_code >= 300:
+            raise error_from_http(opened.status_code, opened.headers, body, opened.request)
+        try:
+            history = from_json(body)
+        except ValueError:
+            history = None
+        if not isinstance(history, list):
+            raise LettaProtocolError(
+                f"the Letta server listed messages as something else than a list: {body[:200]!r}",
+                status_code=opened.status_code,
+            )
+        return unanswered_calls(history)
 
     def learn_from_health(self, status_code: int | None, body: bytes) -> None:
         """Record the server's version from ``GET /v1/health/`` (or that it gave none)."""
@@ -713,19 +746,44 @@ class LettaClient(ClientCore):
         """
         self.probe(version_matters=True)
         path, query, body = self.conversation_target(agent_id, fields)
+        return self.created_conversation(*self._exchange("POST", path, query, body))
+
+    def pending_approval(self, agent_id: str, conversation_id: str | None = None) -> list[ToolCall]:
+        """The calls the agent's thread (or ``conversation_id``) waits to have answered.
+
+        Read from the server's recent messages, so a thread left waiting can be
+        answered without the history that asked (Letta 0.13+): approve or deny a
+        server tool, or give a client tool's result, by the calls' ids.
+
+        Raises:
+            LettaUnsupportedFeatureError: The server has no approvals (nothing sent).
+            LettaError: The typed error of the server's answer.
+        """
+        self.probe(version_matters=True)
+        path, query = self.pending_target(agent_id, conversation_id)
+        return self.pending_calls(*self._exchange("GET", path, query, None, _LISTING_LIMIT))
+
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str],
+        body: Any,
+        limit: int = ERROR_BODY_LIMIT,
+    ) -> tuple[Opened, bytes]:
+        """One JSON request that is not a stream; at most ``limit`` bytes of its answer."""
         request = self._http.build_request(
-            "POST", path, params=query, json=body, headers=self.headers()
+            method, path, params=query, json=body, headers=self.headers()
         )
         try:
             response = self._http.send(request, stream=True, follow_redirects=False)
             try:
-                data = _read_limited(response.iter_bytes(), ERROR_BODY_LIMIT)
+                data = _read_limited(response.iter_bytes(), limit)
             finally:
                 response.close()
         except httpx.TransportError as error:
             raise error_from_transport(error) from None
-        opened = Opened(response.status_code, response.headers, _request_line(response))
-        return self.created_conversation(opened, data)
+        return Opened(response.status_code, response.headers, _request_line(response)), data
 
     def cancel(self, agent_id: str, run_id: str) -> None:
         """Ask the server to cancel ``run_id`` (needs Redis on the server); never raises."""
@@ -962,19 +1020,37 @@ class AsyncLettaClient(ClientCore):
         """Start a new conversation of ``agent_id`` (Letta 0.16.2+) and return its id."""
         await self.probe(version_matters=True)
         path, query, body = self.conversation_target(agent_id, fields)
+        return self.created_conversation(*await self._exchange("POST", path, query, body))
+
+    async def pending_approval(
+        self, agent_id: str, conversation_id: str | None = None
+    ) -> list[ToolCall]:
+        """Async :meth:`LettaClient.pending_approval`."""
+        await self.probe(version_matters=True)
+        path, query = self.pending_target(agent_id, conversation_id)
+        return self.pending_calls(*await self._exchange("GET", path, query, None, _LISTING_LIMIT))
+
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str],
+        body: Any,
+        limit: int = ERROR_BODY_LIMIT,
+    ) -> tuple[Opened, bytes]:
+        """Async :meth:`LettaClient._exchange`."""
         request = self._http.build_request(
-            "POST", path, params=query, json=body, headers=self.headers()
+            method, path, params=query, json=body, headers=self.headers()
         )
         try:
             response = await self._http.send(request, stream=True, follow_redirects=False)
             try:
-                data = await _aread_limited(response.aiter_bytes(), ERROR_BODY_LIMIT)
+                data = await _aread_limited(response.aiter_bytes(), limit)
             finally:
                 await response.aclose()
         except httpx.TransportError as error:
             raise error_from_transport(error) from None
-        opened = Opened(response.status_code, response.headers, _request_line(response))
-        return self.created_conversation(opened, data)
+        return Opened(response.status_code, response.headers, _request_line(response)), data
 
     async def cancel(self, agent_id: str, run_id: str) -> None:
         """Ask the server to cancel ``run_id`` (needs Redis on the server); never raises."""

@@ -296,9 +296,14 @@ def check_fields(request: StreamRequest, version: str | None, dialect: Dialect) 
         if supported is None:
             supported = dialect == "current"  # older dialects mean releases before 0.6.17
         if not supported:
-            raise LettaUnsupportedFeatureError(
-                field, version, FEATURES_SINCE[field], **_WHY.get(field, {})
-            )
+            raise unsupported(field, version)
+
+
+def unsupported(feature: str, version: str | None) -> LettaUnsupportedFeatureError:
+    """The error for ``feature`` on a server of ``version``: what, where, and since when."""
+    return LettaUnsupportedFeatureError(
+        feature, version, FEATURES_SINCE[feature], **_WHY.get(feature, {})
+    )
 
 
 def supports_conversations(version: str | None) -> bool:

@@ -173,6 +173,8 @@ class FakeLettaServer:
             gets the real server's 503.
         resume_replies: Scripted answers to resume requests, used before the
             server's own background runs (to replay recorded resumes).
+        history: What listing the messages returns (a recorded listing, to find
+            the calls a thread waits for).
 
     Use it as a context manager; ``base_url`` is set once it is listening.
     """
@@ -187,6 +189,8 @@ class FakeLettaServer:
     """Message requests the server took into the agent's memory (answered with a stream)."""
     conversations: dict[str, str] = field(default_factory=dict)
     """The conversations created, each with its agent."""
+    history: list[Any] = field(default_factory=list)
+    """What ``GET .../messages`` lists, for the agent and every conversation alike."""
     base_url: str = ""
     _queue: list[Reply] = field(default_factory=list, repr=False)
     _server: Any = field(default=None, repr=False)
@@ -290,6 +294,8 @@ class FakeLettaServer:
             else:
                 health = {"version": self.version, "status": "ok"}
                 await _send(Reply.json(200, health), receive, send)
+        elif request.method == "GET" and path.endswith("/messages"):
+            await _send(Reply.json(200, self.history), receive, send)
         elif resume := _RESUME_PATH.match(request.path):
             await self._resume(resume["run"], request, receive, send)
         elif request.path.startswith("/v1/conversations") and not supports_conversations(

@@ -11,10 +11,10 @@ from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
 from langchain_letta import ApprovalDecision, ToolResult
-from langchain_letta._convert import ChunkBuilder, pending_approval_calls
+from langchain_letta._convert import ChunkBuilder, as_chunk, pending_approval_calls
 from langchain_letta._tools import client_tools, offered_tools, outgoing
 from langchain_letta._wire.requests import OutgoingApproval, OutgoingMessage
-from langchain_letta.events import parse_event
+from langchain_letta.events import parse_event, unanswered_calls
 from tests.conftest import approval_delta
 
 AGENT = "agent-1"
@@ -229,3 +229,43 @@ def test_without_bound_tools_every_approval_request_stays_a_server_block() -> No
     assert chunk is not None
     assert chunk.tool_call_chunks == []
     assert builder.message().tool_calls == []
+
+
+def test_a_whole_answer_as_one_chunk_adds_up_to_itself() -> None:
+    answer = waiting_answer(client=["c1", "c2"], gated=["s1"])
+    chunk = as_chunk(answer)
+    assert chunk.chunk_position == "last"
+    assert chunk.tool_calls == answer.tool_calls
+    assert chunk.content == answer.content
+    assert [c["args"] for c in chunk.tool_call_chunks] == ['{"a": 1}', '{"a": 1}']
+
+
+def test_unanswered_calls_are_those_no_response_or_return_names() -> None:
+    def ask(*ids: str) -> dict[str, Any]:
+        calls = [{"name": "t", "arguments": "{}", "tool_call_id": call} for call in ids]
+        return {"message_type": "approval_request_message", "id": "m", "tool_calls": calls}
+
+    history = [
+        ask("a", "b"),
+        {
+            "message_type": "approval_response_message",
+            "id": "r",
+            "approvals": [
+                {"type": "approval", "tool_call_id": "a", "approve": True},
+                {"type": "tool", "tool_call_id": "b", "tool_return": "x", "status": "success"},
+            ],
+        },
+        ask("c"),
+        {
+            "message_type": "tool_return_message",
+            "id": "t",
+            "tool_call_id": "c",
+            "tool_return": "ok",
+        },
+        ask("d", "e"),
+        {"message_type": "something_new", "id": "n"},
+        "not a message",
+    ]
+    assert [call.tool_call_id for call in unanswered_calls(history)] == ["d", "e"]
+    newest_first = unanswered_calls(list(reversed(history)))  # the listing's order does not matter
+    assert [call.tool_call_id for call in newest_first] == ["d", "e"]
