@@ -420,12 +420,12 @@ class ChatLetta(BaseChatModel):
                 with stream:
                     for batch in stream.batches():
                         notices.flush(run_manager, observers)
-                        for event in batch:
+                        for event, chunk in call.builder.batch(batch):
                             if observers:
                                 observers.on_custom_event(
                                     _event_name(event), event, run_id=observers.parent_run_id
                                 )
-                            yield event, call.builder.chunk(event)
+                            yield event, chunk
             except LettaError as error:
                 notices.flush(run_manager, observers)
                 _complete(error, messages, call)
@@ -454,12 +454,12 @@ class ChatLetta(BaseChatModel):
                 async with stream:
                     async for batch in stream.batches():
                         await notices.aflush(run_manager, observers)
-                        for event in batch:
+                        for event, chunk in call.builder.batch(batch):
                             if observers:
                                 await observers.on_custom_event(
                                     _event_name(event), event, run_id=observers.parent_run_id
                                 )
-                            yield event, call.builder.chunk(event)
+                            yield event, chunk
             except LettaError as error:
                 await notices.aflush(run_manager, observers)
                 _complete(error, messages, call)
