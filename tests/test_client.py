@@ -436,6 +436,26 @@ def test_a_failure_behind_gathered_chunks_comes_after_them() -> None:
     assert _reads(chunks, waiting=True, failure=failure) == [b"".join(chunks), httpx.ReadError]
 
 
+class _Readable:
+    """A network stream that only says whether it is readable (as on Windows, without poll)."""
+
+    def __init__(self, readable: bool) -> None:
+        self._readable = readable
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._readable if info == "is_readable" else None
+
+
+@pytest.mark.parametrize("readable", [True, False])
+def test_where_the_socket_cannot_be_polled_the_stream_says_whether_more_arrived(
+    readable: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr("select.poll")
+    extensions = {"network_stream": _Readable(readable)}
+    response = httpx.Response(200, stream=_Chunks([b"a", b"b"]), extensions=extensions)
+    assert list(_gathered(response)) == ([b"ab"] if readable else [b"a", b"b"])
+
+
 def test_without_a_socket_or_over_http2_each_chunk_is_a_read_of_its_own() -> None:
     response = httpx.Response(200, stream=_Chunks([b"a", b"b"]))
     assert list(_gathered(response)) == [b"a", b"b"]
