@@ -579,7 +579,7 @@ class EventStream:
                 client._deciding.release()
 
 
-def arrival_check(response: httpx.Response) -> Callable[[], bool]:
+def _arrival_check(response: httpx.Response) -> Callable[[], bool]:
     """A check of whether more of ``response`` has arrived (so that a read returns at once).
 
     httpx hands over a body one HTTP chunk at a time, and a live Letta server writes
@@ -615,7 +615,7 @@ def _gathered(response: httpx.Response) -> Iterator[bytes]:
     raised at the next read, so that what came before it is delivered first.
     """
     chunks = response.iter_bytes()
-    more = arrival_check(response)
+    more = _arrival_check(response)
     for chunk in chunks:
         pieces = [chunk]
         size = len(chunk)
@@ -946,7 +946,7 @@ async def _no_chunks() -> AsyncIterator[bytes]:
 async def _agathered(response: httpx.Response) -> AsyncIterator[bytes]:
     """Async twin of :func:`_gathered`."""
     chunks = response.aiter_bytes()
-    more = arrival_check(response)
+    more = _arrival_check(response)
     async for chunk in chunks:
         pieces = [chunk]
         size = len(chunk)
