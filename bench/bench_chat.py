@@ -39,7 +39,7 @@ import sys
 import time
 import tracemalloc
 import warnings
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -55,8 +55,11 @@ from langchain_letta import ChatLetta, LettaClient, OutgoingMessage, StreamReque
 
 SERVER = Path(__file__).resolve().with_name("loopback_server.py")
 AGENT = "agent-9d9e1f61-7d82-476c-9996-867db2b9c18f"
-SHAPES = {"frame": "1 frame/chunk", "64k": "64 KiB chunks"}
+SHAPES = {"frame": "1 frame/chunk", "64k": "64 KiB chunks", "paced": "paced, 1 frame/0.3 ms"}
 MEMORY_FACTOR = 10
+PACE = "0.0003"
+"""Seconds between the frames of the paced shape."""
+CONCURRENCY = (200, 500)
 
 Pass = Callable[[], int]
 """Reads one whole stream; returns how many characters of answer text it saw (checked, untimed)."""
@@ -66,7 +69,7 @@ Pass = Callable[[], int]
 def loopback(deltas: int, shape: str) -> Iterator[str]:
     """The base URL of a server process streaming ``deltas`` text deltas in ``shape``."""
     process = subprocess.Popen(
-        [sys.executable, str(SERVER), "--deltas", str(deltas), "--shape", shape],
+        [sys.executable, str(SERVER), "--deltas", str(deltas), "--shape", shape, "--pace", PACE],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -261,6 +264,7 @@ def memory(deltas: int) -> tuple[float, float]:
     for ``on_llm_end``); second: what the model's own generator keeps (``_stream``,
     allocations in this package's files).
     """
+    text = sum(len(WORDS[i % len(WORDS)]) for i in range(deltas))
     with loopback(deltas, "64k") as base_url:
         model = _model(base_url)
         model.invoke("hi")  # connection and imports first, outside the figures
@@ -271,16 +275,92 @@ def memory(deltas: int) -> tuple[float, float]:
         ):
             gc.collect()
             tracemalloc.start()
+            seen = 0
             try:
-                for count, _chunk in enumerate(chunks(), 1):
-                    if count == deltas + 2:  # two reasoning deltas, then the text
+                for chunk in chunks():
+                    seen += len(chunk.text)
+                    if seen == text:  # the chunk with the last text delta, still held
                         snapshot = tracemalloc.take_snapshot()
+                        seen += 1
             finally:
                 tracemalloc.stop()
             if ours:
                 snapshot = snapshot.filter_traces([tracemalloc.Filter(True, "*langchain_letta*")])
             figures.append(sum(s.size for s in snapshot.statistics("filename")) / 2**20)
     return figures[0], figures[1]
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+def concurrently(
+    streams: int, open_stream: Callable[[str], AsyncIterator[Any]]
+) -> tuple[list[float], float, int]:
+    """``streams`` streams at once on one new event loop, each read to its end.
+
+    Returns each stream's seconds to its first chunk, the seconds until the last
+    stream ended, and how many streams failed.
+    """
+
+    async def one(start: float) -> float:
+        first = 0.0
+        async for _chunk in open_stream("hi"):
+            first = first or time.perf_counter() - start
+        return first
+
+    async def run() -> tuple[list[float], float, int]:
+        start = time.perf_counter()
+        ones = [one(start) for _ in range(streams)]
+        results = await asyncio.gather(*ones, return_exceptions=True)
+        total = time.perf_counter() - start
+        firsts = [result for result in results if isinstance(result, float)]
+        return firsts, total, streams - len(firsts)
+
+    return asyncio.run(run())
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
+
+
+def concurrency(deltas: int) -> None:
+    """Time to first chunk and in all of many ``astream`` at once, and of ``AsyncLetta``'s."""
+    try:
+        letta: Any = importlib.import_module("letta_client")
+    except ImportError:
+        letta = None
+    with loopback(deltas, "frame") as base_url:
+        print(f"\n{deltas:,} text deltas per stream, 1 frame/chunk, all streams on one event loop")
+        header = (
+            f"{'path':<28} {'streams':>7} {'first p50':>10} {'first p99':>10} {'total':>8} errors"
+        )
+        print(f"{header}\n{'-' * len(header)}")
+        for streams in CONCURRENCY:
+            openers = {ASTREAM: _model(base_url).astream}
+            if letta is not None:
+                openers[ASDK] = _sdk_stream(letta, base_url)
+            for name, open_stream in openers.items():
+                firsts, total, errors = concurrently(streams, open_stream)
+                print(
+                    f"{name:<28} {streams:>7} {percentile(firsts, 0.5) * 1e3:>8.0f}ms "
+                    f"{percentile(firsts, 0.99) * 1e3:>8.0f}ms {total:>7.1f}s {errors:>6}"
+                )
+
+
+def _sdk_stream(letta: Any, base_url: str) -> Callable[[str], AsyncIterator[Any]]:
+    """Opens one ``AsyncLetta`` token stream; one client, made in the loop that uses it."""
+    made: list[Any] = []
+
+    async def stream(text: str) -> AsyncIterator[Any]:
+        if not made:
+            made.append(letta.AsyncLetta(base_url=base_url, api_key="bench", max_retries=0))
+        messages = [{"role": "user", "content": text}]
+        events = await made[0].agents.messages.stream(AGENT, messages=messages, stream_tokens=True)
+        async for event in events:
+            yield event
+
+    return stream
 
 
 # --------------------------------------------------------------------------- main
@@ -302,17 +382,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--deltas", type=int, default=20_000, help="text deltas per stream")
     parser.add_argument("--repeats", type=int, default=3, help="passes per measurement")
     parser.add_argument("--profile", action="store_true", help="cProfile ChatLetta.stream")
+    parser.add_argument("--paced-deltas", type=int, default=5_000, help="deltas of a paced stream")
+    parser.add_argument("--concurrent-deltas", type=int, default=500, help="deltas per stream")
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc runs")
+    parser.add_argument("--no-concurrency", action="store_true", help="skip the concurrent runs")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    expect = sum(len(WORDS[i % len(WORDS)]) for i in range(args.deltas))
     print(
-        f"{machine()}; {args.deltas:,} text deltas per stream (0.16.8 shape), "
+        f"{machine()}; {args.deltas:,} text deltas per stream (0.16.8 shape; paced: "
+        f"{args.paced_deltas:,}), "
         f"best of {args.repeats} passes; client CPU (time.process_time), server in its own process"
     )
     loop = asyncio.new_event_loop()
     for shape, label in SHAPES.items():
-        with loopback(args.deltas, shape) as base_url:
+        deltas = args.paced_deltas if shape == "paced" else args.deltas
+        expect = sum(len(WORDS[i % len(WORDS)]) for i in range(deltas))
+        with loopback(deltas, shape) as base_url:
             paths = {
                 RAW: raw_path(base_url),
                 CLIENT: client_path(base_url),
@@ -325,8 +410,9 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"letta-client skipped: {sdk}")
             else:
                 paths[SDK], paths[ASDK] = sdk
-            paths[FLOOR] = floor_path(args.deltas)
-            print_table(label, args.deltas, measure(paths, expect, args.repeats))
+            if shape != "paced":
+                paths[FLOOR] = floor_path(deltas)
+            print_table(label, deltas, measure(paths, expect, args.repeats))
             if args.profile and shape == "frame":
                 profiler = cProfile.Profile()
                 profiler.runcall(paths[STREAM])
@@ -334,6 +420,8 @@ def main(argv: list[str] | None = None) -> None:
                 pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(18)
     loop.run_until_complete(loop.shutdown_asyncgens())
     loop.close()
+    if not args.no_concurrency:
+        concurrency(args.concurrent_deltas)
     if not args.no_memory:
         for deltas in (args.deltas, args.deltas * MEMORY_FACTOR):
             everything, ours = memory(deltas)

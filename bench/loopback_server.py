@@ -5,10 +5,13 @@ The benchmarks measure the client's CPU, so the server runs in its own process
 per request beyond one ``sendall`` of a response encoded in advance: the body
 reaches the client back to back, faster than it reads ("saturated").
 
-Two shapes of the chunked body:
+Three shapes of the chunked body:
 
 * ``frame``: one SSE frame per HTTP chunk, as uvicorn writes a live Letta stream;
-* ``64k``: HTTP chunks of 64 KiB, many frames per read.
+* ``64k``: HTTP chunks of 64 KiB, many frames per read;
+* ``paced``: one frame per HTTP chunk, each sent on its own after a pause of
+  ``--pace`` seconds (a live LLM's tokens; the pause is ``time.sleep``'s, so a
+  little longer).
 
 ``GET /v1/health`` answers ``{"version": "0.16.8"}``; every other request gets the
 stream. Prints the port on its first line of stdout, then serves until killed.
@@ -21,6 +24,7 @@ import json
 import socket
 import sys
 import threading
+import time
 
 RUN = "run-3e750598-3486-46c1-866b-68216cf5624c"
 MESSAGE = "message-04dd397a-5211-4fce-aa8d-252fefea41b2"
@@ -80,17 +84,28 @@ def chunked(pieces: list[bytes]) -> bytes:
     return bytes(out + b"0\r\n\r\n")
 
 
-def stream_response(deltas: int, shape: str) -> bytes:
-    """The whole HTTP response of one stream, encoded once, sent as is to every caller."""
+HEAD = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
+    b"transfer-encoding: chunked\r\n\r\n"
+)
+
+
+def stream_response(deltas: int, shape: str) -> list[bytes]:
+    """The HTTP response of one stream, encoded once: the writes that send it to every caller.
+
+    One write for the saturated shapes; for ``paced``, the head with the first
+    chunk, then one write per chunk.
+    """
     frames = stream_frames(deltas)
     if shape == "64k":
         body = b"".join(frames)
         frames = [body[i : i + 65536] for i in range(0, len(body), 65536)]
-    head = (
-        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
-        b"transfer-encoding: chunked\r\n\r\n"
-    )
-    return head + chunked(frames)
+    if shape != "paced":
+        return [HEAD + chunked(frames)]
+    writes = [chunked([frame])[: -len(b"0\r\n\r\n")] for frame in frames]
+    writes[0] = HEAD + writes[0]
+    writes[-1] += b"0\r\n\r\n"
+    return writes
 
 
 def _health() -> bytes:
@@ -99,7 +114,7 @@ def _health() -> bytes:
     return head % len(body) + body
 
 
-def _serve(conn: socket.socket, stream: bytes, health: bytes) -> None:
+def _serve(conn: socket.socket, stream: list[bytes], health: bytes, pace: float) -> None:
     """Answer the requests of one keep-alive connection until the client closes it."""
     buffer = b""
     with conn:
@@ -121,13 +136,20 @@ def _serve(conn: socket.socket, stream: bytes, health: bytes) -> None:
                     return
                 buffer += data
             buffer = buffer[length:]
-            conn.sendall(health if b"/health" in head.split(b"\r\n")[0] else stream)
+            if b"/health" in head.split(b"\r\n")[0]:
+                conn.sendall(health)
+                continue
+            for position, data in enumerate(stream):
+                if position:
+                    time.sleep(pace)
+                conn.sendall(data)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--deltas", type=int, required=True)
-    parser.add_argument("--shape", choices=("frame", "64k"), default="frame")
+    parser.add_argument("--shape", choices=("frame", "64k", "paced"), default="frame")
+    parser.add_argument("--pace", type=float, default=0.0003, help="seconds between paced frames")
     args = parser.parse_args()
     stream = stream_response(args.deltas, args.shape)
     health = _health()
@@ -135,7 +157,8 @@ def main() -> None:
     print(listener.getsockname()[1], flush=True)
     while True:
         conn, _ = listener.accept()
-        threading.Thread(target=_serve, args=(conn, stream, health), daemon=True).start()
+        serving = (conn, stream, health, args.pace)
+        threading.Thread(target=_serve, args=serving, daemon=True).start()
 
 
 if __name__ == "__main__":

@@ -372,12 +372,47 @@ class ChunkBuilder:
 
     def chunk(self, event: LettaEvent) -> AIMessageChunk | None:
         """The chunk for one event; ``None`` for events that only feed the last chunk."""
-        message = self._make(event)
-        if message is not None:
-            self._merged.add(message.content)
-            if message.tool_call_chunks:
-                self._merged_calls.add(message.tool_call_chunks)
-        return message
+        return self.batch([event])[0][1]
+
+    def batch(self, events: Sequence[LettaEvent]) -> list[tuple[LettaEvent, AIMessageChunk | None]]:
+        """Each event of one network read with its chunk, a block's consecutive deltas merged.
+
+        A run of deltas that only carry on one text or reasoning block (see
+        :func:`continues`) becomes one chunk, given with the run's last event (the
+        others get ``None``): LangChain's loop, callbacks and garbage collector, and
+        the merge of the answer, then pay once per run, not once per delta. The
+        chunks are those :meth:`chunk` makes event by event, merged as LangChain
+        merges chunks (a test holds them to that on every capture). Only events
+        that arrived together are merged: a delta that arrives alone is never held.
+        """
+        pairs: list[tuple[LettaEvent, AIMessageChunk | None]] = []
+        run: list[dict[str, Any]] = []
+        for event in events:
+            made = self._make(event)
+            if run and not (isinstance(made, dict) and continues(made, run[0])):
+                pairs[-1] = (pairs[-1][0], self._run_chunk(run))
+                run = []
+            if isinstance(made, dict):
+                run.append(made)
+                pairs.append((event, None))
+                continue
+            if made is not None:
+                self._merged.add(made.content)
+                if made.tool_call_chunks:
+                    self._merged_calls.add(made.tool_call_chunks)
+            pairs.append((event, made))
+        if run:
+            pairs[-1] = (pairs[-1][0], self._run_chunk(run))
+        return pairs
+
+    def _run_chunk(self, run: list[dict[str, Any]]) -> AIMessageChunk:
+        """The chunk of a run of blocks that :func:`continues` the first: their texts joined."""
+        block = run[0]
+        if len(run) > 1:
+            key = _CONTINUED[block["type"]]
+            block = {**block, key: "".join([delta[key] for delta in run])}
+        self._merged.add([block])
+        return _chunk(block)
 
     def merged(self) -> AIMessageChunk | None:
         """Every chunk made so far (not the last one) merged into one, as LangChain's ``+`` would.
@@ -412,7 +447,8 @@ class ChunkBuilder:
         message = last if merged is None else merged + last
         return _answer(message, message.response_metadata, message.usage_metadata, message.id)
 
-    def _make(self, event: LettaEvent) -> AIMessageChunk | None:
+    def _make(self, event: LettaEvent) -> dict[str, Any] | AIMessageChunk | None:
+        """One event's content: a lone block (text, reasoning, ...), a chunk, or nothing."""
         message_id = getattr(event, "id", None)
         if message_id:
             self._message_ids[message_id] = None
@@ -469,7 +505,7 @@ class ChunkBuilder:
             chunk_position="last",
         )
 
-    def _text(self, event: AssistantMessage) -> AIMessageChunk | None:
+    def _text(self, event: AssistantMessage) -> dict[str, Any] | None:
         text = event.text
         group = _group(event)
         if group != self._text_group:
@@ -481,7 +517,7 @@ class ChunkBuilder:
             return None
         if self._text_index is None:
             self._text_index = self._next_index()
-        return _chunk({"type": "text", "text": text, "index": self._text_index})
+        return {"type": "text", "text": text, "index": self._text_index}
 
     def _tool_calls(self, event: ToolCallMessage | ApprovalRequestMessage) -> AIMessageChunk:
         """Tool calls: the client's tools as ``tool_calls``, Letta's own as blocks.
@@ -554,8 +590,8 @@ class ChunkBuilder:
             block["extras"] = new
         return block
 
-    def _block(self, key: tuple[str, str], block: dict[str, Any]) -> AIMessageChunk:
-        return _chunk(self._indexed(key, block))
+    def _block(self, key: tuple[str, str], block: dict[str, Any]) -> dict[str, Any]:
+        return self._indexed(key, block)
 
     def _indexed(self, key: tuple[str, str], block: dict[str, Any]) -> dict[str, Any]:
         block["index"] = self._index_of(key)
@@ -586,6 +622,31 @@ def _metadata() -> dict[str, Any]:
 
 def _chunk(block: dict[str, Any]) -> AIMessageChunk:
     return AIMessageChunk(content=[block], response_metadata=_metadata())
+
+
+_CONTINUED = {"text": "text", "reasoning": "reasoning"}
+"""Block types whose deltas may be merged, with the key of their text."""
+
+
+def continues(block: dict[str, Any], first: dict[str, Any]) -> bool:
+    """Whether LangChain's merge of ``block`` into ``first`` would only append its text.
+
+    So it is for a text or reasoning delta holding nothing but its type, its text
+    and the index of ``first`` (a block of the same type): no ``extras``, no
+    ``id``, nothing that ``merge_dicts`` would treat otherwise. Tool calls, their
+    results and anything else never merge.
+    """
+    key = _CONTINUED.get(block.get("type", ""))
+    index = block.get("index")
+    return (
+        key is not None
+        and len(block) == 3
+        and type(block.get(key)) is str
+        and type(index) is int
+        and first.get("index") == index
+        and first.get("type") == block["type"]
+        and type(first.get(key)) is str
+    )
 
 
 class MergedContent:

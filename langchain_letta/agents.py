@@ -129,7 +129,7 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
         self, input: AgentInput, run_manager: CallbackManagerForChainRun, config: RunnableConfig
     ) -> LettaResponse:
         messages, kwargs = _call(input, config)
-        builder, pairs = self.model._letta_events(messages, None, kwargs)
+        builder, pairs = self.model.letta_events(messages, None, kwargs)
         events = [event for event, _chunk in pairs]
         return _response(builder.message(), events)
 
@@ -140,7 +140,7 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
         config: RunnableConfig,
     ) -> LettaResponse:
         messages, kwargs = _call(input, config)
-        builder, pairs = self.model._aletta_events(messages, None, kwargs)
+        builder, pairs = self.model.aletta_events(messages, None, kwargs)
         events = [event async for event, _chunk in pairs]
         return _response(builder.message(), events)
 
@@ -152,7 +152,7 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
     ) -> Iterator[Any]:
         for input in inputs:
             messages, kwargs = _call(input, config)
-            _builder, pairs = self.model._letta_events(messages, None, kwargs)
+            _builder, pairs = self.model.letta_events(messages, None, kwargs)
             for event, _chunk in pairs:
                 yield event
 
@@ -164,7 +164,7 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
     ) -> AsyncIterator[Any]:
         async for input in inputs:
             messages, kwargs = _call(input, config)
-            _builder, pairs = self.model._aletta_events(messages, None, kwargs)
+            _builder, pairs = self.model.aletta_events(messages, None, kwargs)
             async for event, _chunk in pairs:
                 yield event
 

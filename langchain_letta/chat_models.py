@@ -547,7 +547,7 @@ class ChatLetta(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        builder, events = self._letta_events(messages, run_manager, kwargs)
+        builder, events = self.letta_events(messages, run_manager, kwargs)
         yield from _chunks(builder, events, run_manager)
 
     async def _astream(
@@ -557,11 +557,11 @@ class ChatLetta(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        builder, events = self._aletta_events(messages, run_manager, kwargs)
+        builder, events = self.aletta_events(messages, run_manager, kwargs)
         async for chunk in _achunks(builder, events, run_manager):
             yield chunk
 
-    def _letta_events(
+    def letta_events(
         self,
         messages: Sequence[BaseMessage],
         run_manager: CallbackManagerForLLMRun | None,
@@ -569,8 +569,16 @@ class ChatLetta(BaseChatModel):
     ) -> tuple[ChunkBuilder, Iterator[tuple[LettaEvent, AIMessageChunk | None]]]:
         """Each Letta event of one call with the chunk it makes (the core of every surface).
 
-        Returns the builder (whose ``last_chunk`` closes the message once the events
-        are consumed) and the events; nothing is sent before the first is asked for.
+        ``stream``, ``invoke`` and :class:`~langchain_letta.LettaAgentRunnable` all read
+        a call through this: the typed events, in order, each paired with its chunk
+        (``None`` for an event that makes none, or whose delta is carried by a later
+        chunk of the same read). ``kwargs`` are the call keywords (``agent_id``,
+        ``approvals``, ``tools``, ...); ``run_manager`` sees retries.
+
+        Returns:
+            The builder (``message()`` is the answer, ``last_chunk()`` closes the
+            stream, once the events are consumed) and the events; nothing is sent
+            before the first is asked for.
         """
         call = self._call(messages, kwargs)
         client = self._clients.sync(self._client_options)
@@ -585,12 +593,12 @@ class ChatLetta(BaseChatModel):
                 with stream:
                     for batch in stream.batches():
                         notices.flush(run_manager, observers)
-                        for event in batch:
+                        for event, chunk in call.builder.batch(batch):
                             if observers:
                                 observers.on_custom_event(
                                     _event_name(event), event, run_id=observers.parent_run_id
                                 )
-                            yield event, call.builder.chunk(event)
+                            yield event, chunk
             except LettaError as error:
                 notices.flush(run_manager, observers)
                 _complete(error, messages, call)
@@ -599,13 +607,13 @@ class ChatLetta(BaseChatModel):
 
         return call.builder, events()
 
-    def _aletta_events(
+    def aletta_events(
         self,
         messages: Sequence[BaseMessage],
         run_manager: AsyncCallbackManagerForLLMRun | None,
         kwargs: dict[str, Any],
     ) -> tuple[ChunkBuilder, AsyncIterator[tuple[LettaEvent, AIMessageChunk | None]]]:
-        """Async twin of :meth:`_letta_events`."""
+        """Async twin of :meth:`letta_events`."""
         call = self._call(messages, kwargs)
         client = self._clients.async_(self._client_options)
 
@@ -619,12 +627,12 @@ class ChatLetta(BaseChatModel):
                 async with stream:
                     async for batch in stream.batches():
                         await notices.aflush(run_manager, observers)
-                        for event in batch:
+                        for event, chunk in call.builder.batch(batch):
                             if observers:
                                 await observers.on_custom_event(
                                     _event_name(event), event, run_id=observers.parent_run_id
                                 )
-                            yield event, call.builder.chunk(event)
+                            yield event, chunk
             except LettaError as error:
                 await notices.aflush(run_manager, observers)
                 _complete(error, messages, call)
@@ -640,7 +648,7 @@ class ChatLetta(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        builder, events = self._letta_events(messages, run_manager, kwargs)
+        builder, events = self.letta_events(messages, run_manager, kwargs)
         for _chunk in _chunks(builder, events, run_manager):
             pass  # the callbacks see every chunk; the answer is the builder's
         return _result(builder)
@@ -652,7 +660,7 @@ class ChatLetta(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        builder, events = self._aletta_events(messages, run_manager, kwargs)
+        builder, events = self.aletta_events(messages, run_manager, kwargs)
         async for _chunk in _achunks(builder, events, run_manager):
             pass
         return _result(builder)

@@ -9,17 +9,23 @@ real capture, finished or cut: same blocks, same keys in the same order, same te
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import tracemalloc
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
+from langchain_core.outputs import ChatGenerationChunk
+from langchain_core.runnables import RunnableLambda
 from langchain_core.utils._merge import merge_lists
 
 from langchain_letta import ChatLetta
 from langchain_letta._convert import ChunkBuilder, MergedContent, finalize_content
+from langchain_letta._wire.flow import StreamState
 from langchain_letta.errors import LettaError
 from langchain_letta.events import LettaEvent, parse_event
 from langchain_letta.testing import FakeLettaServer, Reply
@@ -90,6 +96,106 @@ def test_answer_is_langchains_merge_of_the_stream(path: Path) -> None:
             assert _shown(error.partial_message) == expected
         assert _outcome(lambda: model.invoke("hi")) == expected
         assert asyncio.run(_aoutcome(model)) == expected
+
+
+def _captured_events(path: Path) -> list[LettaEvent]:
+    """The events of a capture as the client delivers them (up to an error frame, if any)."""
+    return StreamState().feed(path.read_bytes() + b"\n\n")
+
+
+def _in_batches(events: list[LettaEvent], size: int) -> list[list[LettaEvent]]:
+    """The events cut into batches of ``size`` (0: one batch), as reads of that many frames."""
+    size = size or len(events) or 1
+    return [events[start : start + size] for start in range(0, len(events), size)]
+
+
+def _token_text(chunks: Sequence[AIMessageChunk]) -> str:
+    """What ``on_llm_new_token`` is shown of these chunks, in order."""
+    return "".join(ChatGenerationChunk(message=chunk).text for chunk in chunks)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 0])
+@pytest.mark.parametrize("path", STREAMS, ids=lambda path: str(path.relative_to(CAPTURES)))
+def test_merging_a_batch_changes_no_answer_and_no_text(path: Path, size: int) -> None:
+    events = _captured_events(path)
+    one_by_one = ChunkBuilder(AGENT, "letta-agent")
+    single = [one_by_one.chunk(event) for event in events]
+    batched = ChunkBuilder(AGENT, "letta-agent")
+    pairs = [pair for batch in _in_batches(events, size) for pair in batched.batch(batch)]
+    assert [event for event, _chunk in pairs] == events  # every event, once, in order
+    merged = [chunk for _event, chunk in pairs if chunk is not None]
+    unmerged = [chunk for chunk in single if chunk is not None]
+    # Each merged chunk is LangChain's sum of the chunks its events make one by one.
+    start = 0
+    for position, (_event, chunk) in enumerate(pairs):
+        if chunk is not None:
+            run = [made for made in single[start : position + 1] if made is not None]
+            assert repr(chunk.content) == repr(_reference(run).content)
+            start = position + 1
+    assert all(made is None for made in single[start:])
+    assert _token_text(merged) == _token_text(unmerged)
+    closing = [batched.last_chunk()]
+    assert repr(_reference(merged + closing)) == repr(_reference(unmerged + closing))
+    assert repr(batched.merged()) == repr(one_by_one.merged())
+    if size == 0 and len(unmerged) > 1:
+        assert len(merged) <= len(unmerged)
+
+
+def test_every_delta_of_a_block_read_at_once_is_one_chunk() -> None:
+    builder = ChunkBuilder(AGENT, "letta-agent")
+    event = _event(message_type="assistant_message", otid="o", content="ab")
+    pairs = builder.batch([event] * 1000)
+    assert [chunk for _event, chunk in pairs[:-1]] == [None] * 999
+    last = pairs[-1][1]
+    assert last is not None
+    assert last.content == [{"type": "text", "text": "ab" * 1000, "index": 0}]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [path for path in STREAMS if capture_status(path) == 200],  # others are refused whole
+    ids=lambda path: str(path.relative_to(CAPTURES)),
+)
+def test_a_stream_read_at_once_streams_and_traces_what_it_did_delta_by_delta(path: Path) -> None:
+    """One HTTP chunk holding the whole capture: one batch, merged as far as it goes.
+
+    The answer, the text ``on_llm_new_token`` sees and the ``letta.*`` custom
+    events (one per Letta event, in order) are those of the capture read delta by
+    delta, as :meth:`ChunkBuilder.chunk` makes them.
+    """
+    reply = dataclasses.replace(Reply.from_capture(path), split_frames=False)
+    events = _captured_events(path)
+    builder = ChunkBuilder(AGENT, "letta-agent")
+    unmerged = [chunk for chunk in map(builder.chunk, events) if chunk is not None]
+    with FakeLettaServer(lambda _request: reply) as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url, max_retries=0, background=False)
+        for surface in (lambda text: list(model.stream(text)), model.invoke):
+            recorder = _Recorder()
+            try:
+                outcome = RunnableLambda(surface).invoke("hi", config={"callbacks": [recorder]})
+            except LettaError:
+                outcome = None  # an error frame: what came before it is compared
+            assert recorder.custom == [f"letta.{event.message_type}" for event in events]
+            assert "".join(recorder.tokens) == _token_text(unmerged)
+            if isinstance(outcome, list) and unmerged:  # the stream's chunks sum up as before
+                summed = _reference(outcome[:-1])
+                assert summed is not None
+                assert repr(summed.content) == repr(_reference(unmerged).content)
+
+
+class _Recorder(BaseCallbackHandler):
+    """The text of each new token and the custom events a run shows its callbacks."""
+
+    def __init__(self) -> None:
+        self.tokens: list[str] = []
+        self.custom: list[str] = []
+
+    def on_llm_new_token(self, token: Any, *, chunk: Any = None, **kwargs: Any) -> None:
+        self.tokens.append(chunk.text)
+
+    def on_custom_event(self, name: str, data: Any, **kwargs: Any) -> None:
+        if not isinstance(data, dict):  # a Letta event, not a retry or a resume
+            self.custom.append(name)
 
 
 def _event(**payload: Any) -> LettaEvent:
@@ -196,9 +302,12 @@ def _our_growth(deltas: int) -> int:
         model = ChatLetta(agent_id=AGENT, base_url=server.base_url, background=False)
         tracemalloc.start()
         try:
-            for count, _chunk in enumerate(model._stream([HumanMessage("hi")]), 1):
-                if count == deltas:
+            seen = 0
+            for chunk in model._stream([HumanMessage("hi")]):
+                seen += len(chunk.text)
+                if seen == len(" word") * deltas:  # the chunk with the last delta, still held
                     snapshot = tracemalloc.take_snapshot()
+                    seen += 1
         finally:
             tracemalloc.stop()
     ours = snapshot.filter_traces(

@@ -16,7 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk
+from langchain_core.runnables import RunnableLambda
 from vcr.errors import CannotOverwriteExistingCassetteException
 
 from langchain_letta import ChatLetta, LettaClient, OutgoingMessage, StreamRequest
@@ -64,6 +66,22 @@ def invoke(version: str, scenario: str) -> AIMessage:
 def stream(version: str, scenario: str) -> list[AIMessageChunk]:
     with use_cassette(version, scenario, "none"):
         return list(model(version, scenario).stream(SCENARIOS[scenario].prompt))
+
+
+def letta_events(version: str, scenario: str) -> list[str]:
+    """The ``letta.*`` custom events of a streamed turn, one per Letta event."""
+    names: list[str] = []
+
+    class Names(BaseCallbackHandler):
+        def on_custom_event(self, name: str, data: Any, **kwargs: Any) -> None:
+            names.append(name)
+
+    chat = model(version, scenario)
+    with use_cassette(version, scenario, "none"):
+        RunnableLambda(lambda text: list(chat.stream(text))).invoke(
+            SCENARIOS[scenario].prompt, config={"callbacks": [Names()]}
+        )
+    return names
 
 
 def failure(version: str, scenario: str) -> LettaError:
@@ -177,8 +195,12 @@ def test_a_request_missing_from_the_cassette_fails_instead_of_going_out(version:
 @versions
 def test_token_streaming(version: str) -> None:
     chunks = stream(version, "tokens")
-    text_chunks = [chunk for chunk in chunks if chunk.text]
-    assert len(text_chunks) >= 5  # "Hello", " from", " the", " fake", " model"
+    # The body is read at once, so its deltas come merged into one chunk: the deltas
+    # themselves are the Letta events.
+    deltas = [name for name in letta_events(version, "tokens") if name == "letta.assistant_message"]
+    assert len(deltas) >= 5  # "Hello", " from", " the", " fake", " model"
+    text_blocks = [block for chunk in chunks for block in chunk.content if block["type"] == "text"]
+    assert len({block["index"] for block in text_blocks}) == 1
     assert "".join(chunk.text for chunk in chunks) == TEXT
     assert chunks[-1].chunk_position == "last"
     assert [chunk for chunk in chunks if chunk.usage_metadata] == [chunks[-1]]

@@ -4,7 +4,9 @@
 settings, headers and what the client has learnt of the server (:class:`ClientCore`),
 and the decisions of each call (:class:`~langchain_letta._wire.flow.StreamFlow`,
 which they drive with their own I/O). Each network read is decoded as one batch of
-frames, so a read that holds many frames costs one split, not one pass per line.
+frames, so a read that holds many frames costs one split, not one pass per line; and
+what has already arrived is read at once (:func:`_gathered`), however many HTTP
+chunks it spans.
 """
 
 from __future__ import annotations
@@ -13,11 +15,19 @@ import asyncio
 import contextlib
 import os
 import re
+import select
 import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterator,
+    Mapping,
+)
 from types import TracebackType
 from typing import Any, TypedDict
 
@@ -89,6 +99,9 @@ PENDING_LOOKBACK = 50
 """Recent messages read to find the calls a thread waits for: a run stops at its first
 approval request, so the request and any answer to it are among the last few."""
 _LISTING_LIMIT = 4 * 1024 * 1024
+GATHER_LIMIT = 64 * 1024
+"""Most bytes of HTTP chunks joined into one read: what arrived first waits no longer than
+the reading of this much more that has arrived too."""
 
 _AGENT_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")
 _HEADER_SAFE = re.compile(r"[\x20-\x7e\x80-\xff]*")
@@ -569,7 +582,7 @@ class EventStream:
                     yield action.events
                 elif type(action) is Send:
                     response, reply = client._open(action)
-                    chunks = response.iter_bytes() if response is not None else iter(())
+                    chunks = _gathered(response) if response is not None else iter(())
                 elif type(action) is ReadBody:
                     reply = _read_limited(chunks, action.limit)
                     response, chunks = _closed(response)
@@ -597,6 +610,59 @@ class EventStream:
             _closed(response)
             if holding:
                 client._deciding.release()
+
+
+def _arrival_check(response: httpx.Response) -> Callable[[], bool]:
+    """A check of whether more of ``response`` has arrived (so that a read returns at once).
+
+    httpx hands over a body one HTTP chunk at a time, and a live Letta server writes
+    one SSE frame per chunk, so a client that falls behind would pay the whole path
+    (flow, batch, LangChain chunk) per frame however much is waiting. Asking the
+    socket (through httpcore's public ``network_stream`` extension) lets the shells
+    read on while bytes are there, without waiting for any more: only a chunk whose
+    head or end was cut off from its data by the network could hold a read until
+    its rest arrives. The check only knows the socket: chunks httpcore already took
+    from it are read one by one, as before. Without a socket, or over HTTP/2 (whose
+    bytes may belong to other streams), the answer is always no.
+    """
+    stream = response.extensions.get("network_stream")
+    if stream is None or response.http_version != "HTTP/1.1":
+        return _no
+    sock = stream.get_extra_info("socket")
+    poll = getattr(select, "poll", None)  # none on Windows
+    if poll is not None and sock is not None:
+        poller = poll()
+        poller.register(sock, select.POLLIN)  # once per response: a check is one syscall
+        return lambda: bool(poller.poll(0))
+    return lambda: bool(stream.get_extra_info("is_readable"))
+
+
+def _no() -> bool:
+    return False
+
+
+def _gathered(response: httpx.Response) -> Iterator[bytes]:
+    """The body of ``response``, each read joined with the chunks that have arrived behind it.
+
+    A read waits only for its first chunk. A failure after some chunks were read is
+    raised at the next read, so that what came before it is delivered first.
+    """
+    chunks = response.iter_bytes()
+    more = _arrival_check(response)
+    for chunk in chunks:
+        pieces = [chunk]
+        size = len(chunk)
+        try:
+            while size < GATHER_LIMIT and more():
+                chunk = next(chunks, b"")
+                if not chunk:
+                    break
+                pieces.append(chunk)
+                size += len(chunk)
+        except (httpx.TransportError, httpx.DecodingError):
+            yield b"".join(pieces)
+            raise
+        yield b"".join(pieces)
 
 
 def _closed(response: httpx.Response | None) -> tuple[None, Iterator[bytes]]:
@@ -650,15 +716,22 @@ class LettaClient(ClientCore):
         super().__init__(**settings)
         self._http = http_client or httpx.Client(base_url=self.base_url, timeout=self.timeout)
         self._deciding = threading.Lock()
+        self._probing = threading.Lock()
 
     def probe(self, version_matters: bool = False) -> None:
         """Ask ``/v1/health/`` for the server's version, once, if a decision needs it.
 
         The answer is bounded in size and time; a server that gives none is
-        treated as one whose release is unknown.
+        treated as one whose release is unknown. Calls that start together wait
+        for one probe rather than each sending its own.
         """
+        if self.needs_probe(version_matters):
+            with self._probing:
+                self._probe(version_matters)
+
+    def _probe(self, version_matters: bool) -> None:
         if not self.needs_probe(version_matters):
-            return
+            return  # another call probed meanwhile
         status: int | None = None
         body = b""
         request = self._http.build_request(
@@ -893,7 +966,7 @@ class AsyncEventStream:
                     yield action.events
                 elif type(action) is Send:
                     response, reply = await client._open(action)
-                    chunks = response.aiter_bytes() if response is not None else _no_chunks()
+                    chunks = _agathered(response) if response is not None else _no_chunks()
                 elif type(action) is ReadBody:
                     reply = await _aread_limited(chunks, action.limit)
                     response, chunks = await _aclosed(response)
@@ -928,6 +1001,26 @@ async def _no_chunks() -> AsyncIterator[bytes]:
     yield  # pragma: no cover - makes this an empty async generator
 
 
+async def _agathered(response: httpx.Response) -> AsyncIterator[bytes]:
+    """Async twin of :func:`_gathered`."""
+    chunks = response.aiter_bytes()
+    more = _arrival_check(response)
+    async for chunk in chunks:
+        pieces = [chunk]
+        size = len(chunk)
+        try:
+            while size < GATHER_LIMIT and more():
+                chunk = await anext(chunks, b"")
+                if not chunk:
+                    break
+                pieces.append(chunk)
+                size += len(chunk)
+        except (httpx.TransportError, httpx.DecodingError):
+            yield b"".join(pieces)
+            raise
+        yield b"".join(pieces)
+
+
 async def _aclosed(response: httpx.Response | None) -> tuple[None, AsyncIterator[bytes]]:
     if response is not None:
         await response.aclose()
@@ -955,12 +1048,18 @@ class AsyncLettaClient(ClientCore):
         super().__init__(**settings)
         self._http = http_client or httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout)
         self._deciding = asyncio.Lock()
+        self._probing = asyncio.Lock()
         self._finishing: set[asyncio.Task[None]] = set()
 
     async def probe(self, version_matters: bool = False) -> None:
         """Ask ``/v1/health/`` for the server's version, once, if a decision needs it."""
+        if self.needs_probe(version_matters):
+            async with self._probing:
+                await self._probe(version_matters)
+
+    async def _probe(self, version_matters: bool) -> None:
         if not self.needs_probe(version_matters):
-            return
+            return  # another call probed meanwhile
         status: int | None = None
         body = b""
         request = self._http.build_request(

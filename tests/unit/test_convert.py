@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk
 
-from langchain_letta._convert import REQUIRES_APPROVAL, ChunkBuilder, finalize_content
+from langchain_letta._convert import REQUIRES_APPROVAL, ChunkBuilder, continues, finalize_content
 from langchain_letta.events import parse_event
 from tests.conftest import approval_delta
 
@@ -209,3 +210,89 @@ def test_every_stop_reason_is_passed_on_as_sent() -> None:
     for reason in ("max_steps", "insufficient_credits", "a_future_reason"):
         message = _invoked({"message_type": "stop_reason", "stop_reason": reason})
         assert message.response_metadata["stop_reason"] == reason
+
+
+def _event(**payload: Any) -> Any:
+    return parse_event(json.dumps(payload))
+
+
+def _batched(*payloads: dict[str, Any]) -> list[list[dict[str, Any]] | None]:
+    """The content of each event's chunk when the events arrive in one read."""
+    builder = ChunkBuilder(AGENT, "letta-agent")
+    pairs = builder.batch([_event(**payload) for payload in payloads])
+    return [None if chunk is None else chunk.content for _event, chunk in pairs]
+
+
+def _text(content: str, otid: str = "o1") -> dict[str, Any]:
+    return {"message_type": "assistant_message", "otid": otid, "content": content}
+
+
+def _thought(reasoning: str, otid: str = "r1", **fields: Any) -> dict[str, Any]:
+    return {"message_type": "reasoning_message", "otid": otid, "reasoning": reasoning, **fields}
+
+
+def test_deltas_of_one_block_read_together_become_one_chunk_on_the_last_event() -> None:
+    assert _batched(_text("a"), _text("b"), _text("c")) == [
+        None,
+        None,
+        [{"type": "text", "text": "abc", "index": 0}],
+    ]
+
+
+def test_the_first_delta_keeps_its_extras_and_later_plain_deltas_join_it() -> None:
+    source = "reasoner_model"
+    assert _batched(_thought("x", source=source), _thought("y", source=source)) == [
+        None,
+        [{"type": "reasoning", "reasoning": "xy", "index": 0, "extras": {"source": source}}],
+    ]
+
+
+def test_a_delta_with_anything_new_starts_a_chunk_of_its_own() -> None:
+    # the signature comes with the last reasoning delta: merged, it would be a new key
+    assert _batched(_thought("x"), _thought("y", signature="sig")) == [
+        [{"type": "reasoning", "reasoning": "x", "index": 0}],
+        [{"type": "reasoning", "reasoning": "y", "index": 0, "extras": {"signature": "sig"}}],
+    ]
+
+
+def test_other_blocks_tool_calls_and_events_without_a_chunk_are_never_merged_across() -> None:
+    call = {
+        "message_type": "tool_call_message",
+        "otid": "t1",
+        "tool_call": {"name": "f", "arguments": "{}", "tool_call_id": "c1"},
+    }
+    stop = {"message_type": "stop_reason", "stop_reason": "end_turn"}
+    contents = _batched(
+        _thought("x"), _text("a"), _text("b"), call, _text("c"), stop, _text("d"), _thought("y")
+    )
+    texts = [[block.get("text") for block in content] if content else None for content in contents]
+    assert texts == [[None], None, ["ab"], [None], ["c"], None, ["d"], [None]]
+
+
+TEXT_A = {"type": "text", "text": "a", "index": 0}
+
+
+@pytest.mark.parametrize(
+    ("block", "first", "expected"),
+    [
+        ({"type": "text", "text": "b", "index": 0}, TEXT_A, True),
+        ({"type": "text", "text": "b", "index": 1}, TEXT_A, False),
+        ({"type": "text", "text": "b", "id": "x"}, {"type": "text", "text": "a", "id": "x"}, False),
+        ({"type": "reasoning", "reasoning": "b", "index": 0}, TEXT_A, False),
+        (
+            {"type": "server_tool_call_chunk", "args": "}", "index": 0},
+            {"type": "server_tool_call_chunk", "args": "{", "index": 0},
+            False,
+        ),
+        ({"type": "text", "text": 7, "index": 0}, TEXT_A, False),
+        (
+            {"type": "text", "text": "b", "index": "lc_1"},
+            {"type": "text", "text": "a", "index": "lc_1"},
+            False,
+        ),
+    ],
+)
+def test_only_a_plain_continuation_of_text_or_reasoning_continues(
+    block: dict[str, Any], first: dict[str, Any], expected: bool
+) -> None:
+    assert continues(block, first) is expected
