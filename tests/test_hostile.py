@@ -6,10 +6,13 @@ Each test runs both clients (or ``invoke`` and ``ainvoke``) against the same ser
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gzip
 import json
 import re
+import socket
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -476,3 +479,69 @@ def test_a_base_url_ending_in_v1_names_the_url_tried_and_says_to_drop_it(mode: M
     assert f"POST http://letta.test/v1/v1/agents/{AGENT}/messages/stream" in message
     assert "drop the /v1" in message
     assert not any(secret in message for secret in secrets.values())
+
+
+class PartialChunkServer:
+    """A raw HTTP/1.1 server: one whole SSE frame, then only the first byte of the next chunk.
+
+    It sends the rest once the client has seen the first event (``seen``), or after
+    ``patience`` seconds: ``held`` then says the client kept an event that had
+    arrived whole until more came.
+    """
+
+    def __init__(self, patience: float = 5.0) -> None:
+        self.seen = threading.Event()
+        self.held = False
+        self.patience = patience
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.base_url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        first = b'data: {"message_type":"assistant_message","id":"m","content":"Hello"}\n\n'
+        second = b'data: {"message_type":"assistant_message","id":"m","content":" there"}\n\n'
+        done = b"data: [DONE]\n\n"
+        with self._listener:
+            connection, _ = self._listener.accept()
+            with connection:
+                connection.recv(65536)
+                connection.sendall(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                    b"transfer-encoding: chunked\r\n\r\n"
+                )
+                connection.sendall(b"%x\r\n%s\r\n" % (len(first), first))
+                head = b"%x\r\n" % len(second)
+                connection.sendall(head[:1])  # the next chunk has begun to arrive
+                self.held = not self.seen.wait(self.patience)
+                connection.sendall(head[1:] + second + b"\r\n")
+                connection.sendall(b"%x\r\n%s\r\n0\r\n\r\n" % (len(done), done))
+                connection.shutdown(socket.SHUT_WR)  # then read what is left: no reset
+                connection.settimeout(self.patience)
+                with contextlib.suppress(OSError):
+                    while connection.recv(65536):
+                        pass
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_event_that_arrived_is_delivered_while_the_next_chunk_is_still_partial(
+    mode: Mode,
+) -> None:
+    server = PartialChunkServer()
+    options = {"base_url": server.base_url, "dialect": "current", "background": False}
+    request = StreamRequest(messages=[OutgoingMessage(content="hi")])
+
+    def seen(event: LettaEvent) -> str:
+        server.seen.set()
+        return str(getattr(event, "text", ""))
+
+    async def consume() -> list[str]:
+        async with AsyncLettaClient(**options) as client:
+            return [seen(event) async for event in client.stream(AGENT, request)]
+
+    if mode == "sync":
+        with LettaClient(**options) as client:
+            texts = [seen(event) for event in client.stream(AGENT, request)]
+    else:
+        texts = asyncio.run(consume())
+    assert texts == ["Hello", " there"]
+    assert not server.held  # the first event came while the next chunk was still partial
