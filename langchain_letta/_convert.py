@@ -224,8 +224,10 @@ def nothing_to_send(messages: Sequence[BaseMessage], agent_id: str) -> str:
         )
     return (
         f"nothing to send to the Letta agent {agent_id}: the input ends with a "
-        f"{type(last).__name__}, and ChatLetta sends only human and system messages (the agent "
-        "keeps its own answers and runs its own tools); end the input with the user's message"
+        f"{type(last).__name__}, and ChatLetta sends human and system messages, and the "
+        "ToolMessages answering this agent's own tool calls (it keeps its own answers, and "
+        "another model's tool calls are not its to answer); end the input with the user's "
+        "message"
     )
 
 

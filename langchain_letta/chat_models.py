@@ -109,9 +109,12 @@ class ChatLetta(BaseChatModel):
     server-run tool calls and results as ``server_tool_call`` /
     ``server_tool_result`` blocks (never ``tool_calls``, which LangGraph would try
     to run); a call waiting for the client's approval is such a block with
-    ``extras={"requires_approval": True}``, and any other Letta message (approval
-    responses, compaction summaries and events) a ``non_standard`` block holding it
-    as sent. The last chunk carries usage, the stop reason, the run id and the
+    ``extras={"requires_approval": True}``, answered with ``approvals=`` on the next
+    call, and any other Letta message (approval responses, compaction summaries and
+    events) a ``non_standard`` block holding it as sent. Tools the caller runs are
+    bound with :meth:`bind_tools` (Letta's client tools): their calls are ordinary
+    ``tool_calls``, and the ``ToolMessage`` s answering them go back on the next call.
+    The last chunk carries usage, the stop reason, the run id and the
     agent id, which is how a later call recognises this agent's answers.
 
     Example:
