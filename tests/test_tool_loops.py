@@ -16,10 +16,12 @@ from typing import Any
 import pytest
 from langchain.agents import create_agent
 from langchain.agents.middleware import HumanInTheLoopMiddleware
+from langchain.agents.structured_output import ToolStrategy
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from langchain_core.utils.function_calling import convert_to_json_schema
+from langchain_tests.integration_tests.chat_models import _get_joke_class
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
@@ -498,3 +500,29 @@ def test_a_listing_that_is_not_a_list_is_a_typed_error() -> None:
     with FakeLettaServer([], history={"detail": "nope"}) as server:  # type: ignore[arg-type]
         with pytest.raises(LettaProtocolError, match="listed messages"):
             ChatLetta(agent_id=GATED_AGENT, base_url=server.base_url).pending_approvals()
+
+
+def test_create_agent_structured_output_with_a_lenient_tool_choice() -> None:
+    tools = CAPTURES / "0.16.8/standard-tools"
+    ask = Reply.from_capture(tools / "11-structured-output-joke-request.sse")
+    answer = Reply.from_capture(tools / "12-structured-output-joke-return.sse")
+    joke, _ = _get_joke_class("pydantic")
+    with FakeLettaServer(
+        lambda r: answer if r.json()["messages"][0].get("type") else ask
+    ) as server:
+        model = ChatLetta(agent_id=CLIENT_AGENT, base_url=server.base_url)
+        with pytest.raises(ValueError, match="cannot honour tool_choice='any'"):
+            create_agent(model, response_format=ToolStrategy(joke)).invoke(
+                {"messages": [("user", "x")]}
+            )
+        assert server.stream_requests == []
+        lenient = model.model_copy(update={"lenient_tool_choice": True})
+        agent = create_agent(lenient, response_format=ToolStrategy(joke))
+        state = agent.invoke({"messages": [HumanMessage("Tell me a joke about cats.")]})
+        assert state["structured_response"].setup == "Tell me a joke about cats."
+        # the next turn of the thread answers the waiting call first, then says what is new
+        model_input = [*state["messages"], HumanMessage("another")]
+        lenient.bind_tools([joke], tool_choice="any").invoke(model_input)
+        sent = sent_messages(server)[-1]
+    assert [item.get("type", item.get("role")) for item in sent] == ["approval", "user"]
+    assert sent[0]["approvals"][0]["tool_return"].startswith("Returning structured response")
