@@ -55,7 +55,8 @@ def letta_node(
     conversation of the agent, so one agent serves many threads at once.
     """
     letta = model or ChatLetta(**model_args)
-    offered: dict[str, Any] = letta.bind_tools(tools).kwargs if tools else {}  # type: ignore[attr-defined]
+    binding: Any = letta.bind_tools(tools) if tools else None
+    offered: dict[str, Any] = binding.kwargs if binding is not None else {}
 
     def answer(state: dict[str, Any], config: RunnableConfig) -> Any:
         agent_id = _agent(letta, config)
