@@ -75,6 +75,7 @@ from langchain_letta._wire.requests import (
     uses_versioned_fields,
 )
 from langchain_letta._wire.retry import DEFAULT_RETRY_TIMEOUT, logger
+from langchain_letta._wire.transport import async_client, sync_client
 from langchain_letta.errors import (
     LettaError,
     LettaProtocolError,
@@ -714,7 +715,7 @@ class LettaClient(ClientCore):
         self, *, http_client: httpx.Client | None = None, **settings: Unpack[ClientSettings]
     ) -> None:
         super().__init__(**settings)
-        self._http = http_client or httpx.Client(base_url=self.base_url, timeout=self.timeout)
+        self._http = http_client or sync_client(self.base_url, self.timeout)
         self._deciding = threading.Lock()
         self._probing = threading.Lock()
 
@@ -1046,7 +1047,7 @@ class AsyncLettaClient(ClientCore):
         self, *, http_client: httpx.AsyncClient | None = None, **settings: Unpack[ClientSettings]
     ) -> None:
         super().__init__(**settings)
-        self._http = http_client or httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout)
+        self._http = http_client or async_client(self.base_url, self.timeout)
         self._deciding = asyncio.Lock()
         self._probing = asyncio.Lock()
         self._finishing: set[asyncio.Task[None]] = set()

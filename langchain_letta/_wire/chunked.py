@@ -1,0 +1,271 @@
+"""What the client of one HTTP/1.1 connection receives, with each read's chunks joined.
+
+httpx decodes a chunked body one HTTP chunk at a time (h11's chunk reader, its state
+machine and httpcore's generators: about 8 µs a chunk), and a live Letta server writes
+one SSE frame per chunk. :class:`JoinedChunks` sits between the socket and h11 (see
+``_wire/transport.py``): it follows the framing of every response on the connection and
+hands h11 the chunks of each network read joined into one chunk, so h11 decodes one chunk
+per read, whatever the server's chunk size. Everything else (heads, the last chunk,
+trailers, bodies that are not chunked) passes unchanged, so h11 still checks all of it,
+and the connection is reused as before. Sans-I/O: fed bytes, it returns bytes.
+
+It only rewrites what it understands exactly as h11 does: a response whose framing it
+cannot follow (no ``Transfer-Encoding: chunked`` or ``Content-Length`` it can read, an
+upgrade, a head too long) makes it pass every later byte of the connection through as
+it came. A malformed chunked body (a size line that is too long or not hex, a chunk not
+followed by CRLF) is an error: the bytes before it are returned first.
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_SIZE_LINE = 4096
+"""Longest chunk-size line (size and extensions): h11 allows 100 KiB, servers send a few bytes."""
+MAX_HEAD = 64 * 1024
+"""Longest response head followed; a longer one is passed through (h11 judges it)."""
+MAX_TRAILERS = 64 * 1024
+"""Longest trailer section after the last chunk."""
+
+_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;.*)?[ \t]*")
+"""h11's ``chunk_header`` (without its CRLF): at most 20 hex digits, extensions ignored."""
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+_DIGITS = re.compile(rb"[0-9]+")
+
+# States of the connection, as seen from the bytes it received.
+_IDLE = 0  # no response expected (nothing sent since the last one ended)
+_HEAD = 1  # reading a response head
+_LENGTH = 2  # a Content-Length body: ``_left`` bytes to go
+_SIZE = 3  # a chunked body, at a chunk-size line
+_DATA = 4  # inside a chunk: ``_left`` bytes to go
+_CRLF = 5  # after a chunk's data: its CRLF
+_TRAILERS = 6  # after the last chunk: the trailer section, to its blank line
+_PASS = 7  # framing not followed: every byte passes through, for good
+
+
+class ChunkedFramingError(ValueError):
+    """A chunked body broke HTTP/1.1 framing; the connection cannot be used any more."""
+
+
+class JoinedChunks:
+    """The client side of one HTTP/1.1 connection: bytes sent, bytes received, rewritten."""
+
+    __slots__ = ("_body_at", "_buffer", "_error", "_left", "_method", "_state")
+
+    def __init__(self) -> None:
+        self._state = _IDLE
+        self._buffer = b""  # bytes received but not yet returned: a head, a size line, a CRLF
+        self._left = 0
+        self._method = b""
+        self._error: ChunkedFramingError | None = None
+        self._body_at = -1
+
+    @property
+    def fault(self) -> ChunkedFramingError | None:
+        """The framing fault found after the bytes last returned (raise it before reading on)."""
+        return self._error
+
+    @property
+    def passing(self) -> bool:
+        """Whether every byte now passes through as it came (framing no longer followed)."""
+        return self._state == _PASS
+
+    def sent(self, data: bytes) -> None:
+        """Record bytes written to the connection: the first of a request names its method."""
+        if self._state == _IDLE and data:
+            self._method = data.split(b" ", 1)[0]
+            self._state = _HEAD
+        elif self._state == _TRAILERS:
+            # h11 saw the response end where this did not: follow it no further.
+            self._state = _PASS
+
+    def received(self, data: bytes) -> bytes:
+        """The bytes to hand h11 for ``data``, just read from the connection.
+
+        May return ``b""`` (the start of a size line held back: read more). Raises
+        :class:`ChunkedFramingError` once the bytes before the fault are returned.
+        """
+        if self._error is not None:
+            raise self._error
+        state = self._state
+        if state == _PASS:
+            return data
+        if state == _SIZE and not self._buffer:
+            # The usual read of a paced stream: one whole chunk, handed on as it came.
+            stop = data.find(b"\r\n", 0, MAX_SIZE_LINE + 2)
+            matched = _SIZE_LINE.fullmatch(data, 0, stop) if stop > 0 else None
+            if matched is not None:
+                size = int(matched.group(1), 16)
+                if size and len(data) == stop + size + 4 and data.endswith(b"\r\n"):
+                    return data
+        out: list[bytes] = []
+        body: list[bytes] = []
+        try:
+            body_at = self._receive(data, out, body)
+        except ChunkedFramingError as error:
+            self._state = _PASS
+            self._error = error
+            body_at = len(out) if self._body_at < 0 else self._body_at
+            if not out and not body:
+                raise
+        if body:
+            joined = b"".join(body)
+            out.insert(body_at, b"%x\r\n%b\r\n" % (len(joined), joined))
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def _receive(self, data: bytes, out: list[bytes], body: list[bytes]) -> int:
+        """Sort ``data`` into ``out`` (as it came) and ``body`` (chunk data to join).
+
+        Returns where in ``out`` the joined body goes (what follows it in ``out``
+        came after it on the wire).
+        """
+        self._body_at = -1
+        if self._buffer and (self._state == _SIZE or self._state == _CRLF):
+            data = self._buffer + data  # a size line or CRLF held back: at most 4 KiB
+            self._buffer = b""
+        position = 0
+        end = len(data)
+        while position < end:
+            state = self._state
+            if state == _DATA:
+                if self._body_at < 0:
+                    self._body_at = len(out)
+                stop = position + self._left
+                if stop <= end:
+                    body.append(data[position:stop])
+                    self._left = 0
+                    self._state = _CRLF
+                    position = stop
+                else:
+                    body.append(data[position:] if position else data)
+                    self._left -= end - position
+                    break
+            elif state == _SIZE:
+                stop = data.find(b"\r\n", position, position + MAX_SIZE_LINE + 2)
+                if stop < 0:
+                    if end - position > MAX_SIZE_LINE + 1:
+                        raise ChunkedFramingError("a chunk-size line is too long")
+                    self._buffer = data[position:]
+                    break
+                matched = _SIZE_LINE.fullmatch(data, position, stop)
+                if matched is None:
+                    raise ChunkedFramingError("a chunk-size line is not a hex size")
+                size = int(matched.group(1), 16)
+                if size:
+                    self._left = size
+                    self._state = _DATA
+                    position = stop + 2
+                else:
+                    # The last chunk: its line and the trailers pass as they came.
+                    if self._body_at < 0:
+                        self._body_at = len(out)
+                    self._state = _TRAILERS
+                    self._buffer = b""
+                    out.append(data[position : stop + 2])
+                    position = stop + 2
+            elif state == _CRLF:
+                if end - position < 2:
+                    self._buffer = data[position:]
+                    break
+                if data[position : position + 2] != b"\r\n":
+                    raise ChunkedFramingError("a chunk's data is not followed by CRLF")
+                position += 2
+                self._state = _SIZE
+            elif state == _HEAD:
+                position = self._head(data, position, out)
+            elif state == _LENGTH:
+                stop = min(end, position + self._left)
+                out.append(data[position:stop])
+                self._left -= stop - position
+                position = stop
+                if not self._left:
+                    self._state = _IDLE
+            elif state == _TRAILERS:
+                position = self._trailers(data, position, out)
+            else:  # _IDLE (bytes nobody asked for: h11 judges them) or _PASS
+                self._state = _PASS
+                out.append(data[position:])
+                break
+        return len(out) if self._body_at < 0 else self._body_at
+
+    def _head(self, data: bytes, position: int, out: list[bytes]) -> int:
+        start = len(self._buffer)
+        self._buffer += data[position:]
+        found = self._buffer.find(b"\r\n\r\n", max(0, start - 3))
+        if found < 0:
+            out.append(data[position:])
+            if len(self._buffer) > MAX_HEAD:
+                self._buffer = b""
+                self._state = _PASS
+            return len(data)
+        taken = found + 4 - start
+        out.append(data[position : position + taken])
+        head = self._buffer[: found + 4]
+        self._buffer = b""
+        self._state = self._framing(head)
+        return position + taken
+
+    def _framing(self, head: bytes) -> int:
+        """What follows ``head``, decided as h11 decides it (``_PASS`` when in doubt)."""
+        lines = head[:-4].split(b"\r\n")
+        parts = lines[0].split(b" ", 2)
+        if (
+            len(parts) < 2
+            or not parts[0].startswith(b"HTTP/1.")
+            or len(parts[1]) != 3
+            or not _DIGITS.fullmatch(parts[1])
+        ):
+            return _PASS
+        status = int(parts[1])
+        if status == 101:
+            return _PASS  # an upgrade: the connection is no longer HTTP
+        if status < 200:
+            return _HEAD  # informational (100 Continue): the response's own head follows
+        if (
+            status in (204, 304)
+            or self._method == b"HEAD"
+            or (self._method == b"CONNECT" and status < 300)
+        ):
+            return _IDLE
+        encodings: list[bytes] = []
+        lengths: list[bytes] = []
+        for line in lines[1:]:
+            name, colon, value = line.partition(b":")
+            if not colon or line[:1] in (b" ", b"\t"):
+                return _PASS  # folded or malformed: h11 judges it
+            name = name.lower()
+            if name == b"transfer-encoding":
+                encodings += [item.strip(b" \t").lower() for item in value.split(b",")]
+            elif name == b"content-length":
+                lengths += [item.strip(b" \t") for item in value.split(b",")]
+        if encodings:
+            return _SIZE if encodings == [b"chunked"] else _PASS
+        if lengths:
+            if len(set(lengths)) != 1 or not _DIGITS.fullmatch(lengths[0]):
+                return _PASS
+            self._left = int(lengths[0])
+            return _LENGTH if self._left else _IDLE
+        return _PASS  # the body ends when the connection does
+
+    def _trailers(self, data: bytes, position: int, out: list[bytes]) -> int:
+        """Pass the trailer section through as it came (h11 checks it) to its blank line."""
+        start = len(self._buffer)
+        self._buffer += data[position:]
+        buffer = self._buffer
+        if buffer[:1] == b"\n":
+            stop = 1
+        elif buffer[:2] == b"\r\n":
+            stop = 2
+        else:
+            found = _BLANK_LINE.search(buffer, max(0, start - 2))
+            if found is None:
+                if len(buffer) > MAX_TRAILERS:
+                    raise ChunkedFramingError("the trailer section is too long")
+                out.append(data[position:])
+                return len(data)
+            stop = found.end()
+        taken = stop - start
+        out.append(data[position : position + taken])
+        self._buffer = b""
+        self._state = _IDLE
+        return position + taken

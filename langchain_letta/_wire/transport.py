@@ -1,0 +1,353 @@
+"""httpx transports whose HTTP/1.1 connections hand h11 each read's chunks as one chunk.
+
+Built from public APIs only: httpx's custom transports (``httpx.BaseTransport``) over
+httpcore's connection pool with a network backend of our own (``network_backend=``,
+httpcore's documented hook for custom I/O). The backend's streams pass every byte
+through :class:`~langchain_letta._wire.chunked.JoinedChunks`, so that a chunked body
+whose server writes one SSE frame per HTTP chunk costs h11 one chunk per read rather than
+one per frame. Sockets, TLS, timeouts, pooling and keep-alive stay httpcore's: h11 still
+parses every head, checks every chunk it is given and decides when a connection is
+reused. Proxies keep httpx's own transports (httpx mounts them over this one).
+
+Only the clients this package creates use these transports; an ``http_client`` passed
+in is used as it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+import urllib.request
+from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import Any
+
+import httpcore
+import httpx
+
+from langchain_letta._wire.chunked import ChunkedFramingError, JoinedChunks
+
+_HTTPX_HANDLE = httpx.HTTPTransport.handle_request
+_HTTPX_HANDLE_ASYNC = httpx.AsyncHTTPTransport.handle_async_request
+"""httpx's own transports as this module found them: recorders and mocks (vcrpy,
+pytest-httpx) replace these methods, and a request must then go through them."""
+
+_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)
+"""httpx's own defaults for a client."""
+
+_ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.ProxyError, httpx.ProxyError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+)
+"""httpcore's errors as httpx's transport raises them (most specific first)."""
+
+
+@contextlib.contextmanager
+def _mapped() -> Iterator[None]:
+    try:
+        yield
+    except Exception as error:
+        for source, target in _ERRORS:
+            if isinstance(error, source):
+                raise target(str(error)) from error
+        raise
+
+
+def _ssl_context() -> ssl.SSLContext | None:
+    """The default TLS context of httpx; ``None``: use httpx's own transport.
+
+    That is when this httpx does not make the context public, and when the environment
+    names a proxy (``HTTPS_PROXY`` and the like, read as httpx reads them): httpx
+    honours those only for a client without a transport of its own.
+    """
+    create = getattr(httpx, "create_ssl_context", None)
+    if create is None or urllib.request.getproxies():
+        return None
+    context: ssl.SSLContext = create()
+    return context
+
+
+def _core_request(request: httpx.Request) -> httpcore.Request:
+    return httpcore.Request(
+        method=request.method,
+        url=httpcore.URL(
+            scheme=request.url.raw_scheme,
+            host=request.url.raw_host,
+            port=request.url.port,
+            target=request.url.raw_path,
+        ),
+        headers=request.headers.raw,
+        content=request.stream,
+        extensions=request.extensions,
+    )
+
+
+def _framing_error(error: ChunkedFramingError) -> httpcore.RemoteProtocolError:
+    return httpcore.RemoteProtocolError(f"malformed chunked body: {error}")
+
+
+# ------------------------------------------------------------------ sync
+
+
+class _Stream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+        self._joined = JoinedChunks()
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        joined = self._joined
+        while True:
+            if joined.fault is not None:  # found after bytes h11 has now taken
+                raise _framing_error(joined.fault)
+            data = self._inner.read(max_bytes, timeout)
+            if not data:
+                return data  # the end: h11 judges a body cut short
+            try:
+                out = joined.received(data)
+            except ChunkedFramingError as error:
+                raise _framing_error(error) from None
+            if out:
+                return out
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._joined.sent(buffer)
+        self._inner.write(buffer, timeout)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        return _Stream(self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _Backend(httpcore.NetworkBackend):
+    def __init__(self) -> None:
+        self._inner = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        return _Stream(self._inner.connect_tcp(host, port, timeout, local_address, socket_options))
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        return _Stream(self._inner.connect_unix_socket(path, timeout, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+class _ResponseStream(httpx.SyncByteStream):
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[bytes]:
+        with _mapped():
+            yield from self._stream
+
+    def close(self) -> None:
+        close = getattr(self._stream, "close", None)
+        if close is not None:
+            with _mapped():
+                close()
+
+
+class JoiningTransport(httpx.BaseTransport):
+    """httpx's default HTTP/1.1 transport, with each read's chunks joined (see module)."""
+
+    def __init__(self, ssl_context: ssl.SSLContext) -> None:
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=_LIMITS.max_connections,
+            max_keepalive_connections=_LIMITS.max_keepalive_connections,
+            keepalive_expiry=_LIMITS.keepalive_expiry,
+            http1=True,
+            http2=False,
+            network_backend=_Backend(),
+        )
+        self._standard: httpx.HTTPTransport | None = None
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if httpx.HTTPTransport.handle_request is not _HTTPX_HANDLE:
+            return self._patched().handle_request(request)  # recorded or mocked: theirs
+        with _mapped():
+            response = self._pool.handle_request(_core_request(request))
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=_ResponseStream(response.stream),
+            extensions=response.extensions,
+        )
+
+    def _patched(self) -> httpx.HTTPTransport:
+        if self._standard is None:
+            self._standard = httpx.HTTPTransport()
+        return self._standard
+
+    def close(self) -> None:
+        self._pool.close()
+        if self._standard is not None:
+            self._standard.close()
+
+
+def sync_client(base_url: str, timeout: httpx.Timeout) -> httpx.Client:
+    """The ``httpx.Client`` a :class:`LettaClient` makes for itself."""
+    context = _ssl_context()
+    if context is None:
+        return httpx.Client(base_url=base_url, timeout=timeout)
+    return httpx.Client(base_url=base_url, timeout=timeout, transport=JoiningTransport(context))
+
+
+# ------------------------------------------------------------------ async
+
+
+class _AsyncStream(httpcore.AsyncNetworkStream):
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+        self._joined = JoinedChunks()
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        joined = self._joined
+        while True:
+            if joined.fault is not None:
+                raise _framing_error(joined.fault)
+            data = await self._inner.read(max_bytes, timeout)
+            if not data:
+                return data
+            try:
+                out = joined.received(data)
+            except ChunkedFramingError as error:
+                raise _framing_error(error) from None
+            if out:
+                return out
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._joined.sent(buffer)
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        return _AsyncStream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _AsyncBackend(httpcore.AsyncNetworkBackend):
+    def __init__(self) -> None:
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        inner = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        return _AsyncStream(inner)
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        return _AsyncStream(await self._inner.connect_unix_socket(path, timeout, socket_options))
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _AsyncResponseStream(httpx.AsyncByteStream):
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _mapped():
+            async for part in self._stream:
+                yield part
+
+    async def aclose(self) -> None:
+        close = getattr(self._stream, "aclose", None)
+        if close is not None:
+            with _mapped():
+                await close()
+
+
+class AsyncJoiningTransport(httpx.AsyncBaseTransport):
+    """Async twin of :class:`JoiningTransport`."""
+
+    def __init__(self, ssl_context: ssl.SSLContext) -> None:
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=_LIMITS.max_connections,
+            max_keepalive_connections=_LIMITS.max_keepalive_connections,
+            keepalive_expiry=_LIMITS.keepalive_expiry,
+            http1=True,
+            http2=False,
+            network_backend=_AsyncBackend(),
+        )
+        self._standard: httpx.AsyncHTTPTransport | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if httpx.AsyncHTTPTransport.handle_async_request is not _HTTPX_HANDLE_ASYNC:
+            return await self._patched().handle_async_request(request)
+        with _mapped():
+            response = await self._pool.handle_async_request(_core_request(request))
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=_AsyncResponseStream(response.stream),
+            extensions=response.extensions,
+        )
+
+    def _patched(self) -> httpx.AsyncHTTPTransport:
+        if self._standard is None:
+            self._standard = httpx.AsyncHTTPTransport()
+        return self._standard
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+        if self._standard is not None:
+            await self._standard.aclose()
+
+
+def async_client(base_url: str, timeout: httpx.Timeout) -> httpx.AsyncClient:
+    """The ``httpx.AsyncClient`` an :class:`AsyncLettaClient` makes for itself."""
+    context = _ssl_context()
+    if context is None:
+        return httpx.AsyncClient(base_url=base_url, timeout=timeout)
+    return httpx.AsyncClient(
+        base_url=base_url, timeout=timeout, transport=AsyncJoiningTransport(context)
+    )

@@ -1,0 +1,508 @@
+"""The chunk joiner (``_wire/chunked.py``) and the transports built on it (``_wire/transport.py``).
+
+The oracle is h11 itself: what the joiner hands on, fed to an h11 client connection,
+must give the same body, end the response where the wire did, and leave the connection
+ready for the next request; malformed framing is refused, bounded, after the bytes
+before the fault.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import h11
+import httpx
+import pytest
+
+from langchain_letta import AsyncLettaClient, LettaClient, OutgoingMessage, StreamRequest
+from langchain_letta._wire.chunked import (
+    MAX_SIZE_LINE,
+    MAX_TRAILERS,
+    ChunkedFramingError,
+    JoinedChunks,
+)
+from langchain_letta._wire.transport import AsyncJoiningTransport, JoiningTransport
+from langchain_letta.errors import LettaStreamInterruptedError
+
+CAPTURES = Path(__file__).parent / "data" / "letta-streams"
+ALL_CAPTURES = sorted(CAPTURES.rglob("*.sse"))
+REQUEST = b"POST /v1/agents/a/messages/stream HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n"
+HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+NEXT = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"
+"""A second response on the connection: the joiner must still be in step with h11."""
+
+
+def _frames(body: bytes) -> list[bytes]:
+    """One piece per SSE frame, as a live server writes them (joined, exactly ``body``)."""
+    parts = body.split(b"\n\n")
+    return [part + b"\n\n" for part in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+
+
+def _chunked(pieces: list[bytes], trailer: bytes = b"") -> bytes:
+    return (
+        b"".join(b"%x\r\n%b\r\n" % (len(p), p) for p in pieces if p) + b"0\r\n" + trailer + b"\r\n"
+    )
+
+
+def _random_pieces(body: bytes, rng: random.Random, most: int) -> list[bytes]:
+    pieces, at = [], 0
+    while at < len(body):
+        size = rng.randint(1, most)
+        pieces.append(body[at : at + size])
+        at += size
+    return pieces
+
+
+def _split(wire: bytes, cuts: list[int]) -> Iterator[bytes]:
+    start = 0
+    for cut in sorted(cuts):
+        yield wire[start:cut]
+        start = cut
+    yield wire[start:]
+
+
+class _Client:
+    """An h11 client connection fed through a joiner, as httpcore feeds it."""
+
+    def __init__(self) -> None:
+        self.joiner = JoinedChunks()
+        self.h11 = h11.Connection(h11.CLIENT)
+        self.body = bytearray()
+        self.data_events = 0
+        self.body_events = 0
+        self.ended = False
+        self.trailers: list[tuple[bytes, bytes]] = []
+
+    def send(self, request: bytes = REQUEST) -> None:
+        method, target = request.split(b" ")[:2]
+        self.h11.send(h11.Request(method=method, target=target, headers=[("host", "x")]))
+        self.h11.send(h11.EndOfMessage())
+        self.joiner.sent(request)
+        self.body.clear()
+        self.data_events = 0
+        self.ended = False
+
+    def feed(self, data: bytes) -> None:
+        if not data:
+            return  # an empty read is the end of the connection: the streams never pass one
+        handed = self.joiner.received(data)
+        if handed:  # b"": a size line held back; the streams read on (b"" is h11's end)
+            self.h11.receive_data(handed)
+        while True:
+            event = self.h11.next_event()
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return
+            if isinstance(event, h11.Data):
+                self.body += event.data
+                self.data_events += 1
+            elif isinstance(event, h11.EndOfMessage):
+                self.ended = True
+                self.trailers = list(event.headers)
+
+    def next_cycle(self) -> None:
+        assert self.h11.our_state is h11.DONE
+        assert self.h11.their_state is h11.DONE
+        self.h11.start_next_cycle()
+
+
+def _check(wire_reads: Iterator[bytes], body: bytes) -> _Client:
+    client = _Client()
+    client.send()
+    for data in wire_reads:
+        client.feed(data)
+    assert client.ended
+    assert bytes(client.body) == body
+    client.body_events = client.data_events
+    client.next_cycle()
+    client.send(b"GET /v1/health/ HTTP/1.1\r\n")
+    client.feed(NEXT)
+    assert client.ended
+    assert bytes(client.body) == b"hello"
+    return client
+
+
+# ------------------------------------------------------------------ real bodies
+
+
+@pytest.mark.parametrize("capture", ALL_CAPTURES, ids=lambda p: str(p.relative_to(CAPTURES)))
+def test_every_capture_arrives_whole_however_chunked_and_read(capture: Path) -> None:
+    body = capture.read_bytes()
+    rng = random.Random(capture.name)  # noqa: S311
+    for pieces in (_frames(body), _random_pieces(body, rng, 50), _random_pieces(body, rng, 5000)):
+        assert b"".join(pieces) == body
+        wire = HEAD + _chunked(pieces) + b""
+        cuts = [rng.randint(0, len(wire)) for _ in range(rng.randint(1, 40))]
+        _check(_split(wire, cuts), body)
+        client = _check(iter([wire]), body)  # one read: one joined chunk
+        assert client.body_events == (1 if body else 0)
+
+
+def test_every_split_point_of_a_real_body() -> None:
+    whole = (CAPTURES / "0.16.8/memgpt_v2_agent/04-tool-call-tokens.sse").read_bytes()
+    body = b"".join(_frames(whole)[:8])
+    wire = HEAD + _chunked([*_frames(body), b"tail"], b"x-checksum: 1\r\n")
+    for cut in range(len(wire) + 1):
+        _check(_split(wire, [cut]), body + b"tail")
+    rng = random.Random(3)  # noqa: S311
+    for _ in range(300):  # and in three reads
+        _check(_split(wire, [rng.randint(0, len(wire)), rng.randint(0, len(wire))]), body + b"tail")
+
+
+def test_chunks_of_one_read_reach_h11_as_one_chunk() -> None:
+    joiner = JoinedChunks()
+    joiner.sent(REQUEST)
+    out = joiner.received(HEAD + b"3\r\nabc\r\n2;ext=1\r\nde\r\n1\r\nf")
+    assert out == HEAD + b"6\r\nabcdef\r\n"
+    assert joiner.received(b"\r\n0\r\n\r\n") == b"0\r\n\r\n"
+
+
+def test_a_read_of_one_whole_chunk_is_handed_on_as_it_came() -> None:
+    joiner = JoinedChunks()
+    joiner.sent(REQUEST)
+    joiner.received(HEAD)
+    assert joiner.received(b"3;x=1\r\nabc\r\n") == b"3;x=1\r\nabc\r\n"
+    # The same length, but not a chunk: checked, the data handed on, then the fault.
+    assert joiner.received(b"3\r\nabcXX") == b"3\r\nabc\r\n"
+    assert joiner.fault is not None
+    with pytest.raises(ChunkedFramingError, match="CRLF"):
+        joiner.received(b"more")
+
+
+def test_bytes_held_back_are_only_a_size_line_or_crlf() -> None:
+    joiner = JoinedChunks()
+    joiner.sent(REQUEST)
+    assert joiner.received(HEAD + b"1") == HEAD
+    assert joiner.received(b"0") == b""  # "10" so far: a size line is never handed on in parts
+    assert joiner.received(b"\r\n0123456789abcdef") == b"10\r\n0123456789abcdef\r\n"
+
+
+# ------------------------------------------------------------------ heads and framings
+
+
+@pytest.mark.parametrize(
+    ("request_line", "response", "follows"),
+    [
+        (b"HEAD / HTTP/1.1\r\n", b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n", True),
+        (REQUEST, b"HTTP/1.1 204 No Content\r\n\r\n", True),
+        (REQUEST, b"HTTP/1.1 304 Not Modified\r\ncontent-length: 9\r\n\r\n", True),
+        (REQUEST, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", True),
+        (REQUEST, b"HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\nabc", True),
+        (REQUEST, b"HTTP/1.1 100 Continue\r\n\r\n" + HEAD + b"0\r\n\r\n", True),
+        (
+            REQUEST,
+            b"HTTP/1.1 500 X\r\nTransfer-Encoding: Chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n",
+            True,
+        ),
+    ],
+)
+def test_framings_are_followed_as_h11_follows_them(
+    request_line: bytes, response: bytes, follows: bool
+) -> None:
+    client = _Client()
+    client.send(request_line)
+    for byte in range(len(response)):  # a byte at a time: the hardest split
+        client.feed(response[byte : byte + 1])
+    assert client.ended
+    client.next_cycle()
+    client.send(REQUEST)
+    client.feed(HEAD + b"3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n")
+    assert client.ended
+    assert bytes(client.body) == b"abcdefg"
+    assert client.data_events == 1  # still followed: the chunks were joined
+    assert not client.joiner.passing
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\n\r\n3\r\nabc\r\n",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\n3\r\nabc\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: +3\r\n\r\n3\r\nabc\r\n",
+        b"HTTP/1.1 200 OK\r\n\r\n3\r\nabc\r\n",  # ends with the connection
+        b"HTTP/1.1 200 OK\r\nx: 1\r\n folded\r\n\r\n3\r\nabc\r\n",
+        b"HTTP/1.1 2000 OK\r\n\r\n3\r\nabc\r\n",
+        b"SPDY 200 OK\r\n\r\n3\r\nabc\r\n",
+    ],
+)
+def test_what_is_not_followed_passes_through_untouched(response: bytes) -> None:
+    joiner = JoinedChunks()
+    joiner.sent(REQUEST)
+    out = b"".join(joiner.received(response[i : i + 7]) for i in range(0, len(response), 7))
+    assert out == response
+    assert joiner.passing
+    assert joiner.received(b"5\r\nhello\r\n") == b"5\r\nhello\r\n"
+
+
+def test_bytes_nobody_asked_for_pass_through() -> None:
+    joiner = JoinedChunks()
+    assert joiner.received(b"HTTP/1.1 408 X\r\n\r\n") == b"HTTP/1.1 408 X\r\n\r\n"
+    assert joiner.passing
+
+
+def test_a_head_too_long_to_follow_passes_through() -> None:
+    joiner = JoinedChunks()
+    joiner.sent(REQUEST)
+    head = b"HTTP/1.1 200 OK\r\n" + b"x-long: " + b"a" * (80 * 1024)
+    assert joiner.received(head) == head
+    assert joiner.passing
+
+
+# ------------------------------------------------------------------ hostile bodies
+
+
+def _body_fault(wire: bytes) -> tuple[bytes, ChunkedFramingError]:
+    """What the joiner hands on before a fault, and the fault (raised at the next read)."""
+    joiner = JoinedChunks()
+    joiner.sent(REQUEST)
+    handed = bytearray()
+    try:
+        handed += joiner.received(HEAD + wire)
+        handed += joiner.received(b"more")
+    except ChunkedFramingError as error:
+        with pytest.raises(ChunkedFramingError):
+            joiner.received(b"")  # it stays broken
+        return bytes(handed), error
+    raise AssertionError("no fault found")
+
+
+@pytest.mark.parametrize(
+    ("wire", "message"),
+    [
+        (b"3\r\nabc\r\n-5\r\nhello\r\n", "not a hex size"),
+        (b"3\r\nabc\r\n" + b"f" * 21 + b"\r\n", "not a hex size"),
+        (b"3\r\nabc\r\n0x5\r\n", "not a hex size"),
+        (b"3\r\nabc\r\n\r\n", "not a hex size"),
+        (b"3\r\nabc\r\n5\nhello\r\n", "not a hex size"),  # bare LF
+        (b"3\r\nabc\r\n 5\r\nhello\r\n", "not a hex size"),
+        (b"3\r\nabcXX5\r\nhello\r\n", "not followed by CRLF"),
+        (b"3\r\nabc\n\r5\r\nhello\r\n", "not followed by CRLF"),
+        (b"3\r\nabc\r\n" + b"1" * (MAX_SIZE_LINE + 10), "too long"),
+        (b"3\r\nabc\r\n5;" + b"e" * (MAX_SIZE_LINE + 10) + b"\r\nhello\r\n", "too long"),
+    ],
+)
+def test_malformed_chunks_fail_after_what_came_before(wire: bytes, message: str) -> None:
+    handed, error = _body_fault(wire)
+    assert message in str(error)
+    assert handed == HEAD + b"3\r\nabc\r\n"  # h11 gets the good chunk first, whole
+
+
+def test_a_fault_in_the_first_read_of_a_body_is_raised_at_once() -> None:
+    joiner = JoinedChunks()
+    joiner.sent(REQUEST)
+    joiner.received(HEAD)
+    with pytest.raises(ChunkedFramingError, match="not a hex size"):
+        joiner.received(b"zz\r\n")
+
+
+def test_a_huge_size_line_is_never_buffered_beyond_its_bound() -> None:
+    joiner = JoinedChunks()
+    joiner.sent(REQUEST)
+    joiner.received(HEAD)
+    handed = [joiner.received(b"1" * 1000) for _ in range(MAX_SIZE_LINE // 1000)]
+    assert handed == [b""] * len(handed)  # held back, up to the bound
+    assert len(joiner._buffer) <= MAX_SIZE_LINE
+    with pytest.raises(ChunkedFramingError, match="too long"):
+        joiner.received(b"1" * 1000)
+
+
+def test_trailers_pass_to_h11_which_checks_them() -> None:
+    client = _Client()
+    client.send()
+    client.feed(HEAD + b"3\r\nabc\r\n0;last\r\nx-sum: 1\r\nx-more: 2\r\n\r\n")
+    assert client.ended
+    assert client.trailers == [(b"x-sum", b"1"), (b"x-more", b"2")]
+    client = _Client()
+    client.send()
+    with pytest.raises(h11.RemoteProtocolError):
+        client.feed(HEAD + b"0\r\nno colon here\r\n\r\n")
+
+
+def test_trailers_without_end_are_bounded() -> None:
+    joiner = JoinedChunks()
+    joiner.sent(REQUEST)
+    joiner.received(HEAD + b"0\r\n")
+    for _ in range(MAX_TRAILERS // 1000):
+        joiner.received(b"x" * 999 + b"\r")  # passed on as they come, up to the bound
+    with pytest.raises(ChunkedFramingError, match="trailer"):
+        joiner.received(b"x" * 2000)
+
+
+def test_a_never_ending_chunk_is_handed_on_as_it_comes_and_holds_nothing() -> None:
+    joiner = JoinedChunks()
+    joiner.sent(REQUEST)
+    assert joiner.received(HEAD + b"f" * 20 + b"\r\n") == HEAD  # the largest size h11 takes
+    for _ in range(1000):
+        assert joiner.received(b"x" * 4096) == b"1000\r\n" + b"x" * 4096 + b"\r\n"
+        assert joiner._buffer == b""
+
+
+# ------------------------------------------------------------------ the transports
+
+
+def _serve(answers: list[bytes]) -> tuple[str, list[int], threading.Thread]:
+    """A raw server answering each request with the next answer as is (a thread a connection)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    connections: list[int] = []
+    lock = threading.Lock()
+
+    def answer() -> bytes | None:
+        with lock:
+            return answers.pop(0) if answers else None
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            buffer = b""
+            while True:
+                while b"\r\n\r\n" not in buffer:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buffer += data
+                head, _, buffer = buffer.partition(b"\r\n\r\n")
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                        while len(buffer) < length:
+                            buffer += conn.recv(65536)
+                        buffer = buffer[length:]
+                reply = answer()
+                if reply is None:
+                    return
+                conn.sendall(reply)
+
+    def run() -> None:
+        with listener:
+            listener.settimeout(10)
+            while answers:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                connections.append(1)
+                threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}", connections, thread
+
+
+FRAMES = [
+    b'data: {"message_type":"assistant_message","id":"m","content":"Hel"}\n\n',
+    b'data: {"message_type":"assistant_message","id":"m","content":"lo"}\n\n',
+]
+DONE = [b'data: {"message_type":"stop_reason","stop_reason":"end_turn"}\n\n', b"data: [DONE]\n\n"]
+ANSWER = HEAD + _chunked(FRAMES + DONE)
+
+
+def _said(event: object) -> bool:
+    return getattr(event, "message_type", None) == "assistant_message"
+
+
+HEALTH = b'HTTP/1.1 200 OK\r\ncontent-length: 20\r\n\r\n{"version":"0.16.8"}'
+
+
+def test_the_default_clients_use_the_joining_transports() -> None:
+    assert isinstance(LettaClient()._http._transport, JoiningTransport)
+    assert isinstance(AsyncLettaClient()._http._transport, AsyncJoiningTransport)
+    mine = httpx.Client()
+    assert LettaClient(http_client=mine)._http is mine  # a client passed in is used as it is
+
+
+def test_a_proxy_in_the_environment_keeps_httpx_own_transport(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    assert not isinstance(LettaClient()._http._transport, JoiningTransport)
+    assert not isinstance(AsyncLettaClient()._http._transport, AsyncJoiningTransport)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_one_connection_carries_the_probe_and_many_streams(mode: str) -> None:
+    url, connections, _ = _serve([HEALTH] + [ANSWER] * 5)
+    request = StreamRequest(messages=[OutgoingMessage(content="hi")])
+    texts: list[str] = []
+    if mode == "sync":
+        client = LettaClient(base_url=url, background=False)
+        for _ in range(5):
+            events = list(client.stream("agent-1", request))
+            texts.append("".join(getattr(e, "text", "") for e in events if _said(e)))
+            time.sleep(0.01)  # the response's ending is read in the background
+        client.close()
+    else:
+
+        async def run() -> None:
+            async with AsyncLettaClient(base_url=url, background=False) as client:
+                for _ in range(5):
+                    events = [e async for e in client.stream("agent-1", request)]
+                    texts.append("".join(getattr(e, "text", "") for e in events if _said(e)))
+                    await asyncio.sleep(0.01)  # the response's ending is read in the background
+
+        asyncio.run(run())
+    assert texts == ["Hello"] * 5
+    assert len(connections) == 1
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize(
+    "fault",
+    [b"-5\r\nhello\r\n", b"5\r\nhelloXX", b"1" * (MAX_SIZE_LINE + 100)],
+    ids=["negative", "no-crlf", "long-line"],
+)
+def test_malformed_framing_is_a_typed_error_after_the_events_before_it(
+    mode: str, fault: bytes
+) -> None:
+    wire = HEAD + b"".join(b"%x\r\n%b\r\n" % (len(f), f) for f in FRAMES) + fault
+    url, _, _ = _serve([HEALTH, wire])
+    request = StreamRequest(messages=[OutgoingMessage(content="hi")])
+    seen: list[str] = []
+
+    def read() -> None:
+        if mode == "sync":
+            with LettaClient(base_url=url, background=False, max_retries=0) as client:
+                for event in client.stream("agent-1", request):
+                    seen.append(event.text)  # type: ignore[union-attr]
+            return
+
+        async def run() -> None:
+            settings = {"base_url": url, "background": False, "max_retries": 0}
+            async with AsyncLettaClient(**settings) as client:  # type: ignore[arg-type]
+                async for event in client.stream("agent-1", request):
+                    seen.append(event.text)  # type: ignore[union-attr]
+
+        asyncio.run(run())
+
+    with pytest.raises(LettaStreamInterruptedError) as caught:
+        read()
+    assert seen == ["Hel", "lo"]
+    assert caught.value.request_accepted
+    assert "RemoteProtocolError" in str(caught.value)
+
+
+def test_a_mock_of_httpx_own_transport_still_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recorders and mocks (vcrpy, pytest-httpx) replace httpx's transport: requests go there."""
+
+    def handle(self: httpx.HTTPTransport, request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"mocked")
+
+    async def handle_async(
+        self: httpx.AsyncHTTPTransport, request: httpx.Request
+    ) -> httpx.Response:
+        return httpx.Response(200, content=b"mocked too")
+
+    monkeypatch.setattr(httpx.HTTPTransport, "handle_request", handle)
+    monkeypatch.setattr(httpx.AsyncHTTPTransport, "handle_async_request", handle_async)
+    with LettaClient(base_url="http://127.0.0.1:9") as client:
+        assert client._http.get("/v1/health/").content == b"mocked"
+
+    async def run() -> bytes:
+        async with AsyncLettaClient(base_url="http://127.0.0.1:9") as client:
+            return (await client._http.get("/v1/health/")).content
+
+    assert asyncio.run(run()) == b"mocked too"
