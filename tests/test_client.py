@@ -5,15 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import httpx
 import pytest
 from pydantic import SecretStr
 
 from langchain_letta import AsyncLettaClient, LettaClient, OutgoingMessage, StreamRequest
-from langchain_letta._wire.client import GATHER_LIMIT, _agathered, _gathered
 from langchain_letta.errors import (
     LettaAPIError,
     LettaAuthenticationError,
@@ -352,119 +349,6 @@ def test_fixed_dialect_and_background_still_ask_the_version_for_such_a_field() -
         with pytest.raises(LettaUnsupportedFeatureError):
             _run(server, COMPACTING, dialect="current", background=False)
     assert [r.path for r in server.received] == ["/v1/health/"]
-
-
-class _Socketed:
-    """A network stream that exposes one end of a socket pair, as httpcore's streams do."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._sock if info == "socket" else None
-
-
-class _Chunks(httpx.SyncByteStream, httpx.AsyncByteStream):
-    """A body handed over chunk by chunk, as httpx hands over a chunked one; may then fail."""
-
-    def __init__(self, chunks: list[bytes], failure: Exception | None = None) -> None:
-        self._chunks = chunks
-        self._failure = failure
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield from self._chunks
-        if self._failure is not None:
-            raise self._failure
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for chunk in self._chunks:
-            yield chunk
-        if self._failure is not None:
-            raise self._failure
-
-
-def _reads(chunks: list[bytes], *, waiting: bool, failure: Exception | None = None) -> list[Any]:
-    """What the sync and the async shell read of such a body (equal), a failure as its type.
-
-    ``waiting``: bytes wait on the socket, so every further chunk counts as arrived.
-    """
-    ours, theirs = socket.socketpair()
-    with ours, theirs:
-        if waiting:
-            theirs.sendall(b"x")
-        extensions = {"network_stream": _Socketed(ours)}
-
-        def response() -> httpx.Response:
-            return httpx.Response(200, stream=_Chunks(chunks, failure), extensions=extensions)
-
-        def read(reads: Iterator[bytes]) -> list[Any]:
-            got: list[Any] = []
-            try:
-                got.extend(reads)
-            except httpx.HTTPError as error:
-                got.append(type(error))
-            return got
-
-        async def aread() -> list[Any]:
-            got: list[Any] = []
-            try:
-                async for piece in _agathered(response()):
-                    got.append(piece)
-            except httpx.HTTPError as error:
-                got.append(type(error))
-            return got
-
-        sync = read(_gathered(response()))
-        assert asyncio.run(aread()) == sync
-        return sync
-
-
-def test_a_read_takes_every_chunk_that_has_arrived_and_never_waits_for_more() -> None:
-    chunks = [b"data: 1\n\n", b"data: 2\n\n", b"data: 3\n\n"]
-    assert _reads(chunks, waiting=True) == [b"".join(chunks)]
-    assert _reads(chunks, waiting=False) == chunks
-
-
-def test_a_read_gathers_at_most_its_limit() -> None:
-    chunk = b"x" * (GATHER_LIMIT // 2)
-    assert _reads([chunk] * 5, waiting=True) == [chunk * 2, chunk * 2, chunk]
-
-
-def test_a_failure_behind_gathered_chunks_comes_after_them() -> None:
-    chunks = [b"data: 1\n\n", b"data: 2\n\n"]
-    failure = httpx.ReadError("connection reset")
-    assert _reads(chunks, waiting=True, failure=failure) == [b"".join(chunks), httpx.ReadError]
-
-
-class _Readable:
-    """A network stream that only says whether it is readable (as on Windows, without poll)."""
-
-    def __init__(self, readable: bool) -> None:
-        self._readable = readable
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._readable if info == "is_readable" else None
-
-
-@pytest.mark.parametrize("readable", [True, False])
-def test_where_the_socket_cannot_be_polled_the_stream_says_whether_more_arrived(
-    readable: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delattr("select.poll")
-    extensions = {"network_stream": _Readable(readable)}
-    response = httpx.Response(200, stream=_Chunks([b"a", b"b"]), extensions=extensions)
-    assert list(_gathered(response)) == ([b"ab"] if readable else [b"a", b"b"])
-
-
-def test_without_a_socket_or_over_http2_each_chunk_is_a_read_of_its_own() -> None:
-    response = httpx.Response(200, stream=_Chunks([b"a", b"b"]))
-    assert list(_gathered(response)) == [b"a", b"b"]
-    ours, theirs = socket.socketpair()
-    with ours, theirs:
-        theirs.sendall(b"x")  # bytes wait, but they may be another HTTP/2 stream's
-        extensions = {"network_stream": _Socketed(ours), "http_version": b"HTTP/2"}
-        response = httpx.Response(200, stream=_Chunks([b"a", b"b"]), extensions=extensions)
-        assert list(_gathered(response)) == [b"a", b"b"]
 
 
 async def test_calls_that_start_together_probe_the_server_once() -> None:

@@ -4,9 +4,10 @@
 settings, headers and what the client has learnt of the server (:class:`ClientCore`),
 and the decisions of each call (:class:`~langchain_letta._wire.flow.StreamFlow`,
 which they drive with their own I/O). Each network read is decoded as one batch of
-frames, so a read that holds many frames costs one split, not one pass per line; and
-what has already arrived is read at once (:func:`_gathered`), however many HTTP
-chunks it spans.
+frames, so a read that holds many frames costs one split, not one pass per line. The
+clients this package makes join the HTTP chunks of one network read into one
+(:mod:`~langchain_letta._wire.transport`), so that a read is one batch however many
+chunks it spans, and nothing that arrived waits for a chunk still on its way.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import asyncio
 import contextlib
 import os
 import re
-import select
 import sys
 import threading
 import time
@@ -23,7 +23,6 @@ import urllib.parse
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
-    Callable,
     Generator,
     Iterator,
     Mapping,
@@ -100,9 +99,6 @@ PENDING_LOOKBACK = 50
 """Recent messages read to find the calls a thread waits for: a run stops at its first
 approval request, so the request and any answer to it are among the last few."""
 _LISTING_LIMIT = 4 * 1024 * 1024
-GATHER_LIMIT = 64 * 1024
-"""Most bytes of HTTP chunks joined into one read: what arrived first waits no longer than
-the reading of this much more that has arrived too."""
 
 _AGENT_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")
 _HEADER_SAFE = re.compile(r"[\x20-\x7e\x80-\xff]*")
@@ -583,7 +579,7 @@ class EventStream:
                     yield action.events
                 elif type(action) is Send:
                     response, reply = client._open(action)
-                    chunks = _gathered(response) if response is not None else iter(())
+                    chunks = response.iter_bytes() if response is not None else iter(())
                 elif type(action) is ReadBody:
                     reply = _read_limited(chunks, action.limit)
                     response, chunks = _closed(response)
@@ -611,59 +607,6 @@ class EventStream:
             _closed(response)
             if holding:
                 client._deciding.release()
-
-
-def _arrival_check(response: httpx.Response) -> Callable[[], bool]:
-    """A check of whether more of ``response`` has arrived (so that a read returns at once).
-
-    httpx hands over a body one HTTP chunk at a time, and a live Letta server writes
-    one SSE frame per chunk, so a client that falls behind would pay the whole path
-    (flow, batch, LangChain chunk) per frame however much is waiting. Asking the
-    socket (through httpcore's public ``network_stream`` extension) lets the shells
-    read on while bytes are there, without waiting for any more: only a chunk whose
-    head or end was cut off from its data by the network could hold a read until
-    its rest arrives. The check only knows the socket: chunks httpcore already took
-    from it are read one by one, as before. Without a socket, or over HTTP/2 (whose
-    bytes may belong to other streams), the answer is always no.
-    """
-    stream = response.extensions.get("network_stream")
-    if stream is None or response.http_version != "HTTP/1.1":
-        return _no
-    sock = stream.get_extra_info("socket")
-    poll = getattr(select, "poll", None)  # none on Windows
-    if poll is not None and sock is not None:
-        poller = poll()
-        poller.register(sock, select.POLLIN)  # once per response: a check is one syscall
-        return lambda: bool(poller.poll(0))
-    return lambda: bool(stream.get_extra_info("is_readable"))
-
-
-def _no() -> bool:
-    return False
-
-
-def _gathered(response: httpx.Response) -> Iterator[bytes]:
-    """The body of ``response``, each read joined with the chunks that have arrived behind it.
-
-    A read waits only for its first chunk. A failure after some chunks were read is
-    raised at the next read, so that what came before it is delivered first.
-    """
-    chunks = response.iter_bytes()
-    more = _arrival_check(response)
-    for chunk in chunks:
-        pieces = [chunk]
-        size = len(chunk)
-        try:
-            while size < GATHER_LIMIT and more():
-                chunk = next(chunks, b"")
-                if not chunk:
-                    break
-                pieces.append(chunk)
-                size += len(chunk)
-        except (httpx.TransportError, httpx.DecodingError):
-            yield b"".join(pieces)
-            raise
-        yield b"".join(pieces)
 
 
 def _closed(response: httpx.Response | None) -> tuple[None, Iterator[bytes]]:
@@ -967,7 +910,7 @@ class AsyncEventStream:
                     yield action.events
                 elif type(action) is Send:
                     response, reply = await client._open(action)
-                    chunks = _agathered(response) if response is not None else _no_chunks()
+                    chunks = response.aiter_bytes() if response is not None else _no_chunks()
                 elif type(action) is ReadBody:
                     reply = await _aread_limited(chunks, action.limit)
                     response, chunks = await _aclosed(response)
@@ -1000,26 +943,6 @@ class AsyncEventStream:
 async def _no_chunks() -> AsyncIterator[bytes]:
     return
     yield  # pragma: no cover - makes this an empty async generator
-
-
-async def _agathered(response: httpx.Response) -> AsyncIterator[bytes]:
-    """Async twin of :func:`_gathered`."""
-    chunks = response.aiter_bytes()
-    more = _arrival_check(response)
-    async for chunk in chunks:
-        pieces = [chunk]
-        size = len(chunk)
-        try:
-            while size < GATHER_LIMIT and more():
-                chunk = await anext(chunks, b"")
-                if not chunk:
-                    break
-                pieces.append(chunk)
-                size += len(chunk)
-        except (httpx.TransportError, httpx.DecodingError):
-            yield b"".join(pieces)
-            raise
-        yield b"".join(pieces)
 
 
 async def _aclosed(response: httpx.Response | None) -> tuple[None, AsyncIterator[bytes]]:
