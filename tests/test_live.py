@@ -51,14 +51,12 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
-    BaseMessage,
     HumanMessage,
     ToolMessage,
 )
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, MessagesState, StateGraph
-from langgraph.prebuilt import ToolNode, tools_condition
 from langgraph.types import Command
 
 import tests.test_standard_integration as standard
@@ -80,7 +78,7 @@ from langchain_letta.errors import (
     StreamProgress,
 )
 from scripts import letta_lab
-from tests.test_tool_loops import Joke, approval_graph, get_weather
+from tests.test_tool_loops import Joke, approval_graph, get_weather, toolnode_graph
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("LETTA_LIVE") != "1", reason="live servers: run with make test-live"
@@ -805,19 +803,9 @@ def test_a_toolnode_graph_answers_two_calls_in_one_message_live() -> None:
     """Two client calls in one turn: ToolNode runs both, one approval message answers them."""
     base_url, _ = server(CURRENT)
     agent_id = fresh_agent(base_url)
-    model = current_model(agent_id).bind_tools([get_weather])
-
-    def agent(state: MessagesState) -> dict[str, list[BaseMessage]]:
-        return {"messages": [model.invoke(state["messages"])]}
-
-    graph = StateGraph(MessagesState)
-    graph.add_node("agent", agent)
-    graph.add_node("tools", ToolNode([get_weather]))
-    graph.add_edge(START, "agent")
-    graph.add_conditional_edges("agent", tools_condition)
-    graph.add_edge("tools", "agent")
+    graph = toolnode_graph(current_model(agent_id), [get_weather])
     text = f'call:get_weather{{"city":"Paris"}} call:get_weather{{"city":"Rome"}} {tag()}'
-    state = graph.compile().invoke({"messages": [HumanMessage(text)]})
+    state = graph.invoke({"messages": [HumanMessage(text)]})
     kinds = [type(message).__name__ for message in state["messages"]]
     assert kinds == ["HumanMessage", "AIMessage", "ToolMessage", "ToolMessage", "AIMessage"]
     calls = state["messages"][1].tool_calls

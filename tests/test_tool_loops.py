@@ -100,21 +100,28 @@ def test_create_agent_runs_a_client_tool_and_sends_its_result_once(mode: Mode) -
         assert all(body["client_tools"][0]["name"] == "get_weather" for body in bodies)
 
 
+def toolnode_graph(model: ChatLetta, tools: list[Any]) -> Any:
+    """The usual tool loop: the model with ``tools`` bound, a ToolNode, back to the model."""
+    bound = model.bind_tools(tools)
+
+    def agent(state: MessagesState) -> dict[str, list[BaseMessage]]:
+        return {"messages": [bound.invoke(state["messages"])]}
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("agent", agent)
+    graph.add_node("tools", ToolNode(tools))
+    graph.add_edge(START, "agent")
+    graph.add_conditional_edges("agent", tools_condition)
+    graph.add_edge("tools", "agent")
+    return graph.compile()
+
+
 def test_a_toolnode_graph_answers_parallel_calls_in_one_message() -> None:
     ask, answer = "22-client-tools-parallel-request.sse", "23-client-tools-parallel-return.sse"
     with FakeLettaServer(by_message(ask, answer)) as server:
-        model = ChatLetta(agent_id=CLIENT_AGENT, base_url=server.base_url).bind_tools([get_weather])
-
-        def agent(state: MessagesState) -> dict[str, list[BaseMessage]]:
-            return {"messages": [model.invoke(state["messages"])]}
-
-        graph = StateGraph(MessagesState)
-        graph.add_node("agent", agent)
-        graph.add_node("tools", ToolNode([get_weather]))
-        graph.add_edge(START, "agent")
-        graph.add_conditional_edges("agent", tools_condition)
-        graph.add_edge("tools", "agent")
-        state = graph.compile().invoke({"messages": [HumanMessage("Paris and Rome?")]})
+        model = ChatLetta(agent_id=CLIENT_AGENT, base_url=server.base_url)
+        graph = toolnode_graph(model, [get_weather])
+        state = graph.invoke({"messages": [HumanMessage("Paris and Rome?")]})
         calls = state["messages"][1].tool_calls
         assert [call["args"] for call in calls] == [{"city": "Paris"}, {"city": "Rome"}]
         assert state["messages"][-1].text == "Hello from the fake model"

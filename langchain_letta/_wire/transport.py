@@ -31,8 +31,14 @@ _HTTPX_HANDLE_ASYNC = httpx.AsyncHTTPTransport.handle_async_request
 """httpx's own transports as this module found them: recorders and mocks (vcrpy,
 pytest-httpx) replace these methods, and a request must then go through them."""
 
-_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)
-"""httpx's own defaults for a client."""
+_POOL: dict[str, Any] = {
+    "max_connections": 100,
+    "max_keepalive_connections": 20,
+    "keepalive_expiry": 5.0,
+    "http1": True,
+    "http2": False,
+}
+"""The pool of httpx's default transport: its default limits, HTTP/1.1 only."""
 
 _ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
     (httpcore.ConnectTimeout, httpx.ConnectTimeout),
@@ -182,13 +188,7 @@ class JoiningTransport(httpx.BaseTransport):
 
     def __init__(self, ssl_context: ssl.SSLContext) -> None:
         self._pool = httpcore.ConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=_LIMITS.max_connections,
-            max_keepalive_connections=_LIMITS.max_keepalive_connections,
-            keepalive_expiry=_LIMITS.keepalive_expiry,
-            http1=True,
-            http2=False,
-            network_backend=_Backend(),
+            ssl_context=ssl_context, network_backend=_Backend(), **_POOL
         )
         self._standard: httpx.HTTPTransport | None = None
 
@@ -310,13 +310,7 @@ class AsyncJoiningTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, ssl_context: ssl.SSLContext) -> None:
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=_LIMITS.max_connections,
-            max_keepalive_connections=_LIMITS.max_keepalive_connections,
-            keepalive_expiry=_LIMITS.keepalive_expiry,
-            http1=True,
-            http2=False,
-            network_backend=_AsyncBackend(),
+            ssl_context=ssl_context, network_backend=_AsyncBackend(), **_POOL
         )
         self._standard: httpx.AsyncHTTPTransport | None = None
 
