@@ -386,7 +386,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrent-deltas", type=int, default=500, help="deltas per stream")
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc runs")
     parser.add_argument("--no-concurrency", action="store_true", help="skip the concurrent runs")
+    parser.add_argument(
+        "--shapes", default=",".join(SHAPES), help=f"comma-separated, of {', '.join(SHAPES)}"
+    )
     args = parser.parse_args(argv)
+    shapes = {shape: SHAPES[shape] for shape in args.shapes.split(",")}
     started = time.perf_counter()
     print(
         f"{machine()}; {args.deltas:,} text deltas per stream (0.16.8 shape; paced: "
@@ -394,7 +398,7 @@ def main(argv: list[str] | None = None) -> None:
         f"best of {args.repeats} passes; client CPU (time.process_time), server in its own process"
     )
     loop = asyncio.new_event_loop()
-    for shape, label in SHAPES.items():
+    for shape, label in shapes.items():
         deltas = args.paced_deltas if shape == "paced" else args.deltas
         expect = sum(len(WORDS[i % len(WORDS)]) for i in range(deltas))
         with loopback(deltas, shape) as base_url:

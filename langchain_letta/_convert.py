@@ -356,6 +356,10 @@ class ChunkBuilder:
         client_tools: Collection[str] = (),
     ) -> None:
         self.agent_id = agent_id
+        self.text_chunks = True
+        """``False``: text and reasoning deltas only feed :meth:`message` and make no chunk
+        (building one costs more than the rest of a delta's work), for a caller that
+        shows no chunk to anyone: ``invoke`` with no callback handler."""
         self.model_name = model_name
         self.conversation_id = conversation_id
         self._client_tools = frozenset(client_tools)
@@ -387,6 +391,11 @@ class ChunkBuilder:
         merges chunks (a test holds them to that on every capture). Only events
         that arrived together are merged: a delta that arrives alone is never held.
         """
+        if len(events) == 1:  # a paced stream's every read: nothing to merge
+            event = events[0]
+            made = self._make(event)
+            chunk = self._run_chunk([made]) if isinstance(made, dict) else self._kept(made)
+            return [(event, chunk)]
         pairs: list[tuple[LettaEvent, AIMessageChunk | None]] = []
         run: list[dict[str, Any]] = []
         for event in events:
@@ -398,23 +407,27 @@ class ChunkBuilder:
                 run.append(made)
                 pairs.append((event, None))
                 continue
-            if made is not None:
-                self._merged.add(made.content)
-                if made.tool_call_chunks:
-                    self._merged_calls.add(made.tool_call_chunks)
-            pairs.append((event, made))
+            pairs.append((event, self._kept(made)))
         if run:
             pairs[-1] = (pairs[-1][0], self._run_chunk(run))
         return pairs
 
-    def _run_chunk(self, run: list[dict[str, Any]]) -> AIMessageChunk:
+    def _kept(self, made: AIMessageChunk | None) -> AIMessageChunk | None:
+        """A chunk made whole (or none), added to what :meth:`merged` gives."""
+        if made is not None:
+            self._merged.add(made.content)
+            if made.tool_call_chunks:
+                self._merged_calls.add(made.tool_call_chunks)
+        return made
+
+    def _run_chunk(self, run: list[dict[str, Any]]) -> AIMessageChunk | None:
         """The chunk of a run of blocks that :func:`continues` the first: their texts joined."""
         block = run[0]
         if len(run) > 1:
             key = _CONTINUED[block["type"]]
             block = {**block, key: "".join([delta[key] for delta in run])}
         self._merged.add([block])
-        return _chunk(block)
+        return _chunk(block) if self.text_chunks else None
 
     def merged(self) -> AIMessageChunk | None:
         """Every chunk made so far (not the last one) merged into one, as LangChain's ``+`` would.

@@ -130,6 +130,7 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
     ) -> LettaResponse:
         messages, kwargs = _call(input, config)
         builder, pairs = self.model.letta_events(messages, None, kwargs)
+        builder.text_chunks = False  # no chunk is shown from here
         events = [event for event, _chunk in pairs]
         return _response(builder.message(), events)
 
@@ -141,6 +142,7 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
     ) -> LettaResponse:
         messages, kwargs = _call(input, config)
         builder, pairs = self.model.aletta_events(messages, None, kwargs)
+        builder.text_chunks = False  # no chunk is shown from here
         events = [event async for event, _chunk in pairs]
         return _response(builder.message(), events)
 
@@ -152,7 +154,8 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
     ) -> Iterator[Any]:
         for input in inputs:
             messages, kwargs = _call(input, config)
-            _builder, pairs = self.model.letta_events(messages, None, kwargs)
+            builder, pairs = self.model.letta_events(messages, None, kwargs)
+            builder.text_chunks = False  # no chunk is shown from here
             for event, _chunk in pairs:
                 yield event
 
@@ -164,7 +167,8 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
     ) -> AsyncIterator[Any]:
         async for input in inputs:
             messages, kwargs = _call(input, config)
-            _builder, pairs = self.model.aletta_events(messages, None, kwargs)
+            builder, pairs = self.model.aletta_events(messages, None, kwargs)
+            builder.text_chunks = False  # no chunk is shown from here
             async for event, _chunk in pairs:
                 yield event
 

@@ -652,6 +652,7 @@ class ChatLetta(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         builder, events = self.letta_events(messages, run_manager, kwargs)
+        builder.text_chunks = _shown(run_manager)
         for _chunk in _chunks(builder, events, run_manager):
             pass  # the callbacks see every chunk; the answer is the builder's
         return _result(builder)
@@ -664,6 +665,7 @@ class ChatLetta(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         builder, events = self.aletta_events(messages, run_manager, kwargs)
+        builder.text_chunks = _shown(run_manager)
         async for _chunk in _achunks(builder, events, run_manager):
             pass
         return _result(builder)
@@ -1084,6 +1086,11 @@ async def _achunks(
     if run_manager:
         await run_manager.on_llm_new_token("", chunk=chunk)
     yield chunk
+
+
+def _shown(run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None) -> bool:
+    """Whether a call's chunks are shown to anyone: a callback handler (tracers included)."""
+    return run_manager is not None and bool(run_manager.handlers)
 
 
 def _result(builder: ChunkBuilder) -> ChatResult:

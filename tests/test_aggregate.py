@@ -24,6 +24,7 @@ from langchain_core.runnables import RunnableLambda
 from langchain_core.utils._merge import merge_lists
 
 from langchain_letta import ChatLetta
+from langchain_letta import _convert as convert
 from langchain_letta._convert import ChunkBuilder, MergedContent, finalize_content
 from langchain_letta._wire.flow import StreamState
 from langchain_letta.errors import LettaError
@@ -339,3 +340,22 @@ def test_partial_message_after_a_cut_anywhere_is_langchains_merge(after: int) ->
             chunks.extend(model.stream("hi"))
         assert _shown(caught.value.partial_message) == _expected(chunks, caught.value)
         assert _outcome(lambda: model.invoke("hi")) == _expected(chunks, caught.value)
+
+
+def test_invoke_makes_text_chunks_only_for_a_callback_that_sees_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Nobody sees the chunks of a bare ``invoke``: its text deltas only feed the answer."""
+    made: list[Any] = []
+    real = convert._chunk
+    monkeypatch.setattr(convert, "_chunk", lambda block: made.append(block) or real(block))
+    path = CAPTURES / "0.16.8" / "letta_v1_agent" / "02-stream-tokens.sse"  # text deltas
+    with FakeLettaServer(lambda _request: Reply.from_capture(path)) as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url, max_retries=0, background=False)
+        bare = model.invoke("hi")
+        assert bare.text
+        assert made == []
+        recorder = _Recorder()
+        watched = model.invoke("hi", config={"callbacks": [recorder]})
+        assert "".join(block["text"] for block in made if block["type"] == "text") == bare.text
+        assert "".join(recorder.tokens) == bare.text == watched.text

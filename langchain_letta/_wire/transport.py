@@ -16,6 +16,7 @@ in is used as it is.
 from __future__ import annotations
 
 import contextlib
+import socket
 import ssl
 import urllib.request
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -23,7 +24,9 @@ from typing import Any
 
 import httpcore
 import httpx
+import sniffio
 
+from langchain_letta._wire import aio
 from langchain_letta._wire.chunked import ChunkedFramingError, JoinedChunks
 
 _HTTPX_HANDLE = httpx.HTTPTransport.handle_request
@@ -110,13 +113,17 @@ class _Stream(httpcore.NetworkStream):
     def __init__(self, inner: httpcore.NetworkStream) -> None:
         self._inner = inner
         self._joined = JoinedChunks()
+        # A plain socket is read here directly (httpcore's read adds a context manager
+        # per read, a paced stream's main cost after the wake-up); TLS through httpcore.
+        plain = inner.get_extra_info("ssl_object") is None
+        self._socket: socket.socket | None = inner.get_extra_info("socket") if plain else None
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         joined = self._joined
         while True:
             if joined.fault is not None:  # found after bytes h11 has now taken
                 raise _framing_error(joined.fault)
-            data = self._inner.read(max_bytes, timeout)
+            data = self._receive(max_bytes, timeout)
             if not data:
                 return data  # the end: h11 judges a body cut short
             try:
@@ -125,6 +132,19 @@ class _Stream(httpcore.NetworkStream):
                 raise _framing_error(error) from None
             if out:
                 return out
+
+    def _receive(self, max_bytes: int, timeout: float | None) -> bytes:
+        """One read of the socket, with the errors httpcore's sync stream gives."""
+        sock = self._socket
+        if sock is None:
+            return self._inner.read(max_bytes, timeout)
+        try:
+            sock.settimeout(timeout)
+            return sock.recv(max_bytes)
+        except TimeoutError as error:  # socket.timeout
+            raise httpcore.ReadTimeout(str(error)) from error
+        except OSError as error:
+            raise httpcore.ReadError(str(error)) from error
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         self._joined.sent(buffer)
@@ -266,8 +286,10 @@ class _AsyncStream(httpcore.AsyncNetworkStream):
 
 
 class _AsyncBackend(httpcore.AsyncNetworkBackend):
+    """asyncio's transports (``_wire/aio.py``) under asyncio, anyio's backend otherwise (trio)."""
+
     def __init__(self) -> None:
-        self._inner = httpcore.AnyIOBackend()
+        self._anyio = httpcore.AnyIOBackend()
 
     async def connect_tcp(
         self,
@@ -277,16 +299,22 @@ class _AsyncBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        inner = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        return _AsyncStream(inner)
+        connect = aio.connect_tcp if _on_asyncio() else self._anyio.connect_tcp
+        return _AsyncStream(await connect(host, port, timeout, local_address, socket_options))
 
     async def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
     ) -> httpcore.AsyncNetworkStream:
-        return _AsyncStream(await self._inner.connect_unix_socket(path, timeout, socket_options))
+        connect = aio.connect_unix_socket if _on_asyncio() else self._anyio.connect_unix_socket
+        return _AsyncStream(await connect(path, timeout, socket_options))
 
     async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+        await self._anyio.sleep(seconds)
+
+
+def _on_asyncio() -> bool:
+    """Whether the running event loop is asyncio's (sniffio's answer, as httpcore asks it)."""
+    return bool(sniffio.current_async_library() == "asyncio")
 
 
 class _AsyncResponseStream(httpx.AsyncByteStream):
