@@ -122,6 +122,10 @@ async def _until(
         timer.cancel()
 
 
+def _reason(error: BaseException) -> str:
+    return str(error) or type(error).__name__
+
+
 def _expire(waiter: asyncio.Future[bool]) -> None:
     if not waiter.done():
         waiter.set_result(False)
@@ -139,7 +143,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         reader = self._reader
         while not reader.pieces:
             if reader.error is not None:
-                raise httpcore.ReadError(str(reader.error) or type(reader.error).__name__)
+                raise httpcore.ReadError(_reason(reader.error))
             if reader.ended:
                 return b""
             reader.waiter = waiter = self._loop.create_future()
@@ -159,7 +163,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             if not await _until(self._loop, waiter, timeout):
                 raise httpcore.WriteTimeout("the data could not be sent within the write timeout")
         if reader.error is not None:
-            raise httpcore.WriteError(str(reader.error) or type(reader.error).__name__)
+            raise httpcore.WriteError(_reason(reader.error))
 
     async def aclose(self) -> None:
         self._transport.close()
