@@ -12,6 +12,7 @@ import asyncio
 import socket
 import ssl
 import threading
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -248,3 +249,19 @@ async def test_asyncio_gets_its_own_sockets_and_another_loop_keeps_anyio(
         peer.sendall(b"through anyio")
         assert await theirs.read(65536, timeout=5) == b"through anyio"
         await theirs.aclose()
+
+
+async def test_an_idle_connection_is_readable_once_its_peer_sends_or_closes() -> None:
+    with _peer() as (port, accepted):
+        stream = await aio.connect_tcp("127.0.0.1", port, timeout=5)
+        peer = await _accepted(accepted)
+        assert stream.get_extra_info("is_readable") is False
+        stream._transport.pause_reading()  # the bytes stay in the socket: poll sees them
+        peer.sendall(b"unexpected")
+        await asyncio.sleep(0.05)
+        assert stream._reader.pieces == deque()
+        assert stream.get_extra_info("is_readable") is True
+        stream._transport.resume_reading()
+        await asyncio.sleep(0.05)
+        assert stream.get_extra_info("is_readable") is True  # now buffered
+        await stream.aclose()

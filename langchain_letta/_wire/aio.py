@@ -209,10 +209,15 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
 
 
 def _readable(transport: asyncio.Transport) -> bool:
+    """Whether the socket has something to read (poll where it exists: no fd limit)."""
     sock = transport.get_extra_info("socket")
     if sock is None or sock.fileno() < 0:
         return True
-    readable, _, _ = select.select([sock], [], [], 0)
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+    readable, _, _ = select.select([sock], [], [], 0)  # pragma: no cover (Windows)
     return bool(readable)
 
 
