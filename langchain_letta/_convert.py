@@ -102,15 +102,22 @@ def last_answer(
     conversation_id: str | None = None,
     *,
     fresh: bool = False,
+    any_conversation: bool = False,
 ) -> int | None:
     """Where ``agent_id``'s last answer in ``conversation_id`` is in ``messages``, if anywhere.
 
-    In a ``fresh`` conversation (just created) no earlier answer counts.
+    In a ``fresh`` conversation (just created) no earlier answer counts; with
+    ``any_conversation``, an answer in any of the agent's conversations does.
     """
     if fresh:
         return None
     for position in range(len(messages) - 1, -1, -1):
-        if is_from_agent(messages[position], agent_id, conversation_id):
+        message = messages[position]
+        if (
+            answered_by(message, agent_id)
+            if any_conversation
+            else is_from_agent(message, agent_id, conversation_id)
+        ):
             return position
     return None
 
@@ -476,12 +483,12 @@ class ChunkBuilder:
             key = ("reasoning", _group(event))
             extras: dict[str, Any] = {"source": event.source, "signature": event.signature}
             reasoning = {"type": "reasoning", "reasoning": event.text}
-            return self._block(key, self._with_extras(key, reasoning, extras))
+            return self._indexed(key, self._with_extras(key, reasoning, extras))
         if isinstance(event, HiddenReasoningMessage):
             key = ("reasoning", _group(event))
             hidden = {"type": "reasoning", "reasoning": event.text}
             extras = {"hidden": True, "state": event.state}
-            return self._block(key, self._with_extras(key, hidden, extras))
+            return self._indexed(key, self._with_extras(key, hidden, extras))
         if isinstance(event, (ToolCallMessage, ApprovalRequestMessage)):
             return self._tool_calls(event)
         if isinstance(event, ToolReturnMessage):
@@ -497,7 +504,7 @@ class ChunkBuilder:
         # Approval responses, compaction summaries and events, and anything newer: kept
         # whole, as the server sent it, since LangChain has no standard block for them.
         key = ("letta", str(len(self._indexes)))
-        return self._block(key, {"type": "non_standard", "value": event.raw})
+        return self._indexed(key, {"type": "non_standard", "value": event.raw})
 
     def last_chunk(self) -> AIMessageChunk:
         """The closing chunk: usage, stop reason and the ids that let us recognise the answer."""
@@ -604,9 +611,6 @@ class ChunkBuilder:
         if new:
             block["extras"] = new
         return block
-
-    def _block(self, key: tuple[str, str], block: dict[str, Any]) -> dict[str, Any]:
-        return self._indexed(key, block)
 
     def _indexed(self, key: tuple[str, str], block: dict[str, Any]) -> dict[str, Any]:
         block["index"] = self._index_of(key)

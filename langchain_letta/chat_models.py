@@ -477,12 +477,44 @@ class ChatLetta(BaseChatModel):
         self, config: RunnableConfig | None, agent_id: str | None, conversation_id: str | None
     ) -> tuple[str, str | None]:
         target = self.target_for(config, agent_id=agent_id, conversation_id=conversation_id)
+        agent, conversation, _thread_key = self._conversation_for(target, ())
+        return agent, conversation
+
+    def _conversation_for(
+        self, target: LettaTarget, messages: Sequence[BaseMessage]
+    ) -> tuple[str, str | None, tuple[str, str] | None]:
+        """The agent, the conversation a call with ``messages`` talks in, and a thread without one.
+
+        The one place that chooses: the conversation named, else the LangGraph
+        thread's (remembered, or found in its history), else, with
+        ``conversation_per_call``, the one the history continues; ``None`` is the
+        agent's own thread. The thread key is returned while that thread has no
+        conversation yet (the call creates it).
+
+        Raises:
+            ValueError: No agent, or an invalid id.
+        """
         if not target.agent_id:
-            raise ValueError("ChatLetta needs an agent: ChatLetta(agent_id=...) or agent_id=...")
-        conversation = target.conversation_id
-        if conversation is None and target.thread_id is not None:
-            conversation = self._thread_conversations.get((target.agent_id, target.thread_id))
-        return target.agent_id, conversation
+            raise ValueError(
+                "ChatLetta needs an agent: ChatLetta(agent_id=...) or "
+                'config={"configurable": {"agent_id": ...}}'
+            )
+        agent_id = validate_agent_id(target.agent_id)
+        conversation_id = target.conversation_id
+        thread_key = None
+        if conversation_id is None and target.thread_id is not None:
+            thread_key = (agent_id, target.thread_id)
+            conversation_id = self._thread_conversations.get(thread_key) or conversation_in_history(
+                messages, agent_id
+            )
+            if conversation_id is not None:
+                self._thread_conversations.setdefault(thread_key, conversation_id)
+                thread_key = None
+        elif conversation_id is None and self.conversation_per_call:
+            conversation_id = conversation_in_history(messages, agent_id)
+        if conversation_id is not None:
+            validate_conversation_id(conversation_id)
+        return agent_id, conversation_id, thread_key
 
     def target_for(
         self,
@@ -682,26 +714,7 @@ class ChatLetta(BaseChatModel):
             conversation_id=kwargs.get("conversation_id"),
             thread_id=kwargs.get("thread_id"),
         )
-        if not target.agent_id:
-            raise ValueError(
-                "ChatLetta needs an agent: ChatLetta(agent_id=...) or "
-                'config={"configurable": {"agent_id": ...}}'
-            )
-        agent_id = validate_agent_id(target.agent_id)
-        conversation_id = target.conversation_id
-        thread_key = None
-        if conversation_id is None and target.thread_id is not None:
-            thread_key = (agent_id, target.thread_id)
-            conversation_id = self._thread_conversations.get(thread_key) or conversation_in_history(
-                messages, agent_id
-            )
-            if conversation_id is not None:
-                self._thread_conversations.setdefault(thread_key, conversation_id)
-                thread_key = None
-        elif conversation_id is None and self.conversation_per_call:
-            conversation_id = conversation_in_history(messages, agent_id)
-        if conversation_id is not None:
-            validate_conversation_id(conversation_id)
+        agent_id, conversation_id, thread_key = self._conversation_for(target, messages)
         model = kwargs.get("model") or self.model
         resume_from = kwargs.get("resume_from")
         fresh = thread_key is not None or (

@@ -8,7 +8,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda, ensure_config
 
-from langchain_letta._convert import answered_by, waiting_calls
+from langchain_letta._convert import answered_by, last_answer, waiting_calls
 from langchain_letta._tools import approval_request, decisions_from
 from langchain_letta._wire.requests import ApprovalDecision
 from langchain_letta.chat_models import ChatLetta
@@ -118,13 +118,9 @@ def _gated_calls(visible: Sequence[BaseMessage], agent_id: str | None) -> list[d
     Their turn comes once the client tool calls of that answer, if any, have their
     ``ToolMessage`` s (ToolNode ran them), and before anything else is said.
     """
-    if (
-        agent_id is None
-        or not visible
-        or not any(answered_by(message, agent_id) for message in visible)
-    ):
+    position = None if agent_id is None else last_answer(visible, agent_id, any_conversation=True)
+    if position is None:
         return []
-    position = max(i for i, message in enumerate(visible) if answered_by(message, agent_id))
     after = visible[position + 1 :]
     if any(not isinstance(message, ToolMessage) for message in after):
         return []

@@ -494,10 +494,13 @@ class ClientCore:
         return f"/v1/agents/{quoted}/messages/cancel", {"run_ids": [run_id]}
 
 
-def _request_line(response: httpx.Response) -> str:
-    """``METHOD URL`` of the request, as sent, for messages: no userinfo, no query."""
+def _opened(response: httpx.Response) -> Opened:
+    """The response's status and headers, with ``METHOD URL`` of its request as sent.
+
+    The URL is for messages: no userinfo, no query, so never a credential.
+    """
     url = response.request.url.copy_with(userinfo=b"", query=None)
-    return f"{response.request.method} {url}"
+    return Opened(response.status_code, response.headers, f"{response.request.method} {url}")
 
 
 def _resumable(progress: StreamProgress) -> StreamProgress:
@@ -800,7 +803,7 @@ class LettaClient(ClientCore):
                 response.close()
         except httpx.TransportError as error:
             raise error_from_transport(error) from None
-        return Opened(response.status_code, response.headers, _request_line(response)), data
+        return _opened(response), data
 
     def cancel(self, agent_id: str, run_id: str) -> None:
         """Ask the server to cancel ``run_id`` (needs Redis on the server); never raises."""
@@ -833,7 +836,7 @@ class LettaClient(ClientCore):
             response = self._http.send(request, stream=True, follow_redirects=False)
         except httpx.TransportError as error:
             return None, error_from_transport(error)
-        return response, Opened(response.status_code, response.headers, _request_line(response))
+        return response, _opened(response)
 
 
 # ------------------------------------------------------------------ the async shell
@@ -1073,7 +1076,7 @@ class AsyncLettaClient(ClientCore):
                 await response.aclose()
         except httpx.TransportError as error:
             raise error_from_transport(error) from None
-        return Opened(response.status_code, response.headers, _request_line(response)), data
+        return _opened(response), data
 
     async def cancel(self, agent_id: str, run_id: str) -> None:
         """Ask the server to cancel ``run_id`` (needs Redis on the server); never raises."""
@@ -1108,7 +1111,7 @@ class AsyncLettaClient(ClientCore):
             response = await self._http.send(request, stream=True, follow_redirects=False)
         except httpx.TransportError as error:
             return None, error_from_transport(error)
-        return response, Opened(response.status_code, response.headers, _request_line(response))
+        return response, _opened(response)
 
     def _finish_later(
         self, response: httpx.Response, chunks: AsyncIterator[bytes], limit: int

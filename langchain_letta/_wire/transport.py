@@ -102,6 +102,18 @@ def _core_request(request: httpx.Request) -> httpcore.Request:
     )
 
 
+def _httpx_response(
+    response: httpcore.Response, stream: httpx.SyncByteStream | httpx.AsyncByteStream
+) -> httpx.Response:
+    """The response of httpcore's pool as httpx's transports hand it on, read through ``stream``."""
+    return httpx.Response(
+        status_code=response.status,
+        headers=response.headers,
+        stream=stream,
+        extensions=response.extensions,
+    )
+
+
 def _framing_error(error: ChunkedFramingError) -> httpcore.RemoteProtocolError:
     return httpcore.RemoteProtocolError(f"malformed chunked body: {error}")
 
@@ -217,12 +229,7 @@ class JoiningTransport(httpx.BaseTransport):
             return self._patched().handle_request(request)  # recorded or mocked: theirs
         with _mapped():
             response = self._pool.handle_request(_core_request(request))
-        return httpx.Response(
-            status_code=response.status,
-            headers=response.headers,
-            stream=_ResponseStream(response.stream),
-            extensions=response.extensions,
-        )
+        return _httpx_response(response, _ResponseStream(response.stream))
 
     def _patched(self) -> httpx.HTTPTransport:
         if self._standard is None:
@@ -347,12 +354,7 @@ class AsyncJoiningTransport(httpx.AsyncBaseTransport):
             return await self._patched().handle_async_request(request)
         with _mapped():
             response = await self._pool.handle_async_request(_core_request(request))
-        return httpx.Response(
-            status_code=response.status,
-            headers=response.headers,
-            stream=_AsyncResponseStream(response.stream),
-            extensions=response.extensions,
-        )
+        return _httpx_response(response, _AsyncResponseStream(response.stream))
 
     def _patched(self) -> httpx.AsyncHTTPTransport:
         if self._standard is None:
