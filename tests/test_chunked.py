@@ -1,9 +1,9 @@
 """The chunk joiner (``_wire/chunked.py``) and the transports built on it (``_wire/transport.py``).
 
 The oracle is h11 itself: what the joiner hands on, fed to an h11 client connection,
-must give the same body, end the response where the wire did, and leave the connection
-ready for the next request; malformed framing is refused, bounded, after the bytes
-before the fault.
+with the body's data taken past h11 or through it, must give the same body, end the
+response where the wire did, and leave the connection ready for the next request;
+malformed framing is refused, bounded, after the bytes before the fault.
 """
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import h11
 import httpx
@@ -67,10 +69,34 @@ def _split(wire: bytes, cuts: list[int]) -> Iterator[bytes]:
     yield wire[start:]
 
 
-class _Client:
-    """An h11 client connection fed through a joiner, as httpcore feeds it."""
+def _handed(joiner: JoinedChunks, data: bytes) -> bytes:
+    """What h11 gets of ``data`` through a stream's reads, up to a fault (the next read's)."""
+    joiner.received(data)
+    out = bytearray()
+    while True:
+        try:
+            piece = joiner.for_h11()
+        except ChunkedFramingError:
+            if out:
+                return bytes(out)
+            raise
+        if not piece:
+            return bytes(out)
+        out += piece
 
-    def __init__(self) -> None:
+
+class _Client:
+    """An h11 client connection fed through a joiner, as httpcore feeds it.
+
+    ``direct``: once h11 has the response's head, the body's data is taken from the
+    joiner (``body_data``), as the transports' response streams take it, and h11 only
+    gets what is left.
+    """
+
+    def __init__(self, direct: bool = False) -> None:
+        self.direct = direct
+        self.reads = 0
+        self.body_reads = 0
         self.joiner = JoinedChunks()
         self.h11 = h11.Connection(h11.CLIENT)
         self.body = bytearray()
@@ -86,14 +112,29 @@ class _Client:
         self.joiner.sent(request)
         self.body.clear()
         self.data_events = 0
+        self.reads = 0
         self.ended = False
 
     def feed(self, data: bytes) -> None:
         if not data:
             return  # an empty read is the end of the connection: the streams never pass one
-        handed = self.joiner.received(data)
-        if handed:  # b"": a size line held back; the streams read on (b"" is h11's end)
+        self.joiner.received(data)
+        while True:
+            if self.direct and self.h11.their_state is h11.SEND_BODY:
+                taken = self.joiner.body_data()
+                if taken is None:
+                    return  # the stream reads on
+                if taken:
+                    self.body += taken
+                    self.reads += 1
+                    continue
+            handed = self.joiner.for_h11()
+            if not handed:  # all handed (a size line may be held back): read on
+                return
             self.h11.receive_data(handed)
+            self._events()
+
+    def _events(self) -> None:
         while True:
             event = self.h11.next_event()
             if event is h11.NEED_DATA or event is h11.PAUSED:
@@ -111,14 +152,16 @@ class _Client:
         self.h11.start_next_cycle()
 
 
-def _check(wire_reads: Iterator[bytes], body: bytes) -> _Client:
-    client = _Client()
+def _check(wire_reads: Iterator[bytes], body: bytes, direct: bool = False) -> _Client:
+    client = _Client(direct)
     client.send()
     for data in wire_reads:
         client.feed(data)
     assert client.ended
     assert bytes(client.body) == body
-    client.body_events = client.data_events
+    client.body_events, client.body_reads = client.data_events, client.reads
+    if direct:
+        assert client.data_events == 0  # h11 saw no data: only the head and the last chunk
     client.next_cycle()
     client.send(b"GET /v1/health/ HTTP/1.1\r\n")
     client.feed(NEXT)
@@ -139,47 +182,84 @@ def test_every_capture_arrives_whole_however_chunked_and_read(capture: Path) -> 
         wire = HEAD + _chunked(pieces) + b""
         cuts = [rng.randint(0, len(wire)) for _ in range(rng.randint(1, 40))]
         _check(_split(wire, cuts), body)
+        _check(_split(wire, cuts), body, direct=True)
         client = _check(iter([wire]), body)  # one read: one joined chunk
         assert client.body_events == (1 if body else 0)
+        client = _check(iter([wire]), body, direct=True)  # one read: one piece of data
+        assert client.body_reads == (1 if body else 0)
 
 
 def test_every_split_point_of_a_real_body() -> None:
     whole = (CAPTURES / "0.16.8/memgpt_v2_agent/04-tool-call-tokens.sse").read_bytes()
     body = b"".join(_frames(whole)[:8])
     wire = HEAD + _chunked([*_frames(body), b"tail"], b"x-checksum: 1\r\n")
-    for cut in range(len(wire) + 1):
-        _check(_split(wire, [cut]), body + b"tail")
-    rng = random.Random(3)  # noqa: S311
-    for _ in range(300):  # and in three reads
-        _check(_split(wire, [rng.randint(0, len(wire)), rng.randint(0, len(wire))]), body + b"tail")
+    for direct in (False, True):
+        for cut in range(len(wire) + 1):
+            _check(_split(wire, [cut]), body + b"tail", direct)
+        rng = random.Random(3)  # noqa: S311
+        for _ in range(300):  # and in three reads
+            cuts = [rng.randint(0, len(wire)), rng.randint(0, len(wire))]
+            _check(_split(wire, cuts), body + b"tail", direct)
 
 
 def test_chunks_of_one_read_reach_h11_as_one_chunk() -> None:
     joiner = JoinedChunks()
     joiner.sent(REQUEST)
-    out = joiner.received(HEAD + b"3\r\nabc\r\n2;ext=1\r\nde\r\n1\r\nf")
+    out = _handed(joiner, HEAD + b"3\r\nabc\r\n2;ext=1\r\nde\r\n1\r\nf")
     assert out == HEAD + b"6\r\nabcdef\r\n"
-    assert joiner.received(b"\r\n0\r\n\r\n") == b"0\r\n\r\n"
+    assert _handed(joiner, b"\r\n0\r\n\r\n") == b"0\r\n\r\n"
 
 
-def test_a_read_of_one_whole_chunk_is_handed_on_as_it_came() -> None:
+def test_a_read_of_one_whole_chunk_is_its_data() -> None:
     joiner = JoinedChunks()
     joiner.sent(REQUEST)
-    joiner.received(HEAD)
-    assert joiner.received(b"3;x=1\r\nabc\r\n") == b"3;x=1\r\nabc\r\n"
+    _handed(joiner, HEAD)
+    joiner.received(b"3;x=1\r\nabc\r\n")  # extensions dropped, as h11 drops them
+    assert joiner.body_data() == b"abc"
+    assert joiner.body_data() is None  # nothing more yet: read on
+    assert _handed(joiner, b"3;x=1\r\nabc\r\n") == b"3\r\nabc\r\n"
     # The same length, but not a chunk: checked, the data handed on, then the fault.
-    assert joiner.received(b"3\r\nabcXX") == b"3\r\nabc\r\n"
-    assert joiner.fault is not None
+    assert _handed(joiner, b"3\r\nabcXX") == b"3\r\nabc\r\n"
     with pytest.raises(ChunkedFramingError, match="CRLF"):
+        joiner.for_h11()  # the stream's next read
+    with pytest.raises(ChunkedFramingError, match="CRLF"):
+        _handed(joiner, b"more")
+
+
+def test_the_body_reader_gets_data_and_h11_the_rest_in_wire_order() -> None:
+    joiner = JoinedChunks()
+    joiner.sent(REQUEST)
+    joiner.received(HEAD + b"3\r\nabc\r\n2\r\nde\r\n0\r\nx-sum: 1\r\n\r\n")
+    assert joiner.for_h11() == HEAD  # the head alone: h11 has no data to take
+    assert joiner.body_data() == b"abcde"  # the chunks of one read, as one piece
+    assert joiner.body_data() == b""  # the last chunk is next: h11's
+    assert joiner.for_h11() == b"0\r\nx-sum: 1\r\n\r\n"
+    assert joiner.for_h11() == b""
+    assert joiner.body_data() == b""  # no chunked body now: a reader goes to h11
+    joiner.sent(REQUEST)
+    joiner.received(NEXT)  # a Content-Length body is h11's, whole
+    assert joiner.body_data() == b""
+    assert joiner.for_h11() == NEXT
+
+
+def test_a_fault_reaches_the_body_reader_after_the_data_before_it() -> None:
+    joiner = JoinedChunks()
+    joiner.sent(REQUEST)
+    _handed(joiner, HEAD)
+    joiner.received(b"3\r\nabc\r\nzz\r\n")
+    assert joiner.body_data() == b"abc"
+    with pytest.raises(ChunkedFramingError, match="not a hex size"):
+        joiner.body_data()
+    with pytest.raises(ChunkedFramingError, match="not a hex size"):
         joiner.received(b"more")
 
 
 def test_bytes_held_back_are_only_a_size_line_or_crlf() -> None:
     joiner = JoinedChunks()
     joiner.sent(REQUEST)
-    assert joiner.received(HEAD + b"1") == HEAD
-    assert joiner.received(b"0") == b""  # "10" so far: a size line is never handed on in parts
-    assert joiner.received(b"\r\n0123456789abcdef") == b"10\r\n0123456789abcdef\r\n"
+    assert _handed(joiner, HEAD + b"1") == HEAD
+    assert _handed(joiner, b"0") == b""  # "10" so far: a size line is never handed on in parts
+    assert _handed(joiner, b"\r\n0123456789abcdef") == b"10\r\n0123456789abcdef\r\n"
 
 
 # ------------------------------------------------------------------ heads and framings
@@ -201,10 +281,11 @@ def test_bytes_held_back_are_only_a_size_line_or_crlf() -> None:
         ),
     ],
 )
+@pytest.mark.parametrize("direct", [False, True], ids=["through-h11", "direct"])
 def test_framings_are_followed_as_h11_follows_them(
-    request_line: bytes, response: bytes, follows: bool
+    request_line: bytes, response: bytes, follows: bool, direct: bool
 ) -> None:
-    client = _Client()
+    client = _Client(direct)
     client.send(request_line)
     for byte in range(len(response)):  # a byte at a time: the hardest split
         client.feed(response[byte : byte + 1])
@@ -214,7 +295,8 @@ def test_framings_are_followed_as_h11_follows_them(
     client.feed(HEAD + b"3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n")
     assert client.ended
     assert bytes(client.body) == b"abcdefg"
-    assert client.data_events == 1  # still followed: the chunks were joined
+    # Still followed: the chunks were joined (or the data taken past h11 in one piece).
+    assert (client.data_events, client.reads) == ((0, 1) if direct else (1, 0))
     assert not client.joiner.passing
 
 
@@ -234,15 +316,15 @@ def test_framings_are_followed_as_h11_follows_them(
 def test_what_is_not_followed_passes_through_untouched(response: bytes) -> None:
     joiner = JoinedChunks()
     joiner.sent(REQUEST)
-    out = b"".join(joiner.received(response[i : i + 7]) for i in range(0, len(response), 7))
+    out = b"".join(_handed(joiner, response[i : i + 7]) for i in range(0, len(response), 7))
     assert out == response
     assert joiner.passing
-    assert joiner.received(b"5\r\nhello\r\n") == b"5\r\nhello\r\n"
+    assert _handed(joiner, b"5\r\nhello\r\n") == b"5\r\nhello\r\n"
 
 
 def test_bytes_nobody_asked_for_pass_through() -> None:
     joiner = JoinedChunks()
-    assert joiner.received(b"HTTP/1.1 408 X\r\n\r\n") == b"HTTP/1.1 408 X\r\n\r\n"
+    assert _handed(joiner, b"HTTP/1.1 408 X\r\n\r\n") == b"HTTP/1.1 408 X\r\n\r\n"
     assert joiner.passing
 
 
@@ -250,7 +332,7 @@ def test_a_head_too_long_to_follow_passes_through() -> None:
     joiner = JoinedChunks()
     joiner.sent(REQUEST)
     head = b"HTTP/1.1 200 OK\r\n" + b"x-long: " + b"a" * (80 * 1024)
-    assert joiner.received(head) == head
+    assert _handed(joiner, head) == head
     assert joiner.passing
 
 
@@ -263,11 +345,11 @@ def _body_fault(wire: bytes) -> tuple[bytes, ChunkedFramingError]:
     joiner.sent(REQUEST)
     handed = bytearray()
     try:
-        handed += joiner.received(HEAD + wire)
-        handed += joiner.received(b"more")
+        handed += _handed(joiner, HEAD + wire)
+        handed += _handed(joiner, b"more")
     except ChunkedFramingError as error:
         with pytest.raises(ChunkedFramingError):
-            joiner.received(b"")  # it stays broken
+            _handed(joiner, b"")  # it stays broken
         return bytes(handed), error
     raise AssertionError("no fault found")
 
@@ -296,20 +378,20 @@ def test_malformed_chunks_fail_after_what_came_before(wire: bytes, message: str)
 def test_a_fault_in_the_first_read_of_a_body_is_raised_at_once() -> None:
     joiner = JoinedChunks()
     joiner.sent(REQUEST)
-    joiner.received(HEAD)
+    _handed(joiner, HEAD)
     with pytest.raises(ChunkedFramingError, match="not a hex size"):
-        joiner.received(b"zz\r\n")
+        _handed(joiner, b"zz\r\n")
 
 
 def test_a_huge_size_line_is_never_buffered_beyond_its_bound() -> None:
     joiner = JoinedChunks()
     joiner.sent(REQUEST)
-    joiner.received(HEAD)
-    handed = [joiner.received(b"1" * 1000) for _ in range(MAX_SIZE_LINE // 1000)]
+    _handed(joiner, HEAD)
+    handed = [_handed(joiner, b"1" * 1000) for _ in range(MAX_SIZE_LINE // 1000)]
     assert handed == [b""] * len(handed)  # held back, up to the bound
     assert len(joiner._buffer) <= MAX_SIZE_LINE
     with pytest.raises(ChunkedFramingError, match="too long"):
-        joiner.received(b"1" * 1000)
+        _handed(joiner, b"1" * 1000)
 
 
 def test_trailers_pass_to_h11_which_checks_them() -> None:
@@ -327,19 +409,19 @@ def test_trailers_pass_to_h11_which_checks_them() -> None:
 def test_trailers_without_end_are_bounded() -> None:
     joiner = JoinedChunks()
     joiner.sent(REQUEST)
-    joiner.received(HEAD + b"0\r\n")
+    _handed(joiner, HEAD + b"0\r\n")
     for _ in range(MAX_TRAILERS // 1000):
-        joiner.received(b"x" * 999 + b"\r")  # passed on as they come, up to the bound
+        _handed(joiner, b"x" * 999 + b"\r")  # passed on as they come, up to the bound
     with pytest.raises(ChunkedFramingError, match="trailer"):
-        joiner.received(b"x" * 2000)
+        _handed(joiner, b"x" * 2000)
 
 
 def test_a_never_ending_chunk_is_handed_on_as_it_comes_and_holds_nothing() -> None:
     joiner = JoinedChunks()
     joiner.sent(REQUEST)
-    assert joiner.received(HEAD + b"f" * 20 + b"\r\n") == HEAD  # the largest size h11 takes
+    assert _handed(joiner, HEAD + b"f" * 20 + b"\r\n") == HEAD  # the largest size h11 takes
     for _ in range(1000):
-        assert joiner.received(b"x" * 4096) == b"1000\r\n" + b"x" * 4096 + b"\r\n"
+        assert _handed(joiner, b"x" * 4096) == b"1000\r\n" + b"x" * 4096 + b"\r\n"
         assert joiner._buffer == b""
 
 
@@ -446,6 +528,43 @@ def test_one_connection_carries_the_probe_and_many_streams(mode: str) -> None:
 
         asyncio.run(run())
     assert texts == ["Hello"] * 5
+    assert len(connections) == 1
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_chunked_body_is_read_past_h11_and_the_connection_still_reused(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+    next_event = h11.Connection.next_event
+
+    def counted(self: h11.Connection) -> Any:
+        event = next_event(self)
+        seen.append(type(event).__name__)
+        return event
+
+    monkeypatch.setattr(h11.Connection, "next_event", counted)
+    pieces = [b"data: " + b"x" * size + b"\n\n" for size in (1, 70_000, 5)]
+    body = b"".join(pieces)
+    url, connections, _ = _serve([HEAD + _chunked(pieces), NEXT])
+
+    async def read_async(transport: httpx.AsyncBaseTransport) -> tuple[bytes, bytes]:
+        async with httpx.AsyncClient(base_url=url, transport=transport) as client:
+            async with client.stream("POST", "/v1/agents/a/messages/stream") as response:
+                first = b"".join([part async for part in response.aiter_raw()])
+            return first, (await client.get("/v1/health/")).content
+
+    context = ssl.create_default_context()
+    if mode == "sync":
+        with httpx.Client(base_url=url, transport=JoiningTransport(context)) as client:
+            with client.stream("POST", "/v1/agents/a/messages/stream") as response:
+                first = b"".join(response.iter_raw())
+            second = client.get("/v1/health/").content
+    else:
+        first, second = asyncio.run(read_async(AsyncJoiningTransport(context)))
+    assert (first, second) == (body, b"hello")
+    assert seen.count("Data") == 1  # the Content-Length body only: h11 saw no chunk's data
+    assert seen.count("EndOfMessage") == 2
     assert len(connections) == 1
 
 

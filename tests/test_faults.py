@@ -23,6 +23,7 @@ import asyncio
 import functools
 import json
 import random
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 
 from langchain_letta import AsyncLettaClient, ChatLetta, LettaClient, OutgoingMessage, StreamRequest
+from langchain_letta._wire.transport import AsyncJoiningTransport, JoiningTransport
 from langchain_letta.errors import (
     LettaAPIError,
     LettaAuthenticationError,
@@ -96,10 +98,16 @@ def undisturbed() -> list[Any]:
         return events_of(server)
 
 
-def http_client(server: FakeLettaServer, mode: Mode, timeout: float) -> Any:
-    """An ``httpx.Client`` or ``httpx.AsyncClient`` for the server, with this timeout."""
-    kind = httpx.Client if mode == "sync" else httpx.AsyncClient
-    return kind(base_url=server.base_url, timeout=timeout)
+def http_client(server: FakeLettaServer, mode: Mode, timeout: float, ours: bool = False) -> Any:
+    """An ``httpx.Client`` or ``httpx.AsyncClient`` for the server, with this timeout.
+
+    ``ours``: on the transport the package's own clients use (``_wire/transport.py``).
+    """
+    if mode == "sync":
+        transport = JoiningTransport(ssl.create_default_context()) if ours else None
+        return httpx.Client(base_url=server.base_url, timeout=timeout, transport=transport)
+    atransport = AsyncJoiningTransport(ssl.create_default_context()) if ours else None
+    return httpx.AsyncClient(base_url=server.base_url, timeout=timeout, transport=atransport)
 
 
 def invoke(
@@ -293,9 +301,14 @@ def test_twenty_random_drop_points_give_the_same_message_and_one_turn_each(mode:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_a_silent_dead_connection_is_detected_by_the_read_timeout_and_resumed(mode: Mode) -> None:
+@pytest.mark.parametrize("transport", ["ours", "httpx"])
+def test_a_silent_dead_connection_is_detected_by_the_read_timeout_and_resumed(
+    mode: Mode, transport: str
+) -> None:
+    # "ours": the body's data is read past h11, with the read timeout httpcore would use.
     with FakeLettaServer([turn(stall_after=4)]) as server:
-        events = events_of(server, mode, http_client=http_client(server, mode, timeout=0.5))
+        client = http_client(server, mode, timeout=0.5, ours=transport == "ours")
+        events = events_of(server, mode, http_client=client)
     assert events == undisturbed()
     assert server.resume_requests[0].json()["starting_after"] == 4
     assert len(server.accepted) == 1

@@ -1,24 +1,29 @@
-"""What the client of one HTTP/1.1 connection receives, with each read's chunks joined.
+"""What the client of one HTTP/1.1 connection receives, sorted for h11 and for the body's reader.
 
-httpx decodes a chunked body one HTTP chunk at a time (h11's chunk reader, its state
-machine and httpcore's generators: about 8 µs a chunk), and a live Letta server writes
-one SSE frame per chunk. :class:`JoinedChunks` sits between the socket and h11 (see
-``_wire/transport.py``): it follows the framing of every response on the connection and
-hands h11 the chunks of each network read joined into one chunk, so h11 decodes one chunk
-per read, whatever the server's chunk size. Everything else (heads, the last chunk,
-trailers, bodies that are not chunked) passes unchanged, so h11 still checks all of it,
-and the connection is reused as before. Sans-I/O: fed bytes, it returns bytes.
+httpx decodes a chunked body one HTTP chunk at a time, through h11's chunk reader, its
+state machine and httpcore's generators: about 8 µs a chunk, and a live Letta server
+writes one SSE frame per chunk. :class:`JoinedChunks` sits between the socket and h11
+(see ``_wire/transport.py``) and follows the framing of every response on the
+connection. The data of a chunked body is taken out of what h11 sees: the response's
+reader takes it directly (:meth:`JoinedChunks.body_data`), one piece per network read
+however many chunks it held, and h11 then gets the last chunk and the trailers, so it
+still ends the response where the wire did and decides whether the connection is reused.
+A reader that asks h11 for the body gets the same data, each read's chunks joined into
+one chunk (:meth:`JoinedChunks.for_h11`). Heads, the last chunk, trailers and bodies
+that are not chunked pass to h11 unchanged, so h11 still checks all of them.
+Sans-I/O: fed bytes, it hands bytes out.
 
-It only rewrites what it understands exactly as h11 does: a response whose framing it
+It only takes over what it understands exactly as h11 does: a response whose framing it
 cannot follow (no ``Transfer-Encoding: chunked`` or ``Content-Length`` it can read, an
-upgrade, a head too long) makes it pass every later byte of the connection through as
-it came. A malformed chunked body (a size line that is too long or not hex, a chunk not
-followed by CRLF) is an error: the bytes before it are returned first.
+upgrade, a head too long) makes it pass every later byte of the connection to h11 as it
+came. A malformed chunked body (a size line that is too long or not hex, a chunk not
+followed by CRLF) is an error, raised once the bytes before it are handed out.
 """
 
 from __future__ import annotations
 
 import re
+from collections import deque
 
 MAX_SIZE_LINE = 4096
 """Longest chunk-size line (size and extensions): h11 allows 100 KiB, servers send a few bytes."""
@@ -41,6 +46,8 @@ _DATA = 4  # inside a chunk: ``_left`` bytes to go
 _CRLF = 5  # after a chunk's data: its CRLF
 _TRAILERS = 6  # after the last chunk: the trailer section, to its blank line
 _PASS = 7  # framing not followed: every byte passes through, for good
+_IN_BODY = frozenset((_SIZE, _DATA, _CRLF))
+"""States inside a chunked body's data, where :meth:`JoinedChunks.body_data` waits for more."""
 
 
 class ChunkedFramingError(ValueError):
@@ -48,22 +55,20 @@ class ChunkedFramingError(ValueError):
 
 
 class JoinedChunks:
-    """The client side of one HTTP/1.1 connection: bytes sent, bytes received, rewritten."""
+    """The client side of one HTTP/1.1 connection: bytes sent, bytes received, sorted."""
 
-    __slots__ = ("_body_at", "_buffer", "_error", "_left", "_method", "_state")
+    __slots__ = ("_buffer", "_error", "_left", "_method", "_queue", "_state")
 
     def __init__(self) -> None:
         self._state = _IDLE
-        self._buffer = b""  # bytes received but not yet returned: a head, a size line, a CRLF
+        self._buffer = b""  # bytes received but not yet sorted: a head, a size line, a CRLF
         self._left = 0
         self._method = b""
         self._error: ChunkedFramingError | None = None
-        self._body_at = -1
-
-    @property
-    def fault(self) -> ChunkedFramingError | None:
-        """The framing fault found after the bytes last returned (raise it before reading on)."""
-        return self._error
+        # What was received and not yet handed out, in wire order: runs of bytes for h11
+        # (False) and of body data (True). At most one network read's worth: the streams
+        # read again only once it is empty.
+        self._queue: deque[tuple[bool, list[bytes]]] = deque()
 
     @property
     def passing(self) -> bool:
@@ -79,47 +84,75 @@ class JoinedChunks:
             # h11 saw the response end where this did not: follow it no further.
             self._state = _PASS
 
-    def received(self, data: bytes) -> bytes:
-        """The bytes to hand h11 for ``data``, just read from the connection.
+    def received(self, data: bytes) -> None:
+        """Sort ``data``, just read from the connection, for :meth:`for_h11` and :meth:`body_data`.
 
-        May return ``b""`` (the start of a size line held back: read more). Raises
-        :class:`ChunkedFramingError` once the bytes before the fault are returned.
+        A framing fault is kept and raised by those once the bytes before it are
+        handed out; bytes received after it raise it at once.
         """
         if self._error is not None:
             raise self._error
         state = self._state
-        if state == _PASS:
-            return data
         if state == _SIZE and not self._buffer:
-            # The usual read of a paced stream: one whole chunk, handed on as it came.
+            # The usual read of a paced stream: one whole chunk, its data taken as it is.
             stop = data.find(b"\r\n", 0, MAX_SIZE_LINE + 2)
             matched = _SIZE_LINE.fullmatch(data, 0, stop) if stop > 0 else None
             if matched is not None:
                 size = int(matched.group(1), 16)
                 if size and len(data) == stop + size + 4 and data.endswith(b"\r\n"):
-                    return data
-        out: list[bytes] = []
-        body: list[bytes] = []
+                    self._put(True, data[stop + 2 : -2])
+                    return
         try:
-            body_at = self._receive(data, out, body)
+            self._receive(data)
         except ChunkedFramingError as error:
             self._state = _PASS
             self._error = error
-            body_at = len(out) if self._body_at < 0 else self._body_at
-            if not out and not body:
-                raise
-        if body:
-            joined = b"".join(body)
-            out.insert(body_at, b"%x\r\n%b\r\n" % (len(joined), joined))
-        return out[0] if len(out) == 1 else b"".join(out)
 
-    def _receive(self, data: bytes, out: list[bytes], body: list[bytes]) -> int:
-        """Sort ``data`` into ``out`` (as it came) and ``body`` (chunk data to join).
+    def for_h11(self) -> bytes:
+        """The next bytes to hand h11: body data as one chunk; ``b""``: all handed, read on.
 
-        Returns where in ``out`` the joined body goes (what follows it in ``out``
-        came after it on the wire).
+        Raises:
+            ChunkedFramingError: The body broke its framing after what was handed out.
         """
-        self._body_at = -1
+        if not self._queue:
+            if self._error is not None:
+                raise self._error
+            return b""
+        body, pieces = self._queue.popleft()
+        joined = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        return b"%x\r\n%b\r\n" % (len(joined), joined) if body else joined
+
+    def body_data(self) -> bytes | None:
+        """The next data of the chunked body being received, for the response's reader.
+
+        ``None``: nothing yet, read on. ``b""``: no more data here (the body's last
+        chunk has arrived, or this response's body is not one this takes): what is
+        left goes to h11, which ends the response or judges it cut short.
+
+        Raises:
+            ChunkedFramingError: The body broke its framing after the data handed out.
+        """
+        queue = self._queue
+        if queue:
+            if not queue[0][0]:
+                return b""
+            pieces = queue.popleft()[1]
+            return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        if self._error is not None:
+            raise self._error
+        return None if self._state in _IN_BODY else b""
+
+    def _put(self, body: bool, piece: bytes) -> None:
+        if not piece:
+            return
+        queue = self._queue
+        if queue and queue[-1][0] is body:
+            queue[-1][1].append(piece)
+        else:
+            queue.append((body, [piece]))
+
+    def _receive(self, data: bytes) -> None:
+        """Sort ``data`` into the queue, in wire order."""
         if self._buffer and (self._state == _SIZE or self._state == _CRLF):
             data = self._buffer + data  # a size line or CRLF held back: at most 4 KiB
             self._buffer = b""
@@ -128,16 +161,14 @@ class JoinedChunks:
         while position < end:
             state = self._state
             if state == _DATA:
-                if self._body_at < 0:
-                    self._body_at = len(out)
                 stop = position + self._left
                 if stop <= end:
-                    body.append(data[position:stop])
+                    self._put(True, data[position:stop])
                     self._left = 0
                     self._state = _CRLF
                     position = stop
                 else:
-                    body.append(data[position:] if position else data)
+                    self._put(True, data[position:] if position else data)
                     self._left -= end - position
                     break
             elif state == _SIZE:
@@ -157,11 +188,9 @@ class JoinedChunks:
                     position = stop + 2
                 else:
                     # The last chunk: its line and the trailers pass as they came.
-                    if self._body_at < 0:
-                        self._body_at = len(out)
                     self._state = _TRAILERS
                     self._buffer = b""
-                    out.append(data[position : stop + 2])
+                    self._put(False, data[position : stop + 2])
                     position = stop + 2
             elif state == _CRLF:
                 if end - position < 2:
@@ -172,34 +201,33 @@ class JoinedChunks:
                 position += 2
                 self._state = _SIZE
             elif state == _HEAD:
-                position = self._head(data, position, out)
+                position = self._head(data, position)
             elif state == _LENGTH:
                 stop = min(end, position + self._left)
-                out.append(data[position:stop])
+                self._put(False, data[position:stop])
                 self._left -= stop - position
                 position = stop
                 if not self._left:
                     self._state = _IDLE
             elif state == _TRAILERS:
-                position = self._trailers(data, position, out)
+                position = self._trailers(data, position)
             else:  # _IDLE (bytes nobody asked for: h11 judges them) or _PASS
                 self._state = _PASS
-                out.append(data[position:])
+                self._put(False, data[position:] if position else data)
                 break
-        return len(out) if self._body_at < 0 else self._body_at
 
-    def _head(self, data: bytes, position: int, out: list[bytes]) -> int:
+    def _head(self, data: bytes, position: int) -> int:
         start = len(self._buffer)
         self._buffer += data[position:]
         found = self._buffer.find(b"\r\n\r\n", max(0, start - 3))
         if found < 0:
-            out.append(data[position:])
+            self._put(False, data[position:])
             if len(self._buffer) > MAX_HEAD:
                 self._buffer = b""
                 self._state = _PASS
             return len(data)
         taken = found + 4 - start
-        out.append(data[position : position + taken])
+        self._put(False, data[position : position + taken])
         head = self._buffer[: found + 4]
         self._buffer = b""
         self._state = self._framing(head)
@@ -247,7 +275,7 @@ class JoinedChunks:
             return _LENGTH if self._left else _IDLE
         return _PASS  # the body ends when the connection does
 
-    def _trailers(self, data: bytes, position: int, out: list[bytes]) -> int:
+    def _trailers(self, data: bytes, position: int) -> int:
         """Pass the trailer section through as it came (h11 checks it) to its blank line."""
         start = len(self._buffer)
         self._buffer += data[position:]
@@ -261,11 +289,11 @@ class JoinedChunks:
             if found is None:
                 if len(buffer) > MAX_TRAILERS:
                     raise ChunkedFramingError("the trailer section is too long")
-                out.append(data[position:])
+                self._put(False, data[position:])
                 return len(data)
             stop = found.end()
         taken = stop - start
-        out.append(data[position : position + taken])
+        self._put(False, data[position : position + taken])
         self._buffer = b""
         self._state = _IDLE
         return position + taken

@@ -1,13 +1,17 @@
-"""httpx transports whose HTTP/1.1 connections hand h11 each read's chunks as one chunk.
+"""httpx transports whose HTTP/1.1 connections read a chunked body past h11 (see ``chunked``).
 
 Built from public APIs only: httpx's custom transports (``httpx.BaseTransport``) over
 httpcore's connection pool with a network backend of our own (``network_backend=``,
 httpcore's documented hook for custom I/O). The backend's streams pass every byte
-through :class:`~langchain_letta._wire.chunked.JoinedChunks`, so that a chunked body
-whose server writes one SSE frame per HTTP chunk costs h11 one chunk per read rather than
-one per frame. Sockets, TLS, timeouts, pooling and keep-alive stay httpcore's: h11 still
-parses every head, checks every chunk it is given and decides when a connection is
-reused. Proxies keep httpx's own transports (httpx mounts them over this one).
+through :class:`~langchain_letta._wire.chunked.JoinedChunks`. A response's reader takes
+the data of a chunked body straight from its connection (``network_stream``, the
+response extension httpcore documents), one piece per network read however many chunks
+it held, where httpx would pass each chunk through h11 and httpcore's generators (about
+8 µs a chunk; a live Letta server writes one SSE frame per chunk). h11 still parses every
+head, the last chunk and the trailers, and decides when a connection is reused; any
+other reader of the body gets each read's chunks joined into one. Sockets, TLS,
+timeouts, pooling and keep-alive stay httpcore's. Proxies keep httpx's own transports
+(httpx mounts them over this one).
 
 Only the clients this package creates use these transports; an ``http_client`` passed
 in is used as it is.
@@ -33,6 +37,12 @@ _HTTPX_HANDLE = httpx.HTTPTransport.handle_request
 _HTTPX_HANDLE_ASYNC = httpx.AsyncHTTPTransport.handle_async_request
 """httpx's own transports as this module found them: recorders and mocks (vcrpy,
 pytest-httpx) replace these methods, and a request must then go through them."""
+
+READ_SIZE = 64 * 1024
+"""Most bytes a read of a body takes from the network: httpcore's own size."""
+
+_UNSET = object()
+"""No timeout set on a socket yet (``None`` is a timeout: blocking)."""
 
 _POOL: dict[str, Any] = {
     "max_connections": 100,
@@ -114,6 +124,12 @@ def _httpx_response(
     )
 
 
+def _read_timeout(request: httpx.Request) -> float | None:
+    """The read timeout httpcore applies to ``request``'s reads (httpx's ``timeout`` extension)."""
+    timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+    return timeouts.get("read")
+
+
 def _framing_error(error: ChunkedFramingError) -> httpcore.RemoteProtocolError:
     return httpcore.RemoteProtocolError(f"malformed chunked body: {error}")
 
@@ -129,21 +145,40 @@ class _Stream(httpcore.NetworkStream):
         # per read, a paced stream's main cost after the wake-up); TLS through httpcore.
         plain = inner.get_extra_info("ssl_object") is None
         self._socket: socket.socket | None = inner.get_extra_info("socket") if plain else None
+        self._timeout: float | object | None = _UNSET  # the socket's, as last set here
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         joined = self._joined
-        while True:
-            if joined.fault is not None:  # found after bytes h11 has now taken
-                raise _framing_error(joined.fault)
-            data = self._receive(max_bytes, timeout)
-            if not data:
-                return data  # the end: h11 judges a body cut short
-            try:
-                out = joined.received(data)
-            except ChunkedFramingError as error:
-                raise _framing_error(error) from None
-            if out:
-                return out
+        try:
+            while True:
+                out = joined.for_h11()
+                if out:
+                    return out
+                data = self._receive(max_bytes, timeout)
+                if not data:
+                    return data  # the end: h11 judges a body cut short
+                joined.received(data)
+        except ChunkedFramingError as error:
+            raise _framing_error(error) from None
+
+    def read_body(self, max_bytes: int, timeout: float | None) -> bytes:
+        """The next data of a chunked body, read here and not through h11 (see ``chunked``).
+
+        ``b""`` when there is no more: the rest of the response (the last chunk, or
+        the end of a connection that broke off) is then h11's to read.
+        """
+        joined = self._joined
+        try:
+            while True:
+                out = joined.body_data()
+                if out is not None:
+                    return out
+                data = self._receive(max_bytes, timeout)
+                if not data:
+                    return data
+                joined.received(data)
+        except ChunkedFramingError as error:
+            raise _framing_error(error) from None
 
     def _receive(self, max_bytes: int, timeout: float | None) -> bytes:
         """One read of the socket, with the errors httpcore's sync stream gives."""
@@ -151,7 +186,9 @@ class _Stream(httpcore.NetworkStream):
         if sock is None:
             return self._inner.read(max_bytes, timeout)
         try:
-            sock.settimeout(timeout)
+            if timeout != self._timeout:  # setting it is a system call: once, not every read
+                sock.settimeout(timeout)
+                self._timeout = timeout
             return sock.recv(max_bytes)
         except TimeoutError as error:  # socket.timeout
             raise httpcore.ReadTimeout(str(error)) from error
@@ -160,6 +197,7 @@ class _Stream(httpcore.NetworkStream):
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         self._joined.sent(buffer)
+        self._timeout = _UNSET  # httpcore's write sets the socket's timeout its own way
         self._inner.write(buffer, timeout)
 
     def close(self) -> None:
@@ -201,12 +239,18 @@ class _Backend(httpcore.NetworkBackend):
 
 
 class _ResponseStream(httpx.SyncByteStream):
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
+    def __init__(self, response: httpcore.Response, read_timeout: float | None) -> None:
+        self._stream: Any = response.stream
+        network = response.extensions.get("network_stream")
+        self._network = network if isinstance(network, _Stream) else None
+        self._read_timeout = read_timeout
 
     def __iter__(self) -> Iterator[bytes]:
         with _mapped():
-            yield from self._stream
+            if self._network is not None:  # a chunked body's data: read past h11
+                while data := self._network.read_body(READ_SIZE, self._read_timeout):
+                    yield data
+            yield from self._stream  # h11: the last chunk, or a body that is not chunked
 
     def close(self) -> None:
         close = getattr(self._stream, "close", None)
@@ -216,7 +260,7 @@ class _ResponseStream(httpx.SyncByteStream):
 
 
 class JoiningTransport(httpx.BaseTransport):
-    """httpx's default HTTP/1.1 transport, with each read's chunks joined (see module)."""
+    """httpx's default HTTP/1.1 transport, a chunked body read past h11 (see module)."""
 
     def __init__(self, ssl_context: ssl.SSLContext) -> None:
         self._pool = httpcore.ConnectionPool(
@@ -229,7 +273,7 @@ class JoiningTransport(httpx.BaseTransport):
             return self._patched().handle_request(request)  # recorded or mocked: theirs
         with _mapped():
             response = self._pool.handle_request(_core_request(request))
-        return _httpx_response(response, _ResponseStream(response.stream))
+        return _httpx_response(response, _ResponseStream(response, _read_timeout(request)))
 
     def _patched(self) -> httpx.HTTPTransport:
         if self._standard is None:
@@ -260,18 +304,32 @@ class _AsyncStream(httpcore.AsyncNetworkStream):
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         joined = self._joined
-        while True:
-            if joined.fault is not None:
-                raise _framing_error(joined.fault)
-            data = await self._inner.read(max_bytes, timeout)
-            if not data:
-                return data
-            try:
-                out = joined.received(data)
-            except ChunkedFramingError as error:
-                raise _framing_error(error) from None
-            if out:
-                return out
+        try:
+            while True:
+                out = joined.for_h11()
+                if out:
+                    return out
+                data = await self._inner.read(max_bytes, timeout)
+                if not data:
+                    return data
+                joined.received(data)
+        except ChunkedFramingError as error:
+            raise _framing_error(error) from None
+
+    async def read_body(self, max_bytes: int, timeout: float | None) -> bytes:
+        """Async twin of :meth:`_Stream.read_body`."""
+        joined = self._joined
+        try:
+            while True:
+                out = joined.body_data()
+                if out is not None:
+                    return out
+                data = await self._inner.read(max_bytes, timeout)
+                if not data:
+                    return data
+                joined.received(data)
+        except ChunkedFramingError as error:
+            raise _framing_error(error) from None
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         self._joined.sent(buffer)
@@ -325,11 +383,17 @@ def _on_asyncio() -> bool:
 
 
 class _AsyncResponseStream(httpx.AsyncByteStream):
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
+    def __init__(self, response: httpcore.Response, read_timeout: float | None) -> None:
+        self._stream: Any = response.stream
+        network = response.extensions.get("network_stream")
+        self._network = network if isinstance(network, _AsyncStream) else None
+        self._read_timeout = read_timeout
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         with _mapped():
+            if self._network is not None:
+                while data := await self._network.read_body(READ_SIZE, self._read_timeout):
+                    yield data
             async for part in self._stream:
                 yield part
 
@@ -354,7 +418,7 @@ class AsyncJoiningTransport(httpx.AsyncBaseTransport):
             return await self._patched().handle_async_request(request)
         with _mapped():
             response = await self._pool.handle_async_request(_core_request(request))
-        return _httpx_response(response, _AsyncResponseStream(response.stream))
+        return _httpx_response(response, _AsyncResponseStream(response, _read_timeout(request)))
 
     def _patched(self) -> httpx.AsyncHTTPTransport:
         if self._standard is None:
