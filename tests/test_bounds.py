@@ -19,6 +19,7 @@ import pytest
 from pydantic import ValidationError
 
 from langchain_letta import ChatLetta, LettaClient, OutgoingMessage, StreamRequest
+from langchain_letta._wire import client as client_module
 from langchain_letta._wire.flow import (
     Deliver,
     Opened,
@@ -148,6 +149,35 @@ def test_a_server_that_trickles_forever_is_stopped_by_the_deadline(
     assert not error.is_retryable
     assert error.progress is not None
     assert events == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_deadline_that_comes_during_a_silence_ends_the_read_at_the_deadline(
+    mode: Mode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read timeout (3 s) outlasts the deadline (3.5 s) once the server falls silent at 2 s.
+
+    The sync client's blocking read is bounded by its socket's timeout, lowered for the
+    reads near the deadline; the async one by a timer. Without that, the call would end
+    when the read timed out, at about 5 s.
+    """
+    monkeypatch.setattr(client_module, "MIN_READ_TIMEOUT", 0.1)  # a 3 s read timeout
+
+    def then_silent() -> Iterator[tuple[float, bytes]]:
+        for _ in range(20):
+            yield 0.1, b'data: {"message_type":"ping","id":"p","run_id":"run-1"}\n\n'
+        yield 60.0, b" "
+
+    def answer(method: str, path: str) -> Answer:
+        return _health(method, path) or (200, "text/event-stream", then_silent())
+
+    with _RawServer(answer) as server:
+        started = time.monotonic()
+        _, error = collect(server.base_url, mode, total_timeout=3.5, timeout=3.0, background=False)
+        elapsed = time.monotonic() - started
+    assert isinstance(error, LettaTimeoutError)
+    assert "total_timeout" in str(error)
+    assert 3.4 < elapsed < 4.5
 
 
 def test_the_deadline_is_a_chatletta_field_and_a_call_keyword() -> None:

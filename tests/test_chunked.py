@@ -80,7 +80,7 @@ def _handed(joiner: JoinedChunks, data: bytes) -> bytes:
             if out:
                 return bytes(out)
             raise
-        if not piece:
+        if piece is None:
             return bytes(out)
         out += piece
 
@@ -129,7 +129,7 @@ class _Client:
                     self.reads += 1
                     continue
             handed = self.joiner.for_h11()
-            if not handed:  # all handed (a size line may be held back): read on
+            if handed is None:  # all handed (a size line may be held back): read on
                 return
             self.h11.receive_data(handed)
             self._events()
@@ -234,7 +234,7 @@ def test_the_body_reader_gets_data_and_h11_the_rest_in_wire_order() -> None:
     assert joiner.body_data() == b"abcde"  # the chunks of one read, as one piece
     assert joiner.body_data() == b""  # the last chunk is next: h11's
     assert joiner.for_h11() == b"0\r\nx-sum: 1\r\n\r\n"
-    assert joiner.for_h11() == b""
+    assert joiner.for_h11() is None
     assert joiner.body_data() == b""  # no chunked body now: a reader goes to h11
     joiner.sent(REQUEST)
     joiner.received(NEXT)  # a Content-Length body is h11's, whole

@@ -108,8 +108,8 @@ class JoinedChunks:
             self._state = _PASS
             self._error = error
 
-    def for_h11(self) -> bytes:
-        """The next bytes to hand h11: body data as one chunk; ``b""``: all handed, read on.
+    def for_h11(self) -> bytes | None:
+        """The next bytes to hand h11, body data as one chunk; ``None``: all handed, read on.
 
         Raises:
             ChunkedFramingError: The body broke its framing after what was handed out.
@@ -117,7 +117,7 @@ class JoinedChunks:
         if not self._queue:
             if self._error is not None:
                 raise self._error
-            return b""
+            return None
         body, pieces = self._queue.popleft()
         joined = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         return b"%x\r\n%b\r\n" % (len(joined), joined) if body else joined

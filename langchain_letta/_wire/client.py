@@ -74,7 +74,7 @@ from langchain_letta._wire.requests import (
     uses_versioned_fields,
 )
 from langchain_letta._wire.retry import DEFAULT_RETRY_TIMEOUT, logger
-from langchain_letta._wire.transport import async_client, sync_client
+from langchain_letta._wire.transport import async_client, bound_reads, sync_client
 from langchain_letta.errors import (
     LettaError,
     LettaProtocolError,
@@ -574,6 +574,8 @@ class EventStream:
                     return
                 reply = None
                 if type(action) is Read:
+                    if action.timeout is not None and response is not None:
+                        bound_reads(response, action.timeout)  # the deadline is near
                     try:
                         reply = next(chunks, b"")
                     except (httpx.TransportError, httpx.DecodingError) as error:

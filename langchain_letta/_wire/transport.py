@@ -23,7 +23,7 @@ import contextlib
 import socket
 import ssl
 import urllib.request
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 import httpcore
@@ -125,7 +125,7 @@ def _httpx_response(
 
 
 def _read_timeout(request: httpx.Request) -> float | None:
-    """The read timeout httpcore applies to ``request``'s reads (httpx's ``timeout`` extension)."""
+    """The timeout of ``request``'s next read: its ``timeout`` extension, as httpcore reads it."""
     timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
     return timeouts.get("read")
 
@@ -148,18 +148,7 @@ class _Stream(httpcore.NetworkStream):
         self._timeout: float | object | None = _UNSET  # the socket's, as last set here
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        joined = self._joined
-        try:
-            while True:
-                out = joined.for_h11()
-                if out:
-                    return out
-                data = self._receive(max_bytes, timeout)
-                if not data:
-                    return data  # the end: h11 judges a body cut short
-                joined.received(data)
-        except ChunkedFramingError as error:
-            raise _framing_error(error) from None
+        return self._next(self._joined.for_h11, max_bytes, timeout)
 
     def read_body(self, max_bytes: int, timeout: float | None) -> bytes:
         """The next data of a chunked body, read here and not through h11 (see ``chunked``).
@@ -167,15 +156,21 @@ class _Stream(httpcore.NetworkStream):
         ``b""`` when there is no more: the rest of the response (the last chunk, or
         the end of a connection that broke off) is then h11's to read.
         """
+        return self._next(self._joined.body_data, max_bytes, timeout)
+
+    def _next(
+        self, take: Callable[[], bytes | None], max_bytes: int, timeout: float | None
+    ) -> bytes:
+        """What ``take`` gives of the bytes received, reading the socket while it gives nothing."""
         joined = self._joined
         try:
             while True:
-                out = joined.body_data()
+                out = take()
                 if out is not None:
                     return out
                 data = self._receive(max_bytes, timeout)
                 if not data:
-                    return data
+                    return data  # the end: h11 judges a body cut short
                 joined.received(data)
         except ChunkedFramingError as error:
             raise _framing_error(error) from None
@@ -239,16 +234,17 @@ class _Backend(httpcore.NetworkBackend):
 
 
 class _ResponseStream(httpx.SyncByteStream):
-    def __init__(self, response: httpcore.Response, read_timeout: float | None) -> None:
+    def __init__(self, response: httpcore.Response, request: httpx.Request) -> None:
         self._stream: Any = response.stream
         network = response.extensions.get("network_stream")
         self._network = network if isinstance(network, _Stream) else None
-        self._read_timeout = read_timeout
+        self._request = request
 
     def __iter__(self) -> Iterator[bytes]:
         with _mapped():
-            if self._network is not None:  # a chunked body's data: read past h11
-                while data := self._network.read_body(READ_SIZE, self._read_timeout):
+            network = self._network
+            if network is not None:  # a chunked body's data: read past h11
+                while data := network.read_body(READ_SIZE, _read_timeout(self._request)):
                     yield data
             yield from self._stream  # h11: the last chunk, or a body that is not chunked
 
@@ -257,6 +253,20 @@ class _ResponseStream(httpx.SyncByteStream):
         if close is not None:
             with _mapped():
                 close()
+
+
+def bound_reads(response: httpx.Response, timeout: float) -> None:
+    """Make the next reads of ``response``'s chunked body wait at most ``timeout`` seconds.
+
+    A blocking read can only be bounded by its socket's timeout: this is how the sync
+    client keeps a read from outlasting a call's deadline that is nearer than the read
+    timeout the response was sent with. It sets the request's ``timeout`` extension
+    (httpx's way of handing timeouts to a transport), which these transports read
+    before each read of a body; another transport (an ``http_client`` passed in) read it
+    once, when the body started, and keeps that read timeout.
+    """
+    extensions = response.request.extensions
+    extensions["timeout"] = {**extensions.get("timeout", {}), "read": timeout}
 
 
 class JoiningTransport(httpx.BaseTransport):
@@ -273,7 +283,7 @@ class JoiningTransport(httpx.BaseTransport):
             return self._patched().handle_request(request)  # recorded or mocked: theirs
         with _mapped():
             response = self._pool.handle_request(_core_request(request))
-        return _httpx_response(response, _ResponseStream(response, _read_timeout(request)))
+        return _httpx_response(response, _ResponseStream(response, request))
 
     def _patched(self) -> httpx.HTTPTransport:
         if self._standard is None:
@@ -303,25 +313,20 @@ class _AsyncStream(httpcore.AsyncNetworkStream):
         self._joined = JoinedChunks()
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        joined = self._joined
-        try:
-            while True:
-                out = joined.for_h11()
-                if out:
-                    return out
-                data = await self._inner.read(max_bytes, timeout)
-                if not data:
-                    return data
-                joined.received(data)
-        except ChunkedFramingError as error:
-            raise _framing_error(error) from None
+        return await self._next(self._joined.for_h11, max_bytes, timeout)
 
     async def read_body(self, max_bytes: int, timeout: float | None) -> bytes:
         """Async twin of :meth:`_Stream.read_body`."""
+        return await self._next(self._joined.body_data, max_bytes, timeout)
+
+    async def _next(
+        self, take: Callable[[], bytes | None], max_bytes: int, timeout: float | None
+    ) -> bytes:
+        """Async twin of :meth:`_Stream._next`."""
         joined = self._joined
         try:
             while True:
-                out = joined.body_data()
+                out = take()
                 if out is not None:
                     return out
                 data = await self._inner.read(max_bytes, timeout)
@@ -383,16 +388,17 @@ def _on_asyncio() -> bool:
 
 
 class _AsyncResponseStream(httpx.AsyncByteStream):
-    def __init__(self, response: httpcore.Response, read_timeout: float | None) -> None:
+    def __init__(self, response: httpcore.Response, request: httpx.Request) -> None:
         self._stream: Any = response.stream
         network = response.extensions.get("network_stream")
         self._network = network if isinstance(network, _AsyncStream) else None
-        self._read_timeout = read_timeout
+        self._request = request
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         with _mapped():
-            if self._network is not None:
-                while data := await self._network.read_body(READ_SIZE, self._read_timeout):
+            network = self._network
+            if network is not None:
+                while data := await network.read_body(READ_SIZE, _read_timeout(self._request)):
                     yield data
             async for part in self._stream:
                 yield part
@@ -418,7 +424,7 @@ class AsyncJoiningTransport(httpx.AsyncBaseTransport):
             return await self._patched().handle_async_request(request)
         with _mapped():
             response = await self._pool.handle_async_request(_core_request(request))
-        return _httpx_response(response, _AsyncResponseStream(response, _read_timeout(request)))
+        return _httpx_response(response, _AsyncResponseStream(response, request))
 
     def _patched(self) -> httpx.AsyncHTTPTransport:
         if self._standard is None:
