@@ -604,6 +604,78 @@ def test_malformed_framing_is_a_typed_error_after_the_events_before_it(
     assert "RemoteProtocolError" in str(caught.value)
 
 
+def _serve_once(parts: list[bytes]) -> str:
+    """A server that answers one request with ``parts``, 1 ms apart, then hangs up."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def run() -> None:
+        with listener:
+            listener.settimeout(10)
+            conn, _ = listener.accept()
+            with conn:
+                received = b""
+                while b"\r\n\r\n" not in received:
+                    received += conn.recv(65536)
+                for part in parts:
+                    try:
+                        conn.sendall(part)
+                    except OSError:
+                        return  # the client gave up on a broken body first
+                    time.sleep(0.001)
+
+    threading.Thread(target=run, daemon=True).start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}/v1/agents/a/messages/stream"
+
+
+def _random_wire(rng: random.Random) -> list[bytes]:
+    """A chunked response, whole, cut short or with one byte changed, in 1 to 6 writes."""
+    chunks = [rng.randbytes(rng.randint(1, 30)) for _ in range(rng.randint(0, 6))]
+    wire = HEAD + b"".join(b"%x\r\n%b\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+    kind = rng.random()
+    if kind < 0.3:
+        wire = wire[: rng.randint(len(HEAD), len(wire))]
+    elif kind < 0.6:
+        at = rng.randint(len(HEAD), len(wire) - 1)
+        wire = wire[:at] + bytes([rng.randrange(256)]) + wire[at + 1 :]
+    return [part for part in _split(wire, [rng.randint(0, len(wire)) for _ in range(5)]) if part]
+
+
+def _outcome_sync(parts: list[bytes], transport: httpx.BaseTransport) -> tuple[str, object]:
+    with httpx.Client(transport=transport, timeout=5) as client:
+        try:
+            with client.stream("POST", _serve_once(parts)) as response:
+                return "body", b"".join(response.iter_raw())
+        except httpx.HTTPError as error:
+            return "error", type(error)
+
+
+async def _outcome_async(
+    parts: list[bytes], transport: httpx.AsyncBaseTransport
+) -> tuple[str, object]:
+    async with httpx.AsyncClient(transport=transport, timeout=5) as client:
+        try:
+            async with client.stream("POST", _serve_once(parts)) as response:
+                return "body", b"".join([part async for part in response.aiter_raw()])
+        except httpx.HTTPError as error:
+            return "error", type(error)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_random_bodies_end_as_they_do_on_httpx_own_transport(mode: str) -> None:
+    """Over real sockets: the same body, or the same error class, as httpx's own transport."""
+    rng = random.Random(11)  # noqa: S311
+    context = ssl.create_default_context()
+    for _ in range(40):
+        parts = _random_wire(rng)
+        if mode == "sync":
+            ours = _outcome_sync(parts, JoiningTransport(context))
+            theirs = _outcome_sync(parts, httpx.HTTPTransport())
+        else:
+            ours = asyncio.run(_outcome_async(parts, AsyncJoiningTransport(context)))
+            theirs = asyncio.run(_outcome_async(parts, httpx.AsyncHTTPTransport()))
+        assert ours == theirs, parts
+
+
 def test_a_mock_of_httpx_own_transport_still_answers(monkeypatch: pytest.MonkeyPatch) -> None:
     """Recorders and mocks (vcrpy, pytest-httpx) replace httpx's transport: requests go there."""
 
