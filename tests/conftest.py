@@ -3,6 +3,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -10,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+import trustme
 
 from langchain_letta import AsyncLettaClient, LettaClient
 from langchain_letta.errors import LettaError
@@ -124,3 +127,28 @@ def captures() -> Path:
 # The live tests need real Letta servers, which `make test-live` starts; elsewhere they
 # are not collected at all rather than reported as a wall of skips.
 collect_ignore = [] if os.environ.get("LETTA_LIVE") == "1" else ["test_live.py"]
+
+
+def tls_server(cert: trustme.LeafCert, answer: bytes) -> tuple[int, threading.Thread, list[bytes]]:
+    """A TLS server on loopback answering one request with ``answer``: port, thread, requests."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    listener = socket.create_server(("127.0.0.1", 0))
+    requests: list[bytes] = []
+
+    def serve() -> None:
+        with listener:
+            conn, _ = listener.accept()
+            try:
+                with context.wrap_socket(conn, server_side=True) as tls:
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        data += tls.recv(65536)
+                    requests.append(data)
+                    tls.sendall(answer)
+            except (ssl.SSLError, OSError):
+                conn.close()  # the client refused the certificate
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener.getsockname()[1], thread, requests

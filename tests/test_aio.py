@@ -24,6 +24,7 @@ import trustme
 from langchain_letta import AsyncLettaClient, OutgoingMessage, StreamRequest
 from langchain_letta._wire import aio, transport
 from langchain_letta._wire.transport import AsyncJoiningTransport
+from tests.conftest import tls_server
 
 
 @contextmanager
@@ -135,30 +136,6 @@ async def test_connecting_to_a_closed_port_is_a_connect_error() -> None:
         await aio.connect_tcp("127.0.0.1", port, timeout=5)
 
 
-def _tls_server(cert: trustme.LeafCert, answer: bytes) -> tuple[int, threading.Thread, list[bytes]]:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(context)
-    listener = socket.create_server(("127.0.0.1", 0))
-    requests: list[bytes] = []
-
-    def serve() -> None:
-        with listener:
-            conn, _ = listener.accept()
-            try:
-                with context.wrap_socket(conn, server_side=True) as tls:
-                    data = b""
-                    while b"\r\n\r\n" not in data:
-                        data += tls.recv(65536)
-                    requests.append(data)
-                    tls.sendall(answer)
-            except (ssl.SSLError, OSError):
-                conn.close()  # the client refused the certificate
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    return listener.getsockname()[1], thread, requests
-
-
 async def test_tls_goes_through_start_tls() -> None:
     authority = trustme.CA()
     cert = authority.issue_cert("localhost")
@@ -167,7 +144,7 @@ async def test_tls_goes_through_start_tls() -> None:
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-type: text/event-stream\r\n"
         b"\r\n%x\r\n%b\r\n0\r\n\r\n" % (len(body), body)
     )
-    port, thread, requests = _tls_server(cert, answer)
+    port, thread, requests = tls_server(cert, answer)
     context = ssl.create_default_context()
     authority.configure_trust(context)
     async with httpx.AsyncClient(transport=AsyncJoiningTransport(context)) as client:
@@ -181,7 +158,7 @@ async def test_tls_goes_through_start_tls() -> None:
 
 async def test_an_untrusted_certificate_is_a_connect_error() -> None:
     cert = trustme.CA().issue_cert("localhost")
-    port, _thread, _ = _tls_server(cert, b"")
+    port, _thread, _ = tls_server(cert, b"")
     context = ssl.create_default_context()  # does not trust that authority
     async with httpx.AsyncClient(transport=AsyncJoiningTransport(context)) as client:
         with pytest.raises(httpx.ConnectError):

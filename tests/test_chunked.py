@@ -21,6 +21,7 @@ from typing import Any
 import h11
 import httpx
 import pytest
+import trustme
 
 from langchain_letta import AsyncLettaClient, LettaClient, OutgoingMessage, StreamRequest
 from langchain_letta._wire.chunked import (
@@ -31,6 +32,7 @@ from langchain_letta._wire.chunked import (
 )
 from langchain_letta._wire.transport import AsyncJoiningTransport, JoiningTransport
 from langchain_letta.errors import LettaStreamInterruptedError
+from tests.conftest import tls_server
 
 CAPTURES = Path(__file__).parent / "data" / "letta-streams"
 ALL_CAPTURES = sorted(CAPTURES.rglob("*.sse"))
@@ -531,10 +533,8 @@ def test_one_connection_carries_the_probe_and_many_streams(mode: str) -> None:
     assert len(connections) == 1
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
-def test_a_chunked_body_is_read_past_h11_and_the_connection_still_reused(
-    mode: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _h11_events(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the events every h11 connection gives from now on, in order."""
     seen: list[str] = []
     next_event = h11.Connection.next_event
 
@@ -544,6 +544,14 @@ def test_a_chunked_body_is_read_past_h11_and_the_connection_still_reused(
         return event
 
     monkeypatch.setattr(h11.Connection, "next_event", counted)
+    return seen
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_chunked_body_is_read_past_h11_and_the_connection_still_reused(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = _h11_events(monkeypatch)
     pieces = [b"data: " + b"x" * size + b"\n\n" for size in (1, 70_000, 5)]
     body = b"".join(pieces)
     url, connections, _ = _serve([HEAD + _chunked(pieces), NEXT])
@@ -602,6 +610,26 @@ def test_malformed_framing_is_a_typed_error_after_the_events_before_it(
     assert seen == ["Hel", "lo"]
     assert caught.value.request_accepted
     assert "RemoteProtocolError" in str(caught.value)
+
+
+def test_a_chunked_body_over_tls_is_read_past_h11_by_the_sync_transport(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sync TLS goes through httpcore's stream; the body's data is still read past h11."""
+    seen = _h11_events(monkeypatch)
+    authority = trustme.CA()
+    pieces = [b"data: one\n\n", b"data: two\n\n"]
+    port, thread, requests = tls_server(authority.issue_cert("localhost"), HEAD + _chunked(pieces))
+    context = ssl.create_default_context()
+    authority.configure_trust(context)
+    with httpx.Client(transport=JoiningTransport(context)) as client:
+        with client.stream("GET", f"https://localhost:{port}/v1/stream") as response:
+            assert response.extensions["network_stream"].get_extra_info("ssl_object") is not None
+            assert b"".join(response.iter_raw()) == b"".join(pieces)
+    thread.join(5)
+    assert requests[0].startswith(b"GET /v1/stream HTTP/1.1")
+    assert "Data" not in seen
+    assert seen.count("EndOfMessage") == 1
 
 
 def _serve_once(parts: list[bytes]) -> str:
