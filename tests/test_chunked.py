@@ -38,6 +38,8 @@ CAPTURES = Path(__file__).parent / "data" / "letta-streams"
 ALL_CAPTURES = sorted(CAPTURES.rglob("*.sse"))
 REQUEST = b"POST /v1/agents/a/messages/stream HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n"
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+HEAD_LF = b"HTTP/1.1 200 OK\ncontent-type: text/event-stream\ntransfer-encoding: chunked\n\n"
+"""A head with bare LF line ends, which h11 takes."""
 NEXT = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"
 """A second response on the connection: the joiner must still be in step with h11."""
 
@@ -202,6 +204,23 @@ def test_every_split_point_of_a_real_body() -> None:
         for _ in range(300):  # and in three reads
             cuts = [rng.randint(0, len(wire)), rng.randint(0, len(wire))]
             _check(_split(wire, cuts), body + b"tail", direct)
+
+
+def test_a_head_ends_where_h11_ends_it_even_with_bare_lf_line_ends() -> None:
+    # Data that would look like the end of a CRLF head, had the head not ended before.
+    pieces = [b"x\r\ntransfer-encoding: chunked\r\n\r\n", b"5\r\nhello\r\n", b"data: more\n\n"]
+    wire = HEAD_LF + _chunked(pieces)
+    for direct in (False, True):
+        for cut in range(len(wire) + 1):
+            client = _check(_split(wire, [cut]), b"".join(pieces), direct)
+            assert not client.joiner.passing  # followed, not given up on
+
+
+def test_a_blank_line_before_the_status_line_is_left_to_h11() -> None:
+    joiner = JoinedChunks()
+    joiner.sent(REQUEST)
+    assert _handed(joiner, b"\r\n" + HEAD + b"3\r\nabc\r\n") == b"\r\n" + HEAD + b"3\r\nabc\r\n"
+    assert joiner.passing  # h11 refuses it: nothing of this connection is taken from h11
 
 
 def test_chunks_of_one_read_reach_h11_as_one_chunk() -> None:
@@ -656,14 +675,16 @@ def _serve_once(parts: list[bytes]) -> str:
 
 
 def _random_wire(rng: random.Random) -> list[bytes]:
-    """A chunked response, whole, cut short or with one byte changed, in 1 to 6 writes."""
+    """A chunked response (CRLF or bare LF head), whole, cut short or with one byte changed,
+    in 1 to 6 writes."""
     chunks = [rng.randbytes(rng.randint(1, 30)) for _ in range(rng.randint(0, 6))]
-    wire = HEAD + b"".join(b"%x\r\n%b\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+    head = rng.choice([HEAD, HEAD_LF])
+    wire = head + b"".join(b"%x\r\n%b\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
     kind = rng.random()
     if kind < 0.3:
-        wire = wire[: rng.randint(len(HEAD), len(wire))]
+        wire = wire[: rng.randint(len(head), len(wire))]
     elif kind < 0.6:
-        at = rng.randint(len(HEAD), len(wire) - 1)
+        at = rng.randint(len(head), len(wire) - 1)
         wire = wire[:at] + bytes([rng.randrange(256)]) + wire[at + 1 :]
     return [part for part in _split(wire, [rng.randint(0, len(wire)) for _ in range(5)]) if part]
 

@@ -217,25 +217,36 @@ class JoinedChunks:
                 break
 
     def _head(self, data: bytes, position: int) -> int:
+        """Pass a response head to h11, ending it where h11 does: its first blank line."""
         start = len(self._buffer)
         self._buffer += data[position:]
-        found = self._buffer.find(b"\r\n\r\n", max(0, start - 3))
-        if found < 0:
+        buffer = self._buffer
+        if buffer[:1] == b"\n" or buffer[:2] == b"\r\n":
+            # A blank line before any status line: h11 refuses it; follow nothing more.
+            self._buffer = b""
+            self._state = _PASS
             self._put(False, data[position:])
-            if len(self._buffer) > MAX_HEAD:
+            return len(data)
+        found = _BLANK_LINE.search(buffer, max(0, start - 2))
+        if found is None:
+            self._put(False, data[position:])
+            if len(buffer) > MAX_HEAD:
                 self._buffer = b""
                 self._state = _PASS
             return len(data)
-        taken = found + 4 - start
+        taken = found.end() - start
         self._put(False, data[position : position + taken])
-        head = self._buffer[: found + 4]
+        head = buffer[: found.end()]
         self._buffer = b""
         self._state = self._framing(head)
         return position + taken
 
     def _framing(self, head: bytes) -> int:
-        """What follows ``head``, decided as h11 decides it (``_PASS`` when in doubt)."""
-        lines = head[:-4].split(b"\r\n")
+        """What follows ``head``, decided as h11 decides it (``_PASS`` when in doubt).
+
+        Its lines are split as h11 splits them: at each LF, a CR before it dropped.
+        """
+        lines = [line[:-1] if line.endswith(b"\r") else line for line in head.split(b"\n")][:-2]
         parts = lines[0].split(b" ", 2)
         if (
             len(parts) < 2
