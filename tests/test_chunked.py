@@ -216,6 +216,23 @@ def test_a_head_ends_where_h11_ends_it_even_with_bare_lf_line_ends() -> None:
             assert not client.joiner.passing  # followed, not given up on
 
 
+@pytest.mark.parametrize(
+    "received",
+    [HEAD, HEAD + b"3\r\nab", HEAD + b"3\r\nabc", HEAD + b"0\r\n", NEXT[:-1]],
+    ids=["at-a-size", "in-data", "at-crlf", "in-trailers", "in-a-length"],
+)
+def test_a_request_while_a_response_is_still_read_leaves_the_connection_to_h11(
+    received: bytes,
+) -> None:
+    joiner = JoinedChunks()
+    joiner.sent(REQUEST)
+    _handed(joiner, received)
+    joiner.sent(REQUEST)  # h11 ended that response where the joiner did not: out of step
+    assert joiner.passing
+    assert _handed(joiner, HEAD + b"3\r\nabc\r\n") == HEAD + b"3\r\nabc\r\n"
+    assert joiner.body_data() == b""  # a body reader goes to h11
+
+
 def test_a_blank_line_before_the_status_line_is_left_to_h11() -> None:
     joiner = JoinedChunks()
     joiner.sent(REQUEST)

@@ -77,11 +77,13 @@ class JoinedChunks:
 
     def sent(self, data: bytes) -> None:
         """Record bytes written to the connection: the first of a request names its method."""
-        if self._state == _IDLE and data:
+        state = self._state
+        if state == _IDLE and data:
             self._method = data.split(b" ", 1)[0]
             self._state = _HEAD
-        elif self._state == _TRAILERS:
-            # h11 saw the response end where this did not: follow it no further.
+        elif state != _HEAD:
+            # A request while this still reads a response (h11 saw it end where this
+            # did not): follow the connection no further, h11 reads all of it.
             self._state = _PASS
 
     def received(self, data: bytes) -> None:
