@@ -129,8 +129,7 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
         self, input: AgentInput, run_manager: CallbackManagerForChainRun, config: RunnableConfig
     ) -> LettaResponse:
         messages, kwargs = _call(input, config)
-        builder, pairs = self.model.letta_events(messages, None, kwargs)
-        builder.text_chunks = False  # no chunk is shown from here
+        builder, pairs = self.model.letta_events(messages, None, kwargs, text_chunks=False)
         events = [event for event, _chunk in pairs]
         return _response(builder.message(), events)
 
@@ -141,8 +140,7 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
         config: RunnableConfig,
     ) -> LettaResponse:
         messages, kwargs = _call(input, config)
-        builder, pairs = self.model.aletta_events(messages, None, kwargs)
-        builder.text_chunks = False  # no chunk is shown from here
+        builder, pairs = self.model.aletta_events(messages, None, kwargs, text_chunks=False)
         events = [event async for event, _chunk in pairs]
         return _response(builder.message(), events)
 
@@ -154,8 +152,7 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
     ) -> Iterator[Any]:
         for input in inputs:
             messages, kwargs = _call(input, config)
-            builder, pairs = self.model.letta_events(messages, None, kwargs)
-            builder.text_chunks = False  # no chunk is shown from here
+            _builder, pairs = self.model.letta_events(messages, None, kwargs, text_chunks=False)
             for event, _chunk in pairs:
                 yield event
 
@@ -167,8 +164,7 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
     ) -> AsyncIterator[Any]:
         async for input in inputs:
             messages, kwargs = _call(input, config)
-            builder, pairs = self.model.aletta_events(messages, None, kwargs)
-            builder.text_chunks = False  # no chunk is shown from here
+            _builder, pairs = self.model.aletta_events(messages, None, kwargs, text_chunks=False)
             async for event, _chunk in pairs:
                 yield event
 

@@ -601,6 +601,8 @@ class ChatLetta(BaseChatModel):
         messages: Sequence[BaseMessage],
         run_manager: CallbackManagerForLLMRun | None,
         kwargs: dict[str, Any],
+        *,
+        text_chunks: bool = True,
     ) -> tuple[ChunkBuilder, Iterator[tuple[LettaEvent, AIMessageChunk | None]]]:
         """Each Letta event of one call with the chunk it makes (the core of every surface).
 
@@ -608,7 +610,10 @@ class ChatLetta(BaseChatModel):
         a call through this: the typed events, in order, each paired with its chunk
         (``None`` for an event that makes none, or whose delta is carried by a later
         chunk of the same read). ``kwargs`` are the call keywords (``agent_id``,
-        ``approvals``, ``tools``, ...); ``run_manager`` sees retries.
+        ``approvals``, ``tools``, ...); ``run_manager`` sees retries. With
+        ``text_chunks=False`` text and reasoning deltas make no chunk (their
+        ``None`` pairs), for a caller that shows no chunk to anyone: the answer is
+        the same (``ChunkBuilder.text_chunks``).
 
         Returns:
             The builder (``message()`` is the answer, ``last_chunk()`` closes the
@@ -616,6 +621,7 @@ class ChatLetta(BaseChatModel):
             before the first is asked for.
         """
         call = self._call(messages, kwargs)
+        call.builder.text_chunks = text_chunks
         client = self._clients.sync(self._client_options)
 
         def events() -> Iterator[tuple[LettaEvent, AIMessageChunk | None]]:
@@ -647,9 +653,12 @@ class ChatLetta(BaseChatModel):
         messages: Sequence[BaseMessage],
         run_manager: AsyncCallbackManagerForLLMRun | None,
         kwargs: dict[str, Any],
+        *,
+        text_chunks: bool = True,
     ) -> tuple[ChunkBuilder, AsyncIterator[tuple[LettaEvent, AIMessageChunk | None]]]:
         """Async twin of :meth:`letta_events`."""
         call = self._call(messages, kwargs)
+        call.builder.text_chunks = text_chunks
         client = self._clients.async_(self._client_options)
 
         async def events() -> AsyncIterator[tuple[LettaEvent, AIMessageChunk | None]]:
@@ -683,8 +692,8 @@ class ChatLetta(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        builder, events = self.letta_events(messages, run_manager, kwargs)
-        builder.text_chunks = _shown(run_manager)
+        shown = _shown(run_manager)
+        builder, events = self.letta_events(messages, run_manager, kwargs, text_chunks=shown)
         for _chunk in _chunks(builder, events, run_manager):
             pass  # the callbacks see every chunk; the answer is the builder's
         return _result(builder)
@@ -696,8 +705,8 @@ class ChatLetta(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        builder, events = self.aletta_events(messages, run_manager, kwargs)
-        builder.text_chunks = _shown(run_manager)
+        shown = _shown(run_manager)
+        builder, events = self.aletta_events(messages, run_manager, kwargs, text_chunks=shown)
         async for _chunk in _achunks(builder, events, run_manager):
             pass
         return _result(builder)

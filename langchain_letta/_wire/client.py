@@ -5,9 +5,9 @@ settings, headers and what the client has learnt of the server (:class:`ClientCo
 and the decisions of each call (:class:`~langchain_letta._wire.flow.StreamFlow`,
 which they drive with their own I/O). Each network read is decoded as one batch of
 frames, so a read that holds many frames costs one split, not one pass per line. The
-clients this package makes join the HTTP chunks of one network read into one
-(:mod:`~langchain_letta._wire.transport`), so that a read is one batch however many
-chunks it spans, and nothing that arrived waits for a chunk still on its way.
+clients this package makes read a chunked body's data past h11, one piece per network
+read (:mod:`~langchain_letta._wire.transport`), so that a read is one batch however many
+HTTP chunks it spans, and nothing that arrived waits for a chunk still on its way.
 """
 
 from __future__ import annotations
