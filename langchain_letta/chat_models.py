@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import copy
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from operator import itemgetter
 from typing import Any, Literal, NamedTuple, overload
 
+import httpx
 from langchain_core.caches import BaseCache
 from langchain_core.callbacks import (
     AsyncCallbackManager,
@@ -176,6 +177,15 @@ class ChatLetta(BaseChatModel):
     """A self-hosted server's password (``X-BARE-PASSWORD``)."""
     user_id: str | None = None
     """The acting user on a self-hosted server."""
+    default_headers: Mapping[str, str] | None = Field(default=None, exclude=True, repr=False)
+    """Headers sent with every request (a proxy's or a gateway's, say). Never shown nor
+    serialised, since they may carry credentials."""
+    http_client: httpx.Client | None = Field(default=None, exclude=True)
+    """An ``httpx.Client`` for sync calls, used as it is (a custom transport, TLS, a
+    proxy, a mock); its owner closes it. ``None``: httpx's own, made on first use."""
+    http_async_client: httpx.AsyncClient | None = Field(default=None, exclude=True)
+    """An ``httpx.AsyncClient`` for async calls, used as it is. ``None``: aiohttp's
+    (through httpx-aiohttp) on asyncio, made on first use in each event loop."""
     stream_tokens: bool = True
     """Ask for token deltas; servers that cannot stream tokens send whole messages instead."""
     history: HistoryPolicy = "new"
@@ -458,7 +468,7 @@ class ChatLetta(BaseChatModel):
             LettaUnsupportedFeatureError: The server has no approvals (before 0.13).
         """
         agent, conversation = self._waiting_target(config, agent_id, conversation_id)
-        client = self._clients.sync(self._client_options)
+        client = self._clients.sync(self)
         return [_call_dict(call) for call in client.pending_approval(agent, conversation)]
 
     async def apending_approvals(
@@ -470,7 +480,7 @@ class ChatLetta(BaseChatModel):
     ) -> list[dict[str, Any]]:
         """Async :meth:`pending_approvals`."""
         agent, conversation = self._waiting_target(config, agent_id, conversation_id)
-        client = self._clients.async_(self._client_options)
+        client = self._clients.async_(self)
         return [_call_dict(call) for call in await client.pending_approval(agent, conversation)]
 
     def _waiting_target(
@@ -622,7 +632,7 @@ class ChatLetta(BaseChatModel):
         """
         call = self._call(messages, kwargs)
         call.builder.text_chunks = text_chunks
-        client = self._clients.sync(self._client_options)
+        client = self._clients.sync(self)
 
         def events() -> Iterator[tuple[LettaEvent, AIMessageChunk | None]]:
             if call.needs_conversation:
@@ -659,7 +669,7 @@ class ChatLetta(BaseChatModel):
         """Async twin of :meth:`letta_events`."""
         call = self._call(messages, kwargs)
         call.builder.text_chunks = text_chunks
-        client = self._clients.async_(self._client_options)
+        client = self._clients.async_(self)
 
         async def events() -> AsyncIterator[tuple[LettaEvent, AIMessageChunk | None]]:
             if call.needs_conversation:
@@ -766,6 +776,7 @@ class ChatLetta(BaseChatModel):
             "api_key": self.api_key,
             "password": self.password,
             "user_id": self.user_id,
+            "headers": self.default_headers,
             "timeout": self.timeout,
             "total_timeout": self.total_timeout,
             "dialect": self.dialect,
@@ -888,17 +899,18 @@ class _Clients:
     def __reduce__(self) -> tuple[type[_Clients], tuple[()]]:
         return (_Clients, ())
 
-    def sync(self, options: Callable[[], dict[str, Any]]) -> LettaClient:
+    def sync(self, model: ChatLetta) -> LettaClient:
         with self._lock:
             if self._sync is None:
-                self._sync = LettaClient(**options())
+                self._sync = LettaClient(http_client=model.http_client, **model._client_options())
             return self._sync
 
-    def async_(self, options: Callable[[], dict[str, Any]]) -> AsyncLettaClient:
+    def async_(self, model: ChatLetta) -> AsyncLettaClient:
         loop = asyncio.get_running_loop()
         with self._lock:
             if self._async is None or self._async[0] is not loop:
-                self._async = (loop, AsyncLettaClient(**options()))
+                http = model.http_async_client
+                self._async = (loop, AsyncLettaClient(http_client=http, **model._client_options()))
             return self._async[1]
 
     def close(self) -> None:

@@ -1,18 +1,16 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
-import socket
-import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import pytest
-import trustme
 
 from langchain_letta import AsyncLettaClient, LettaClient
 from langchain_letta.errors import LettaError
@@ -32,8 +30,25 @@ def approval_delta(**delta: Any) -> dict[str, Any]:
     }
 
 
-Mode = Literal["sync", "async"]
+Mode = Literal["sync", "async", "uvloop"]
+"""``LettaClient``; or ``AsyncLettaClient`` on asyncio's own event loop, or on uvloop's."""
 MODES: list[Mode] = ["sync", "async"]
+LOOP_MODES: list[Mode] = (
+    ["sync", "async", "uvloop"] if importlib.util.find_spec("uvloop") else MODES
+)
+"""``MODES``, and the async client on uvloop too (not on Windows): the fault tests."""
+
+T = TypeVar("T")
+
+
+def run_async(mode: Mode, main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` to its end on the event loop of ``mode`` ("async" or "uvloop")."""
+    if mode == "uvloop":
+        import uvloop
+
+        return uvloop.run(main)
+    assert mode == "async", f"{mode} has no event loop"
+    return asyncio.run(main)
 
 
 def read_through(
@@ -56,7 +71,7 @@ def read_through(
             with LettaClient(**options) as client:
                 events.extend(open_stream(client))
         else:
-            asyncio.run(consume())
+            run_async(mode, consume())
     except LettaError as error:
         return events, error
     return events, None
@@ -127,28 +142,3 @@ def captures() -> Path:
 # The live tests need real Letta servers, which `make test-live` starts; elsewhere they
 # are not collected at all rather than reported as a wall of skips.
 collect_ignore = [] if os.environ.get("LETTA_LIVE") == "1" else ["test_live.py"]
-
-
-def tls_server(cert: trustme.LeafCert, answer: bytes) -> tuple[int, threading.Thread, list[bytes]]:
-    """A TLS server on loopback answering one request with ``answer``: port, thread, requests."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(context)
-    listener = socket.create_server(("127.0.0.1", 0))
-    requests: list[bytes] = []
-
-    def serve() -> None:
-        with listener:
-            conn, _ = listener.accept()
-            try:
-                with context.wrap_socket(conn, server_side=True) as tls:
-                    data = b""
-                    while b"\r\n\r\n" not in data:
-                        data += tls.recv(65536)
-                    requests.append(data)
-                    tls.sendall(answer)
-            except (ssl.SSLError, OSError):
-                conn.close()  # the client refused the certificate
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    return listener.getsockname()[1], thread, requests

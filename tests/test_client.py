@@ -8,6 +8,7 @@ import socket
 from typing import Any
 
 import pytest
+import sniffio
 from pydantic import SecretStr
 
 from langchain_letta import AsyncLettaClient, LettaClient, OutgoingMessage, StreamRequest
@@ -361,3 +362,19 @@ async def test_calls_that_start_together_probe_the_server_once() -> None:
             await asyncio.gather(*(one() for _ in range(20)))
     assert len([r for r in server.received if r.method == "GET"]) == 1
     assert len(server.stream_requests) == 20
+
+
+def test_the_async_client_refuses_another_event_loop_before_sending() -> None:
+    async def under_trio() -> None:
+        token = sniffio.current_async_library_cvar.set("trio")
+        try:
+            async with AsyncLettaClient(base_url=server.base_url) as client:
+                async for _ in client.stream(AGENT, REQUEST):
+                    pass
+        finally:
+            sniffio.current_async_library_cvar.reset(token)
+
+    with FakeLettaServer([HELLO]) as server:
+        with pytest.raises(LettaInvalidRequestError, match=r"runs on asyncio .* not on trio"):
+            asyncio.run(under_trio())
+    assert server.received == []

@@ -4,8 +4,9 @@
 must be exactly one whenever the turn happened, whatever broke on the way.
 
 Every fault runs through both clients (``LettaClient`` and ``AsyncLettaClient``, or
-``invoke``/``stream`` and ``ainvoke``/``astream``): the retry and resume decisions live in
-one sans-I/O flow (``StreamFlow``), and these tests check that both shells carry them out.
+``invoke``/``stream`` and ``ainvoke``/``astream``), the async one on asyncio's own event
+loop and on uvloop's: the retry and resume decisions live in one sans-I/O flow
+(``StreamFlow``), and these tests check that both shells carry them out.
 
 | fault | tests (section) |
 |---|---|
@@ -23,7 +24,6 @@ import asyncio
 import functools
 import json
 import random
-import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,12 +31,12 @@ from typing import Any
 
 import httpx
 import pytest
+from httpx_aiohttp import HttpxAiohttpClient
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 
 from langchain_letta import AsyncLettaClient, ChatLetta, LettaClient, OutgoingMessage, StreamRequest
-from langchain_letta._wire.transport import AsyncJoiningTransport, JoiningTransport
 from langchain_letta.errors import (
     LettaAPIError,
     LettaAuthenticationError,
@@ -52,7 +52,7 @@ from langchain_letta.errors import (
 )
 from langchain_letta.events import LettaEvent, UnknownEvent
 from langchain_letta.testing import FakeLettaServer, Reply
-from tests.conftest import CAPTURES, MODES, Mode, read_through
+from tests.conftest import CAPTURES, LOOP_MODES, Mode, read_through, run_async
 
 AGENT = "agent-55573f99-7c7b-4e3c-a4ac-cada9620ce68"
 REQUEST = StreamRequest(messages=[OutgoingMessage(content="hi")])
@@ -98,16 +98,16 @@ def undisturbed() -> list[Any]:
         return events_of(server)
 
 
-def http_client(server: FakeLettaServer, mode: Mode, timeout: float, ours: bool = False) -> Any:
-    """An ``httpx.Client`` or ``httpx.AsyncClient`` for the server, with this timeout.
+def http_client(mode: Mode, timeout: float, transport: str = "httpx") -> Any:
+    """An ``httpx.Client`` or ``httpx.AsyncClient`` with this timeout.
 
-    ``ours``: on the transport the package's own clients use (``_wire/transport.py``).
+    ``transport``: ``"httpx"`` (httpx's own) or ``"aiohttp"`` (httpx-aiohttp, async only).
     """
     if mode == "sync":
-        transport = JoiningTransport(ssl.create_default_context()) if ours else None
-        return httpx.Client(base_url=server.base_url, timeout=timeout, transport=transport)
-    atransport = AsyncJoiningTransport(ssl.create_default_context()) if ours else None
-    return httpx.AsyncClient(base_url=server.base_url, timeout=timeout, transport=atransport)
+        return httpx.Client(timeout=timeout)
+    if transport == "aiohttp":
+        return HttpxAiohttpClient(timeout=timeout)
+    return httpx.AsyncClient(timeout=timeout)
 
 
 def invoke(
@@ -116,7 +116,7 @@ def invoke(
     """``invoke`` or ``ainvoke``."""
     if mode == "sync":
         return model.invoke(text, config)
-    return asyncio.run(model.ainvoke(text, config))
+    return run_async(mode, model.ainvoke(text, config))
 
 
 def chunks_of(model: ChatLetta, mode: Mode, text: Any, **kwargs: Any) -> list[AIMessageChunk]:
@@ -127,7 +127,7 @@ def chunks_of(model: ChatLetta, mode: Mode, text: Any, **kwargs: Any) -> list[AI
     async def consume() -> list[AIMessageChunk]:
         return [chunk async for chunk in model.astream(text, **kwargs)]
 
-    return asyncio.run(consume())
+    return run_async(mode, consume())
 
 
 def aggregate(chunks: list[AIMessageChunk]) -> AIMessageChunk:
@@ -140,7 +140,7 @@ def aggregate(chunks: list[AIMessageChunk]) -> AIMessageChunk:
 # ------------------------------------------------------------------ before acceptance
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 @pytest.mark.parametrize(
     "refusal",
     [
@@ -162,7 +162,7 @@ def test_refusals_before_acceptance_are_retried_and_the_turn_happens_once(
     assert len(server.accepted) == 1
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 def test_retry_after_is_honoured(mode: Mode, no_backoff: list[float]) -> None:
     refusal = Reply.json(429, {"detail": "slow down"}, headers=(("retry-after", "7"),))
     with FakeLettaServer([refusal, turn()]) as server:
@@ -171,7 +171,7 @@ def test_retry_after_is_honoured(mode: Mode, no_backoff: list[float]) -> None:
     assert no_backoff[0] >= 7
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 def test_a_storm_longer_than_max_retries_fails_typed_with_nothing_accepted(mode: Mode) -> None:
     refusal = Reply.json(429, {"detail": "rate limited"}, headers=QUICK_WAIT)
     with FakeLettaServer([refusal] * 4) as server:
@@ -181,7 +181,7 @@ def test_a_storm_longer_than_max_retries_fails_typed_with_nothing_accepted(mode:
     assert server.accepted == []
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 def test_a_500_is_never_retried_because_the_message_may_be_stored(mode: Mode) -> None:
     with FakeLettaServer([Reply.json(500, {"detail": "boom"}), turn()]) as server:
         with pytest.raises(LettaAPIError) as caught:
@@ -191,7 +191,7 @@ def test_a_500_is_never_retried_because_the_message_may_be_stored(mode: Mode) ->
     assert caught.value.request_accepted  # it may be stored: never sent again
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 def test_refused_connection_is_retried_then_fails_typed(
     mode: Mode, no_backoff: list[float]
 ) -> None:
@@ -204,7 +204,7 @@ def test_refused_connection_is_retried_then_fails_typed(
     assert not caught.value.request_accepted
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 def test_retries_and_resumes_reach_the_callbacks(mode: Mode) -> None:
     class Recorder(BaseCallbackHandler):
         def __init__(self) -> None:
@@ -230,14 +230,14 @@ def test_retries_and_resumes_reach_the_callbacks(mode: Mode) -> None:
         if mode == "sync":
             RunnableLambda(lambda text: model.invoke(text)).invoke("hi", config)
         else:
-            asyncio.run(RunnableLambda(ainvoke).ainvoke("hi", config))
+            run_async(mode, RunnableLambda(ainvoke).ainvoke("hi", config))
     assert len(recorder.retries) == 2  # one per call: the nested model run reports it too
     assert "letta.retry" in recorder.custom
     assert "letta.resume" in recorder.custom
     assert len(server.accepted) == 2
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 def test_background_refused_without_redis_falls_back_to_one_foreground_turn(mode: Mode) -> None:
     with FakeLettaServer([turn()], redis=False) as server:
         events = events_of(server, mode)
@@ -252,7 +252,7 @@ def test_background_refused_without_redis_falls_back_to_one_foreground_turn(mode
 # ------------------------------------------------------------------ after acceptance
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 @pytest.mark.parametrize("drop_after", [1, 2, 5, 12, FRAMES - 3, FRAMES - 2, FRAMES - 1])
 def test_a_drop_in_a_background_run_is_resumed_exactly(mode: Mode, drop_after: int) -> None:
     with FakeLettaServer([turn(drops=[drop_after])]) as server:
@@ -264,7 +264,7 @@ def test_a_drop_in_a_background_run_is_resumed_exactly(mode: Mode, drop_after: i
     assert resume.json()["starting_after"] == drop_after
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 def test_several_drops_are_each_resumed(mode: Mode) -> None:
     with FakeLettaServer([turn(drops=[3, 4, 1, 6])]) as server:
         events = events_of(server, mode)
@@ -273,7 +273,7 @@ def test_several_drops_are_each_resumed(mode: Mode) -> None:
     assert len(server.accepted) == 1
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 def test_two_drops_are_resumed_exactly(mode: Mode) -> None:
     with FakeLettaServer([turn(drops=[7, 3])]) as server:
         events = events_of(server, mode)
@@ -282,7 +282,7 @@ def test_two_drops_are_resumed_exactly(mode: Mode) -> None:
     assert len(server.accepted) == 1
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 def test_twenty_random_drop_points_give_the_same_message_and_one_turn_each(mode: Mode) -> None:
     picker = random.Random(20261127)  # noqa: S311 - reproducible test data
     reference: BaseMessage | None = None
@@ -300,21 +300,23 @@ def test_twenty_random_drop_points_give_the_same_message_and_one_turn_each(mode:
         assert message.usage_metadata == reference.usage_metadata
 
 
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("transport", ["ours", "httpx"])
+@pytest.mark.parametrize(
+    ("mode", "transport"),
+    [("sync", "httpx")]
+    + [(mode, transport) for mode in LOOP_MODES[1:] for transport in ("httpx", "aiohttp")],
+)
 def test_a_silent_dead_connection_is_detected_by_the_read_timeout_and_resumed(
     mode: Mode, transport: str
 ) -> None:
-    # "ours": the body's data is read past h11, with the read timeout httpcore would use.
     with FakeLettaServer([turn(stall_after=4)]) as server:
-        client = http_client(server, mode, timeout=0.5, ours=transport == "ours")
+        client = http_client(mode, timeout=0.5, transport=transport)
         events = events_of(server, mode, http_client=client)
     assert events == undisturbed()
     assert server.resume_requests[0].json()["starting_after"] == 4
     assert len(server.accepted) == 1
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 def test_a_drop_in_a_foreground_stream_fails_loudly_with_the_partial_answer(mode: Mode) -> None:
     with FakeLettaServer([turn(drops=[12])]) as server:
         model = ChatLetta(agent_id=AGENT, base_url=server.base_url, background=False)
@@ -331,7 +333,7 @@ def test_a_drop_in_a_foreground_stream_fails_loudly_with_the_partial_answer(mode
     assert any(b.get("type") == "server_tool_call_chunk" for b in partial.content)  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 def test_an_unresumable_background_run_raises_with_progress_and_resumes_later(mode: Mode) -> None:
     # The first connection drops after 5 frames and every resume right away: the
     # client gives up, telling where the run is; later the run is read from there.
@@ -358,7 +360,7 @@ def test_an_unresumable_background_run_raises_with_progress_and_resumes_later(mo
     assert joined.usage_metadata == reference.usage_metadata
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 def test_resuming_an_unknown_run_is_a_typed_not_found(mode: Mode) -> None:
     unknown = StreamProgress(run_id="run-unknown", last_seq_id=3)
     with FakeLettaServer([]) as server:
@@ -370,7 +372,7 @@ def test_resuming_an_unknown_run_is_a_typed_not_found(mode: Mode) -> None:
 # ------------------------------------------------------------------ bad streams
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 @pytest.mark.parametrize(
     ("body", "error_class"),
     [
@@ -417,7 +419,7 @@ def test_error_events_of_every_shape_fail_typed_and_are_never_retried(
     assert len(server.stream_requests) == 1
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 def test_a_malformed_frame_fails_typed_after_the_good_events(mode: Mode) -> None:
     frames = Reply.from_capture(TURN).frames()
     body = b"".join(frames[:4]) + b"data: {not json\n\n" + b"".join(frames[4:])
@@ -429,7 +431,7 @@ def test_a_malformed_frame_fails_typed_after_the_good_events(mode: Mode) -> None
     assert len(server.stream_requests) == 1
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 def test_unknown_event_types_are_delivered_not_dropped(mode: Mode) -> None:
     frames = Reply.from_capture(TURN).frames()
     body = b"".join(frames[:3]) + b'data: {"message_type":"new_thing","x":1}\n\n'
@@ -441,7 +443,7 @@ def test_unknown_event_types_are_delivered_not_dropped(mode: Mode) -> None:
     assert len(events) == len(undisturbed()) + 1
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 def test_an_oversized_frame_is_refused_typed(mode: Mode) -> None:
     body = b'data: {"message_type":"assistant_message","content":"' + b"x" * (9 << 20) + b'"}\n\n'
     with FakeLettaServer([Reply(body=body, split_frames=False)]) as server:
@@ -449,7 +451,7 @@ def test_an_oversized_frame_is_refused_typed(mode: Mode) -> None:
             events_of(server, mode)
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 def test_unknown_event_type_stays_an_unknown_event_object(mode: Mode) -> None:
     body = b'data: {"message_type":"new_thing"}\n\ndata: [DONE]\n\n'
     with FakeLettaServer([Reply(body=body)]) as server:
@@ -461,7 +463,7 @@ def test_unknown_event_type_stays_an_unknown_event_object(mode: Mode) -> None:
 # ------------------------------------------------------------------ stopping early
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 @pytest.mark.parametrize(("cancel", "cancelled"), [(False, 0), (True, 1)])
 def test_stopping_early_hangs_up_and_cancels_only_when_asked(
     mode: Mode, cancel: bool, cancelled: int
@@ -481,7 +483,7 @@ def test_stopping_early_hangs_up_and_cancels_only_when_asked(
                     break
                 stream.close()
         else:
-            asyncio.run(stop_async(server))
+            run_async(mode, stop_async(server))
         run_ids = server.cancelled_runs
     assert len(run_ids) == cancelled
     assert len(server.accepted) == 1
@@ -523,7 +525,7 @@ class Stop(Exception):
     """The consumer stops while the server holds the stream open."""
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 def test_a_consumer_that_stops_mid_stream_closes_it_and_cancels_the_run(mode: Mode) -> None:
     """Sync: the loop raises; async: the consuming task is cancelled while it waits."""
 
@@ -541,7 +543,7 @@ def test_a_consumer_that_stops_mid_stream_closes_it_and_cancels_the_run(mode: Mo
         with pytest.raises(asyncio.CancelledError):
             await task
 
-    async def run_async(server: FakeLettaServer) -> None:
+    async def cancel_in_async(server: FakeLettaServer) -> None:
         async with AsyncLettaClient(base_url=server.base_url, cancel_on_close=True) as client:
             await cancel_the_task(client)
 
@@ -555,7 +557,7 @@ def test_a_consumer_that_stops_mid_stream_closes_it_and_cancels_the_run(mode: Mo
                 with pytest.raises(Stop):
                     raise_in_the_loop(client)
         else:
-            asyncio.run(run_async(server))
+            run_async(mode, cancel_in_async(server))
         assert len(server.cancelled_runs) == 1
     assert len(server.accepted) == 1
 
@@ -566,7 +568,7 @@ def test_fault_matrix_capture_is_a_real_background_run() -> None:
     assert FRAMES == 23
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 @pytest.mark.parametrize("release", ["0.11.7", "0.16.8"])
 @pytest.mark.parametrize(
     ("cut", "resumed"),

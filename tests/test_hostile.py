@@ -1,11 +1,11 @@
 """A hostile or broken server, and bad input: typed errors and nothing lost, sync and async.
 
-Each test runs both clients (or ``invoke`` and ``ainvoke``) against the same server.
+Each test runs both clients (or ``invoke`` and ``ainvoke``) against the same server, the
+async one on asyncio's own event loop and on uvloop's.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import gzip
@@ -35,7 +35,7 @@ from langchain_letta.errors import (
 )
 from langchain_letta.events import LettaEvent
 from langchain_letta.testing import FakeLettaServer, Reply
-from tests.conftest import MODES, Mode, read_through
+from tests.conftest import LOOP_MODES, Mode, read_through, run_async
 
 AGENT = "agent-0b5c3f0e-hostile"
 REQUEST = StreamRequest(messages=[OutgoingMessage(content="hi")])
@@ -65,18 +65,22 @@ def drain_mocked(
     transport = httpx.MockTransport(answer)
     try:
         if mode == "sync":
-            http = httpx.Client(transport=transport, base_url=base_url)
-            with LettaClient(http_client=http, max_retries=0, **options) as client:
+            http = httpx.Client(transport=transport)
+            with LettaClient(
+                http_client=http, base_url=base_url, max_retries=0, **options
+            ) as client:
                 list(client.stream(AGENT, REQUEST))
         else:
 
             async def consume() -> None:
-                http = httpx.AsyncClient(transport=transport, base_url=base_url)
-                async with AsyncLettaClient(http_client=http, max_retries=0, **options) as client:
+                http = httpx.AsyncClient(transport=transport)
+                async with AsyncLettaClient(
+                    http_client=http, base_url=base_url, max_retries=0, **options
+                ) as client:
                     async for _ in client.stream(AGENT, REQUEST):
                         pass
 
-            asyncio.run(consume())
+            run_async(mode, consume())
     except LettaError as error:
         return error
     return None
@@ -92,13 +96,13 @@ def chat(
     model = ChatLetta(agent_id=AGENT, base_url=server.base_url, max_retries=0)
     if mode == "sync":
         return model.invoke(text, config)
-    return asyncio.run(model.ainvoke(text, config))
+    return run_async(mode, model.ainvoke(text, config))
 
 
 # ------------------------------------------------------------------ deeply nested JSON
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 @pytest.mark.parametrize(
     ("status", "error_class"), [(401, LettaAuthenticationError), (422, LettaInvalidRequestError)]
 )
@@ -118,7 +122,7 @@ def test_a_deeply_nested_error_body_gives_its_typed_error(
     assert not error.request_accepted
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 def test_a_deeply_nested_stream_frame_is_a_protocol_error_after_the_good_events(
     mode: Mode,
 ) -> None:
@@ -131,7 +135,7 @@ def test_a_deeply_nested_stream_frame_is_a_protocol_error_after_the_good_events(
     assert "recursion limit" in str(error)
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 def test_deeply_nested_tool_arguments_stay_the_text_the_server_sent(mode: Mode) -> None:
     call = {"name": "f", "arguments": DEEP_ARRAY, "tool_call_id": "call-1"}
     reply = Reply.events(
@@ -163,7 +167,7 @@ class BreaksOff(httpx.SyncByteStream, httpx.AsyncByteStream):
 BROKEN_GZIP = gzip.compress(b'{"detail": "bad key"}' * 50)[:30] + b"\x00not gzip" * 100
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 @pytest.mark.parametrize(
     ("status", "stream", "headers", "error_class"),
     [
@@ -195,7 +199,7 @@ def test_an_error_body_that_breaks_off_or_cannot_be_decoded_keeps_its_typed_erro
     assert error.is_retryable is (status == 503)
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 def test_a_deeply_nested_health_answer_only_leaves_the_version_unknown(mode: Mode) -> None:
     stream = b'data: {"message_type": "assistant_message", "content": "Hello"}\n\ndata: [DONE]\n\n'
     sent: list[httpx.Request] = []
@@ -213,7 +217,7 @@ def test_a_deeply_nested_health_answer_only_leaves_the_version_unknown(mode: Mod
 # ------------------------------------------------------------------ bad input, odd headers
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 def test_an_agent_id_with_a_trailing_newline_is_refused_before_anything_is_sent(
     mode: Mode,
 ) -> None:
@@ -228,7 +232,7 @@ def test_an_agent_id_with_a_trailing_newline_is_refused_before_anything_is_sent(
     assert server.stream_requests == []
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 @pytest.mark.parametrize(
     ("part", "says"),
     [
@@ -253,7 +257,7 @@ def test_a_malformed_content_part_is_a_clear_value_error_with_nothing_sent(
     assert server.stream_requests == []
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 def test_the_event_stream_content_type_is_matched_whatever_its_case(mode: Mode) -> None:
     reply = Reply(body=Reply.events(HELLO).body, content_type="Text/Event-Stream; Charset=UTF-8")
     with FakeLettaServer([reply]) as server:
@@ -262,7 +266,7 @@ def test_the_event_stream_content_type_is_matched_whatever_its_case(mode: Mode) 
     assert [event.raw for event in events] == [HELLO]
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 def test_an_sse_error_body_is_read_whatever_the_case_of_its_content_type(mode: Mode) -> None:
     body = b'event: error\ndata: {"error": {"type": "llm_rate_limit", "message": "slow"}}\n\n'
     reply = Reply(status=500, body=body, content_type="TEXT/EVENT-STREAM")
@@ -295,7 +299,7 @@ def in_one_write(bad_frame: bytes) -> Reply:
     return Reply(body=GOOD_FRAMES + bad_frame + b"data: [DONE]\n\n", split_frames=False)
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 @pytest.mark.parametrize("bad", list(BAD_FRAMES))
 def test_events_read_together_with_a_bad_frame_are_delivered_before_its_error(
     mode: Mode, bad: str
@@ -309,7 +313,7 @@ def test_events_read_together_with_a_bad_frame_are_delivered_before_its_error(
     assert error.progress.events_received == 2
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 @pytest.mark.parametrize("bad", list(BAD_FRAMES))
 def test_the_partial_message_keeps_what_came_in_the_same_read_as_a_bad_frame(
     mode: Mode, bad: str
@@ -324,7 +328,7 @@ def test_the_partial_message_keeps_what_came_in_the_same_read_as_a_bad_frame(
     assert [block["type"] for block in partial.content_blocks] == ["reasoning", "text"]
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 def test_events_read_together_with_an_oversized_frame_are_delivered_before_its_error(
     mode: Mode, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -344,7 +348,7 @@ BEFORE_A_BAD_FRAME = f"data: {json.dumps(HELLO)}\n\n".encode()
 OVERSIZED_FRAME = b"data: " + b"x" * (9 << 20) + b"\n\n"  # over the real 8 MiB limit
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 @pytest.mark.parametrize(
     "bad_frame", [b"data: {not json\n\n", OVERSIZED_FRAME], ids=["malformed", "oversized"]
 )
@@ -360,7 +364,7 @@ def test_a_bad_frame_after_the_stream_started_says_the_message_was_accepted(
     assert len(server.stream_requests) == 1
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 def test_a_stream_body_that_cannot_be_decoded_is_a_typed_error_with_the_message_accepted(
     mode: Mode,
 ) -> None:
@@ -379,7 +383,7 @@ def test_a_stream_body_that_cannot_be_decoded_is_a_typed_error_with_the_message_
     assert error.request_accepted
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 def test_a_503_with_a_malformed_sse_body_stays_a_retryable_refusal(mode: Mode) -> None:
     reply = Reply(status=503, body=b"data: {not json\n\n")
     with FakeLettaServer([reply]) as server:
@@ -398,7 +402,7 @@ def rate_limited(retry_after: str) -> Reply:
     return Reply.json(429, {"detail": "slow down"}, headers=(("retry-after", retry_after),))
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 @pytest.mark.parametrize("retry_after", ["100000", "inf", "1e400", "Infinity"])
 def test_a_retry_after_beyond_the_retry_timeout_ends_at_once_in_the_rate_limit_error(
     mode: Mode, retry_after: str, waits: list[float]
@@ -415,7 +419,7 @@ def test_a_retry_after_beyond_the_retry_timeout_ends_at_once_in_the_rate_limit_e
     assert len(server.stream_requests) == 1
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 @pytest.mark.parametrize(
     ("retry_after", "retry_timeout", "waited"),
     [("5", 60, [5.0]), ("5", 4, []), ("nan", 60, "backoff")],
@@ -442,7 +446,7 @@ def test_a_retry_after_is_waited_only_within_the_retry_timeout(
 # ------------------------------------------------------------------ errors that say what to do
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 @pytest.mark.parametrize(
     ("messages", "says"),
     [
@@ -464,7 +468,7 @@ def test_nothing_to_send_says_what_happened_and_what_to_do(
     assert server.stream_requests == []
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 def test_a_base_url_ending_in_v1_names_the_url_tried_and_says_to_drop_it(mode: Mode) -> None:
     def fastapi(request: httpx.Request) -> httpx.Response:  # Letta's router: 404 elsewhere
         if request.url.path == f"/v1/agents/{AGENT}/messages/stream":
@@ -522,7 +526,7 @@ class PartialChunkServer:
                         pass
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOOP_MODES)
 def test_an_event_that_arrived_is_delivered_while_the_next_chunk_is_still_partial(
     mode: Mode,
 ) -> None:
@@ -542,6 +546,6 @@ def test_an_event_that_arrived_is_delivered_while_the_next_chunk_is_still_partia
         with LettaClient(**options) as client:
             texts = [seen(event) for event in client.stream(AGENT, request)]
     else:
-        texts = asyncio.run(consume())
+        texts = run_async(mode, consume())
     assert texts == ["Hello", " there"]
     assert not server.held  # the first event came while the next chunk was still partial

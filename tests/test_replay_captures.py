@@ -254,8 +254,8 @@ def test_server_that_never_answers_times_out_typed() -> None:
     path = CAPTURES / "0.16.8/background-redis/21-resume-tokens-after-999.sse"
     assert capture_status(path) == 0
     with FakeLettaServer([Reply.from_capture(path)]) as server:
-        http = httpx.Client(base_url=server.base_url, timeout=0.3)
-        client = LettaClient(http_client=http, dialect="current")
+        http = httpx.Client(timeout=0.3)
+        client = LettaClient(http_client=http, base_url=server.base_url, dialect="current")
         with pytest.raises(LettaTimeoutError) as caught:
             list(client.stream(AGENT, REQUEST))
         client.close()

@@ -3,11 +3,9 @@
 :class:`LettaClient` and :class:`AsyncLettaClient` share everything but their I/O:
 settings, headers and what the client has learnt of the server (:class:`ClientCore`),
 and the decisions of each call (:class:`~langchain_letta._wire.flow.StreamFlow`,
-which they drive with their own I/O). Each network read is decoded as one batch of
+which they drive with their own I/O). Each read of a body is decoded as one batch of
 frames, so a read that holds many frames costs one split, not one pass per line. The
-clients this package makes read a chunked body's data past h11, one piece per network
-read (:mod:`~langchain_letta._wire.transport`), so that a read is one batch however many
-HTTP chunks it spans, and nothing that arrived waits for a chunk still on its way.
+HTTP clients themselves are the ecosystem's (:mod:`~langchain_letta._wire.http`).
 """
 
 from __future__ import annotations
@@ -30,6 +28,7 @@ from collections.abc import (
 from types import TracebackType
 from typing import Any, TypedDict
 
+import aiohttp
 import httpx
 from pydantic import SecretStr
 from pydantic_core import from_json
@@ -58,6 +57,13 @@ from langchain_letta._wire.flow import (
     error_from_http,
     error_from_transport,
 )
+from langchain_letta._wire.http import (
+    ASYNC_TRANSPORT_ERRORS,
+    AsyncClients,
+    precise,
+    read_within,
+    sync_client,
+)
 from langchain_letta._wire.requests import (
     FEATURES_SINCE,
     Dialect,
@@ -74,7 +80,6 @@ from langchain_letta._wire.requests import (
     uses_versioned_fields,
 )
 from langchain_letta._wire.retry import DEFAULT_RETRY_TIMEOUT, logger
-from langchain_letta._wire.transport import async_client, bound_reads, sync_client
 from langchain_letta.errors import (
     LettaError,
     LettaProtocolError,
@@ -307,6 +312,10 @@ class ClientCore:
         if self._user_id is not None:
             headers["user_id"] = self._user_id
         return headers
+
+    def url(self, path: str) -> str:
+        """The absolute URL of ``path`` on this server (a given client needs no base URL)."""
+        return self.base_url + path
 
     def message_path(self, agent_id: str, conversation_id: str | None) -> str:
         """Where a message goes: the agent's stream route, or the conversation's.
@@ -574,8 +583,8 @@ class EventStream:
                     return
                 reply = None
                 if type(action) is Read:
-                    if action.timeout is not None and response is not None:
-                        bound_reads(response, action.timeout)  # the deadline is near
+                    # A read near the deadline keeps the read timeout it was sent with
+                    # (httpx sets it per request), so it may end up to one read timeout late.
                     try:
                         reply = next(chunks, b"")
                     except (httpx.TransportError, httpx.DecodingError) as error:
@@ -655,15 +664,17 @@ class LettaClient(ClientCore):
     """Streams messages to Letta agents over one pooled set of HTTP connections.
 
     Takes the keyword settings of :class:`ClientSettings`, and ``http_client``, an
-    ``httpx.Client`` to use instead of creating one (redirects are never followed,
-    whatever its setting, so that no credential reaches another host).
+    ``httpx.Client`` to use as it is instead of creating one on httpx's own transport
+    (its owner closes it; redirects are never followed, whatever its setting, so that
+    no credential reaches another host).
     """
 
     def __init__(
         self, *, http_client: httpx.Client | None = None, **settings: Unpack[ClientSettings]
     ) -> None:
         super().__init__(**settings)
-        self._http = http_client or sync_client(self.base_url, self.timeout)
+        self._given = http_client is not None
+        self._http = http_client or sync_client(self.timeout)
         self._deciding = threading.Lock()
         self._probing = threading.Lock()
 
@@ -684,7 +695,7 @@ class LettaClient(ClientCore):
         status: int | None = None
         body = b""
         request = self._http.build_request(
-            "GET", "/v1/health/", headers=self.headers(), timeout=PROBE_TIMEOUT
+            "GET", self.url("/v1/health/"), headers=self.headers(), timeout=PROBE_TIMEOUT
         )
         try:
             response = self._http.send(request, stream=True, follow_redirects=False)
@@ -795,7 +806,7 @@ class LettaClient(ClientCore):
     ) -> tuple[Opened, bytes]:
         """One JSON request that is not a stream; at most ``limit`` bytes of its answer."""
         request = self._http.build_request(
-            method, path, params=query, json=body, headers=self.headers()
+            method, self.url(path), params=query, json=body, headers=self.headers()
         )
         try:
             response = self._http.send(request, stream=True, follow_redirects=False)
@@ -812,14 +823,19 @@ class LettaClient(ClientCore):
         path, body = self.cancel_target(agent_id, run_id)
         try:
             self._http.post(
-                path, json=body, headers=self.headers(), timeout=5.0, follow_redirects=False
+                self.url(path),
+                json=body,
+                headers=self.headers(),
+                timeout=5.0,
+                follow_redirects=False,
             )
         except httpx.HTTPError as error:
             logger.warning("could not cancel Letta run %s: %s", run_id, type(error).__name__)
 
     def close(self) -> None:
-        """Close the connection pool."""
-        self._http.close()
+        """Close the connection pool, unless it came from the caller."""
+        if not self._given:
+            self._http.close()
 
     def __enter__(self) -> LettaClient:
         return self
@@ -832,7 +848,7 @@ class LettaClient(ClientCore):
         if send.read_timeout is not None:
             timeout = httpx.Timeout(send.read_timeout, connect=self.connect_timeout)
         request = self._http.build_request(
-            "POST", send.path, json=send.body, headers=self.headers(), timeout=timeout
+            "POST", self.url(send.path), json=send.body, headers=self.headers(), timeout=timeout
         )
         try:
             response = self._http.send(request, stream=True, follow_redirects=False)
@@ -902,15 +918,17 @@ class AsyncEventStream:
                     return
                 reply = None
                 if type(action) is Read:
+                    # Every read is bounded here too: aiohttp stops its own read timer
+                    # when its parser fails a connection without failing the body.
+                    bound = client.read_timeout if action.timeout is None else action.timeout
                     try:
-                        if action.timeout is None:
-                            reply = await anext(chunks, b"")
-                        else:
-                            reply = await asyncio.wait_for(anext(chunks, b""), action.timeout)
-                    except (httpx.TransportError, httpx.DecodingError) as error:
+                        reply = await read_within(chunks, bound)
+                    except ASYNC_TRANSPORT_ERRORS as error:
+                        reply = precise(error)
+                    except httpx.DecodingError as error:
                         reply = error
                     except asyncio.TimeoutError:
-                        reply = httpx.ReadTimeout("the call's deadline came during a read")
+                        reply = httpx.ReadTimeout("no data within the read's time")
                 elif type(action) is Deliver:
                     yield action.events
                 elif type(action) is Send:
@@ -963,22 +981,27 @@ async def _aread_limited(chunks: AsyncIterator[bytes], limit: int) -> bytes:
             body += chunk
             if len(body) >= limit:
                 break
-    except (httpx.TransportError, httpx.DecodingError):
+    except (*ASYNC_TRANSPORT_ERRORS, httpx.DecodingError):
         pass  # what arrived is the body: the status already says what happened
     return bytes(body[:limit])
 
 
 class AsyncLettaClient(ClientCore):
-    """Async twin of :class:`LettaClient` (same arguments, ``httpx.AsyncClient``)."""
+    """Async twin of :class:`LettaClient` (same arguments, ``httpx.AsyncClient``).
+
+    Without ``http_client``, requests on asyncio (uvloop included) go through aiohttp
+    and elsewhere through httpx's own transport (see :mod:`~langchain_letta._wire.http`);
+    the waits and locks of a call are asyncio's, so a call runs on an asyncio loop.
+    """
 
     def __init__(
         self, *, http_client: httpx.AsyncClient | None = None, **settings: Unpack[ClientSettings]
     ) -> None:
         super().__init__(**settings)
-        self._http = http_client or async_client(self.base_url, self.timeout)
+        self._http = AsyncClients(http_client, self.timeout)
         self._deciding = asyncio.Lock()
         self._probing = asyncio.Lock()
-        self._finishing: set[asyncio.Task[None]] = set()
+        self._finishing: dict[asyncio.Task[None], httpx.Response] = {}
 
     async def probe(self, version_matters: bool = False) -> None:
         """Ask ``/v1/health/`` for the server's version, once, if a decision needs it."""
@@ -991,12 +1014,13 @@ class AsyncLettaClient(ClientCore):
             return  # another call probed meanwhile
         status: int | None = None
         body = b""
-        request = self._http.build_request(
-            "GET", "/v1/health/", headers=self.headers(), timeout=PROBE_TIMEOUT
+        http = self._http.for_request()
+        request = http.build_request(
+            "GET", self.url("/v1/health/"), headers=self.headers(), timeout=PROBE_TIMEOUT
         )
 
         async def ask() -> tuple[int, bytes]:
-            response = await self._http.send(request, stream=True, follow_redirects=False)
+            response = await http.send(request, stream=True, follow_redirects=False)
             try:
                 return response.status_code, await _aread_limited(
                     response.aiter_bytes(), _PROBE_BODY_LIMIT
@@ -1006,7 +1030,7 @@ class AsyncLettaClient(ClientCore):
 
         try:
             status, body = await asyncio.wait_for(ask(), PROBE_TIMEOUT)
-        except (httpx.HTTPError, asyncio.TimeoutError) as error:
+        except (httpx.HTTPError, aiohttp.ClientError, asyncio.TimeoutError) as error:
             logger.debug("the Letta health probe failed: %s", type(error).__name__)
         self.learn_from_health(status, body)
 
@@ -1067,33 +1091,41 @@ class AsyncLettaClient(ClientCore):
         limit: int = ERROR_BODY_LIMIT,
     ) -> tuple[Opened, bytes]:
         """Async :meth:`LettaClient._exchange`."""
-        request = self._http.build_request(
-            method, path, params=query, json=body, headers=self.headers()
+        http = self._http.for_request()
+        request = http.build_request(
+            method, self.url(path), params=query, json=body, headers=self.headers()
         )
         try:
-            response = await self._http.send(request, stream=True, follow_redirects=False)
+            response = await http.send(request, stream=True, follow_redirects=False)
             try:
                 data = await _aread_limited(response.aiter_bytes(), limit)
             finally:
                 await response.aclose()
-        except httpx.TransportError as error:
-            raise error_from_transport(error) from None
+        except ASYNC_TRANSPORT_ERRORS as error:
+            raise error_from_transport(precise(error)) from None
         return _opened(response), data
 
     async def cancel(self, agent_id: str, run_id: str) -> None:
         """Ask the server to cancel ``run_id`` (needs Redis on the server); never raises."""
         path, body = self.cancel_target(agent_id, run_id)
         try:
-            await self._http.post(
-                path, json=body, headers=self.headers(), timeout=5.0, follow_redirects=False
+            await self._http.for_request().post(
+                self.url(path),
+                json=body,
+                headers=self.headers(),
+                timeout=5.0,
+                follow_redirects=False,
             )
-        except httpx.HTTPError as error:
+        except (httpx.HTTPError, aiohttp.ClientError) as error:
             logger.warning("could not cancel Letta run %s: %s", run_id, type(error).__name__)
 
     async def aclose(self) -> None:
-        """Close the connection pool (and give up on endings still being read)."""
-        for task in list(self._finishing):
-            task.cancel()
+        """Close the connection pools made here (and give up on endings still being read)."""
+        finishing, self._finishing = self._finishing, {}
+        for task, response in finishing.items():
+            task.cancel()  # one not started yet would never close its response: close it here
+            with contextlib.suppress(*ASYNC_TRANSPORT_ERRORS):
+                await response.aclose()
         await self._http.aclose()
 
     async def __aenter__(self) -> AsyncLettaClient:
@@ -1106,13 +1138,14 @@ class AsyncLettaClient(ClientCore):
         timeout: Any = httpx.USE_CLIENT_DEFAULT
         if send.read_timeout is not None:
             timeout = httpx.Timeout(send.read_timeout, connect=self.connect_timeout)
-        request = self._http.build_request(
-            "POST", send.path, json=send.body, headers=self.headers(), timeout=timeout
+        http = self._http.for_request()
+        request = http.build_request(
+            "POST", self.url(send.path), json=send.body, headers=self.headers(), timeout=timeout
         )
         try:
-            response = await self._http.send(request, stream=True, follow_redirects=False)
-        except httpx.TransportError as error:
-            return None, error_from_transport(error)
+            response = await http.send(request, stream=True, follow_redirects=False)
+        except ASYNC_TRANSPORT_ERRORS as error:
+            return None, error_from_transport(precise(error))
         return response, _opened(response)
 
     def _finish_later(
@@ -1132,5 +1165,5 @@ class AsyncLettaClient(ClientCore):
                     await response.aclose()
 
         task = asyncio.get_running_loop().create_task(finish())
-        self._finishing.add(task)
-        task.add_done_callback(self._finishing.discard)
+        self._finishing[task] = response
+        task.add_done_callback(lambda done: self._finishing.pop(done, None))

@@ -511,13 +511,18 @@ class StreamFlow:
         """Read the open response to its end; the interruption if it broke first."""
         state = self.state
         while True:
-            chunk = yield Read(self._read_limit())
+            limit = self._read_limit()
+            chunk = yield Read(limit)
             if isinstance(chunk, httpx.DecodingError):
                 yield Hangup()
                 raise state.undecodable(chunk)
             if isinstance(chunk, httpx.TransportError):
                 yield Hangup()
                 interruption = state.interruption(chunk)
+                if limit is not None and isinstance(chunk, httpx.ReadTimeout):
+                    # A read bounded by the deadline ran out: the deadline came, even if
+                    # the timer fired a little early (uvloop's may, by a fraction of a ms).
+                    raise self._deadline_error(interruption)
                 self._check_deadline(interruption)  # a read cut short by the deadline
                 return interruption
             if not chunk:
