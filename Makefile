@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 DEMO_INSTALLED := $(VENV)/.demo-installed
+BENCH_INSTALLED := $(VENV)/.bench-installed
 
 .PHONY: demo test lint typecheck unit bench
 
@@ -36,7 +37,12 @@ typecheck: $(INSTALLED)
 unit: $(INSTALLED)
 	$(PY) -m pytest -q
 
-bench: $(INSTALLED)
+# The bench compares with letta-client (the bench extra), and runs under uvloop too.
+$(BENCH_INSTALLED): pyproject.toml $(VENV)/.created
+	$(PY) -m pip install --quiet -e ".[bench]"
+	touch $@ $(DEMO_INSTALLED)
+
+bench: $(BENCH_INSTALLED)
 	$(PY) bench/bench_stream.py
 	$(PY) bench/bench_chat.py
 
