@@ -141,12 +141,19 @@ def select_new_messages(
     answer (a history ending in such an exchange sends the question before it).
     ``"last"``: the last message only. ``"all"``: every message (to seed a fresh
     agent).
+
+    Raises:
+        ValueError: A ``ToolMessage`` among the messages looked at that answers no
+            call: neither one of the agent's answer nor any AI message before it
+            made a call with its ``tool_call_id`` (a typo'd id, an orphan). The
+            message names the id; it is never dropped in silence.
     """
-    if policy == "all":
-        return list(messages)
-    if policy == "last":
-        return list(messages[-1:])
+    if policy in ("all", "last"):
+        chosen = list(messages) if policy == "all" else list(messages[-1:])
+        _refuse_orphans(messages, len(messages) - len(chosen), None, agent_id)
+        return chosen
     position = last_answer(messages, agent_id, conversation_id, fresh=fresh)
+    answer: BaseMessage | None = None
     if position is None:
         start = len(messages)
         while start > 0 and _before_the_agent(messages[start - 1]):
@@ -158,12 +165,61 @@ def select_new_messages(
         calls = (
             {call["id"] for call in answer.tool_calls} if isinstance(answer, AIMessage) else set()
         )
+    _refuse_orphans(messages, start, answer, agent_id)
     return [
         message
         for message in messages[start:]
         if isinstance(message, (HumanMessage, SystemMessage))
         or (isinstance(message, ToolMessage) and message.tool_call_id in calls)
     ]
+
+
+def _refuse_orphans(
+    messages: Sequence[BaseMessage], start: int, answer: BaseMessage | None, agent_id: str
+) -> None:
+    """Refuse a ``ToolMessage`` from ``start`` on whose call no AI message before it made.
+
+    A result for another model's call is not an orphan (it is left out); one for a
+    call nobody made is a mistake, whose id the error names.
+
+    Raises:
+        ValueError: Such a ``ToolMessage``.
+    """
+    made: set[str | None] = set()
+    for position, message in enumerate(messages):
+        if isinstance(message, AIMessage):
+            made.update(call["id"] for call in message.tool_calls)
+        elif (
+            position >= start
+            and isinstance(message, ToolMessage)
+            and message.tool_call_id not in made
+        ):
+            raise ValueError(unanswered_tool_message(message.tool_call_id, answer, agent_id))
+
+
+def unanswered_tool_message(tool_call_id: str, answer: BaseMessage | None, agent_id: str) -> str:
+    """The error's text for a ``ToolMessage`` that answers no call: its id, what waits."""
+    text = f"the ToolMessage with tool_call_id={tool_call_id!r} answers no tool call"
+    if answer is None:
+        return (
+            f"{text}: no AI message before it made a call with that id (ChatLetta sends a "
+            f"ToolMessage only as the result of a client tool call of the Letta agent "
+            f"{agent_id}, by its id); check the id, or leave the message out"
+        )
+    waiting = waiting_calls(answer)
+    gated = [call.get("id") for call in waiting if call.get("type") == "server_tool_call"]
+    if tool_call_id in gated:
+        return (
+            f"{text}: {tool_call_id!r} is a server tool call of the Letta agent {agent_id} "
+            f"waiting for approval, which is answered with approvals=[ApprovalDecision("
+            f"tool_call_id={tool_call_id!r}, approve=True)] (or approve=False, reason=...) on "
+            "the next call, not with a ToolMessage"
+        )
+    ids = [call.get("id") for call in waiting]
+    return (
+        f"{text}: the Letta agent {agent_id}'s last answer waits for {ids or 'nothing'}, and "
+        "no AI message before it made a call with that id; check the id"
+    )
 
 
 def _before_the_agent(message: BaseMessage) -> bool:
@@ -236,6 +292,37 @@ def nothing_to_send(messages: Sequence[BaseMessage], agent_id: str) -> str:
         "another model's tool calls are not its to answer); end the input with the user's "
         "message"
     )
+
+
+def blank_message(selected: Sequence[BaseMessage], agent_id: str) -> str | None:
+    """Why :func:`select_new_messages`' choice cannot be sent, if a message in it says nothing.
+
+    An empty or whitespace-only human or system message (``model.invoke("")``)
+    would start a run on the server that fails, so it is refused, as for
+    :func:`nothing_to_send`: the error's text, else ``None``.
+    """
+    for message in selected:
+        if isinstance(message, (HumanMessage, SystemMessage)) and _blank(message.content):
+            return (
+                f"ChatLetta will not send an empty {type(message).__name__} to the Letta agent "
+                f"{agent_id}: its text is {_shown(message.content)}, and the agent would start "
+                "a run on nothing; pass the user's text, or leave the message out"
+            )
+    return None
+
+
+def _blank(content: str | list[str | dict[str, Any]]) -> bool:
+    """Whether ``content`` holds no text but whitespace, and no other part (an image)."""
+    if isinstance(content, str):
+        return not content.strip()
+    return all(_blank_part(part) for part in content)
+
+
+def _blank_part(part: str | dict[str, Any]) -> bool:
+    if isinstance(part, str):
+        return not part.strip()
+    text = part.get("text")
+    return part.get("type") == "text" and isinstance(text, str) and not text.strip()
 
 
 def to_outgoing(message: BaseMessage) -> OutgoingMessage:

@@ -20,7 +20,8 @@ from langchain_core.runnables import RunnableConfig, RunnableSerializable, ensur
 from pydantic import Field, model_validator
 
 from langchain_letta._convert import input_messages
-from langchain_letta.chat_models import ChatLetta
+from langchain_letta._strict import check_names, field_names
+from langchain_letta.chat_models import CALL_KEYWORDS, ChatLetta
 from langchain_letta.events import LettaEvent
 
 AgentInput = str | Sequence[Any] | PromptValue | dict[str, Any]
@@ -52,6 +53,10 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
     for a call is, in order: ``input["agent_id"]``, ``configurable.agent_id`` in the
     config, the model's ``agent_id``; the conversation likewise
     (:meth:`ChatLetta.target_for`).
+
+    ``invoke``, ``stream`` and their async twins take ChatLetta's call keywords
+    (``approvals=``, ``total_timeout=``, ...). An unknown argument or keyword raises
+    ``TypeError`` naming the closest valid one, before anything is sent.
     """
 
     model: ChatLetta
@@ -59,8 +64,25 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
     @model_validator(mode="before")
     @classmethod
     def _model_from_arguments(cls, values: Any) -> Any:
-        if isinstance(values, dict) and "model" not in values:
+        """ChatLetta's arguments make the model; ``model`` may also be its model handle.
+
+        Raises:
+            TypeError: An unknown argument (the closest valid one named), or
+                ChatLetta's arguments beside a ``model=ChatLetta(...)``.
+        """
+        if not isinstance(values, dict):
+            return values
+        own = field_names(cls)
+        if "model" not in values or isinstance(values["model"], str):
+            check_names(values, own | field_names(ChatLetta), cls.__name__)
             return {"model": ChatLetta(**values)}
+        check_names(values, own | field_names(ChatLetta), cls.__name__)
+        beside = sorted(set(values) - own)
+        if beside:
+            raise TypeError(
+                f"{cls.__name__} takes ChatLetta's arguments or model=ChatLetta(...), not both: "
+                f"set {', '.join(beside)} on the model"
+            )
         return values
 
     @classmethod
@@ -76,24 +98,31 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
     def invoke(
         self, input: AgentInput, config: RunnableConfig | None = None, **kwargs: Any
     ) -> LettaResponse:
-        """Run one turn and return the agent's response."""
-        return self._call_with_config(self._respond, input, self._traced(input, config), **kwargs)
+        """Run one turn and return the agent's response; ``kwargs``: ChatLetta's call keywords.
+
+        Raises:
+            TypeError: A keyword ChatLetta's call does not take.
+        """
+        config = self._traced(input, config, kwargs)
+        return self._call_with_config(self._respond, input, config, call=kwargs)
 
     async def ainvoke(
         self, input: AgentInput, config: RunnableConfig | None = None, **kwargs: Any
     ) -> LettaResponse:
         """Async :meth:`invoke`."""
-        config = self._traced(input, config)
-        return await self._acall_with_config(self._arespond, input, config, **kwargs)
+        config = self._traced(input, config, kwargs)
+        return await self._acall_with_config(self._arespond, input, config, call=kwargs)
 
     # Streaming yields the events themselves, not pieces of the response: that is
     # what this runnable is for, hence the narrower override.
     def stream(  # type: ignore[override]
         self, input: AgentInput, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[LettaEvent]:
-        """Yield the typed Letta events of one turn as they arrive."""
-        config = self._traced(input, config)
-        events = self._transform_stream_with_config(iter([input]), self._events, config, **kwargs)
+        """Yield the typed Letta events of one turn as they arrive (``kwargs`` as for invoke)."""
+        config = self._traced(input, config, kwargs)
+        events = self._transform_stream_with_config(
+            iter([input]), self._events, config, call=kwargs
+        )
         yield from cast("Iterator[LettaEvent]", events)
 
     async def astream(  # type: ignore[override]
@@ -104,13 +133,20 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
         async def single() -> AsyncIterator[AgentInput]:
             yield input
 
-        config = self._traced(input, config)
-        events = self._atransform_stream_with_config(single(), self._aevents, config, **kwargs)
+        config = self._traced(input, config, kwargs)
+        events = self._atransform_stream_with_config(single(), self._aevents, config, call=kwargs)
         async for event in cast("AsyncIterator[LettaEvent]", events):
             yield event
 
-    def _traced(self, input: AgentInput, config: RunnableConfig | None) -> RunnableConfig:
-        """Name provider, model and agent in the run's metadata, as ChatLetta's runs do."""
+    def _traced(
+        self, input: AgentInput, config: RunnableConfig | None, kwargs: dict[str, Any]
+    ) -> RunnableConfig:
+        """Name provider, model and agent in the run's metadata, as ChatLetta's runs do.
+
+        Raises:
+            TypeError: A keyword ChatLetta's call does not take (before any run starts).
+        """
+        check_names(kwargs, CALL_KEYWORDS, f"{type(self).__name__} calls", "keyword")
         config = ensure_config(config)
         params = self.model._get_ls_params()
         metadata = {
@@ -118,7 +154,8 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
             "ls_provider": params["ls_provider"],
             "ls_model_name": params["ls_model_name"],
         }
-        target = self.model.target_for(config, **_named_target(input))
+        named = {key: kwargs[key] for key in ("agent_id", "conversation_id") if kwargs.get(key)}
+        target = self.model.target_for(config, **{**named, **_named_target(input)})
         if target.agent_id:
             metadata["letta_agent_id"] = target.agent_id
         if target.conversation_id:
@@ -126,9 +163,14 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
         return {**config, "metadata": metadata}
 
     def _respond(
-        self, input: AgentInput, run_manager: CallbackManagerForChainRun, config: RunnableConfig
+        self,
+        input: AgentInput,
+        run_manager: CallbackManagerForChainRun,
+        config: RunnableConfig,
+        *,
+        call: dict[str, Any] | None = None,
     ) -> LettaResponse:
-        messages, kwargs = _call(input, config)
+        messages, kwargs = _call(input, call)
         builder, pairs = self.model.letta_events(messages, None, kwargs, text_chunks=False)
         events = [event for event, _chunk in pairs]
         return _response(builder.message(), events)
@@ -138,8 +180,10 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
         input: AgentInput,
         run_manager: AsyncCallbackManagerForChainRun,
         config: RunnableConfig,
+        *,
+        call: dict[str, Any] | None = None,
     ) -> LettaResponse:
-        messages, kwargs = _call(input, config)
+        messages, kwargs = _call(input, call)
         builder, pairs = self.model.aletta_events(messages, None, kwargs, text_chunks=False)
         events = [event async for event, _chunk in pairs]
         return _response(builder.message(), events)
@@ -149,9 +193,11 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
         inputs: Iterator[AgentInput],
         run_manager: CallbackManagerForChainRun,
         config: RunnableConfig,
+        *,
+        call: dict[str, Any] | None = None,
     ) -> Iterator[Any]:
         for input in inputs:
-            messages, kwargs = _call(input, config)
+            messages, kwargs = _call(input, call)
             _builder, pairs = self.model.letta_events(messages, None, kwargs, text_chunks=False)
             for event, _chunk in pairs:
                 yield event
@@ -161,9 +207,11 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
         inputs: AsyncIterator[AgentInput],
         run_manager: AsyncCallbackManagerForChainRun,
         config: RunnableConfig,
+        *,
+        call: dict[str, Any] | None = None,
     ) -> AsyncIterator[Any]:
         async for input in inputs:
-            messages, kwargs = _call(input, config)
+            messages, kwargs = _call(input, call)
             _builder, pairs = self.model.aletta_events(messages, None, kwargs, text_chunks=False)
             async for event, _chunk in pairs:
                 yield event
@@ -176,12 +224,14 @@ def _named_target(input: AgentInput) -> dict[str, str]:
     return {key: input[key] for key in ("agent_id", "conversation_id") if input.get(key)}
 
 
-def _call(input: AgentInput, config: RunnableConfig) -> tuple[list[BaseMessage], dict[str, Any]]:
-    """The messages to send and, where the input names them, the call's agent and conversation.
+def _call(
+    input: AgentInput, call: dict[str, Any] | None
+) -> tuple[list[BaseMessage], dict[str, Any]]:
+    """The messages to send and the call's keywords, with the agent and conversation it names.
 
     Whatever the input leaves open, ChatLetta finds in the config or its own fields.
     """
-    kwargs: dict[str, Any] = _named_target(input)
+    kwargs: dict[str, Any] = {**(call or {}), **_named_target(input)}
     if isinstance(input, dict):
         input = input.get("input") or input.get("messages") or ""
     return input_messages(input), kwargs

@@ -36,6 +36,7 @@ from langchain_core.runnables import (
 from langchain_core.runnables.config import (
     get_async_callback_manager_for_config,
     get_callback_manager_for_config,
+    get_config_list,
 )
 from langchain_core.tools import BaseTool
 from langchain_core.utils import from_env, secret_from_env
@@ -49,6 +50,7 @@ from pydantic import (
     SecretStr,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import from_json
 from tenacity import RetryCallState
@@ -57,6 +59,7 @@ from langchain_letta._convert import (
     ChunkBuilder,
     HistoryPolicy,
     as_chunk,
+    blank_message,
     conversation_in_history,
     input_messages,
     last_answer,
@@ -64,6 +67,7 @@ from langchain_letta._convert import (
     pending_approval_calls,
     select_new_messages,
 )
+from langchain_letta._strict import check_names, field_names
 from langchain_letta._tools import offered_tools, outgoing
 from langchain_letta._wire import (
     AsyncEventStream,
@@ -84,6 +88,30 @@ from langchain_letta.errors import LettaError, LettaPendingApprovalError, Stream
 from langchain_letta.events import LettaEvent, ToolCall
 
 DEFAULT_MODEL_NAME = "letta-agent"
+
+CALL_KEYWORDS = frozenset(
+    {
+        # where the call goes (ChatLetta.target_for)
+        "agent_id",
+        "conversation_id",
+        "thread_id",
+        # what it sends and how
+        "approvals",
+        "resume_from",
+        "tools",
+        "tool_choice",
+        "model",
+        "stream_tokens",
+        "max_steps",
+        "total_timeout",
+        *VERSIONED_FIELDS,
+        # LangChain's own: the streaming switch, with_structured_output's trace format
+        "stream",
+        "ls_structured_output_format",
+        "structured_output_format",
+    }
+)
+"""The keywords a call takes (``invoke``, ``stream``, ``bind``, ...); any other is refused."""
 
 
 class LettaTarget(NamedTuple):
@@ -141,6 +169,12 @@ class ChatLetta(BaseChatModel):
 
     ``temperature``, ``max_tokens`` and ``stop`` are accepted for compatibility and
     not sent: a Letta agent's LLM settings live in the agent's configuration.
+
+    Inputs are strict: an unknown argument (``ChatLetta(conversationid=...)``) or
+    call keyword (``model.invoke("hi", foo_bar=1)``) raises ``TypeError`` naming the
+    closest valid name, and an input with nothing to say (empty or blank text) or
+    a ``ToolMessage`` that answers no call raises ``ValueError``; either before
+    anything is sent.
     """
 
     # Inputs stay out of validation errors: a refused api_key must not be shown.
@@ -239,6 +273,14 @@ class ChatLetta(BaseChatModel):
     _clients: _Clients = PrivateAttr(default_factory=lambda: _Clients())
     _thread_conversations: dict[tuple[str, str], str] = PrivateAttr(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_unknown_arguments(cls, values: Any) -> Any:
+        """A misspelt argument is an error naming the closest one, never a silent default."""
+        if isinstance(values, dict):
+            check_names(values, field_names(cls), cls.__name__)
+        return values
+
     @field_validator("agent_id")
     @classmethod
     def _check_agent_id(cls, value: str | None) -> str | None:
@@ -327,6 +369,55 @@ class ChatLetta(BaseChatModel):
         config, kwargs = self._traced(config, kwargs)
         return await super().ainvoke(input, config, stop=stop, **kwargs)
 
+    def batch(
+        self,
+        inputs: list[LanguageModelInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[AIMessage]:
+        """See :meth:`Runnable.batch`: one input at a time, in order, if two share a thread.
+
+        Turns of one agent thread never overlap (they would be stored interleaved), so
+        inputs that go to the same agent thread run in the order given; inputs that
+        each go to a thread of their own (other agents, conversations,
+        ``conversation_per_call``) run at once, as with any chat model.
+        """
+        configs = self._in_turn(len(inputs), config, kwargs)
+        return super().batch(inputs, configs, return_exceptions=return_exceptions, **kwargs)
+
+    async def abatch(
+        self,
+        inputs: list[LanguageModelInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[AIMessage]:
+        """Async :meth:`batch`."""
+        configs = self._in_turn(len(inputs), config, kwargs)
+        return await super().abatch(inputs, configs, return_exceptions=return_exceptions, **kwargs)
+
+    def _in_turn(
+        self,
+        count: int,
+        config: RunnableConfig | list[RunnableConfig] | None,
+        kwargs: dict[str, Any],
+    ) -> list[RunnableConfig]:
+        """A batch's configs, made to run one at a time when two inputs share a thread."""
+        configs = get_config_list(config, count)
+        if self.conversation_per_call:
+            return configs
+        chosen = {
+            "agent_id": kwargs.get("agent_id"),
+            "conversation_id": kwargs.get("conversation_id"),
+        }
+        targets = [self.target_for(each, **chosen) for each in configs]
+        if len(set(targets)) == len(targets):
+            return configs
+        return [{**each, "max_concurrency": 1} for each in configs]
+
     def stream(
         self,
         input: LanguageModelInput,
@@ -380,7 +471,9 @@ class ChatLetta(BaseChatModel):
             ValueError: A tool that cannot be described. Two tools with one name, and
                 a ``tool_choice`` that Letta cannot honour, are refused when called,
                 before anything is sent.
+            TypeError: A keyword that a call does not take (see ``CALL_KEYWORDS``).
         """
+        check_names(kwargs, CALL_KEYWORDS, "ChatLetta.bind_tools", "keyword")
         formatted = [convert_to_openai_tool(tool) for tool in tools]
         if tool_choice is not None:
             kwargs["tool_choice"] = tool_choice
@@ -725,8 +818,11 @@ class ChatLetta(BaseChatModel):
         """Plan one call: its target, what it sends, and the builder of its chunks.
 
         Raises:
-            ValueError: No agent, an invalid id, or nothing new to send.
+            TypeError: A call keyword ChatLetta does not take (see ``CALL_KEYWORDS``).
+            ValueError: No agent, an invalid id, nothing new to send, blank text, or a
+                ``ToolMessage`` that answers no call.
         """
+        check_names(kwargs, CALL_KEYWORDS, "ChatLetta", "call keyword")
         target = self.target_for(
             ensure_config(),
             agent_id=kwargs.get("agent_id"),
@@ -745,6 +841,9 @@ class ChatLetta(BaseChatModel):
         approvals = _approvals(kwargs.get("approvals"))
         if not selected and not approvals and resume_from is None:
             raise ValueError(nothing_to_send(messages, agent_id))
+        blank = None if resume_from is not None else blank_message(selected, agent_id)
+        if blank is not None:
+            raise ValueError(blank)
         position = last_answer(messages, agent_id, conversation_id, fresh=fresh)
         answer = None if position is None else messages[position]
         tools = offered_tools(

@@ -208,7 +208,11 @@ class LettaPendingApprovalError(LettaConflictError):
 
     Letta refuses any message but an approval while a run stopped with
     ``requires_approval``; sending it again changes nothing, so this is never
-    retryable. Answer the pending calls instead (approve or deny each).
+    retryable. Answer the pending calls instead, all in the next call (the message
+    says how): a ``ToolMessage`` per client tool call (its ``tool_call_id``), and
+    ``approvals=[ApprovalDecision(tool_call_id=..., approve=True or False)]`` per
+    server tool call gated for approval; ``ToolResult`` answers a client tool call
+    in ``approvals=`` too, and on the streaming client (``OutgoingApproval``).
 
     Letta 0.12 to 0.16.8 refuse with HTTP 409 before any stream
     (``request_accepted=False``), or, once the stream started, with an
@@ -237,9 +241,24 @@ class LettaPendingApprovalError(LettaConflictError):
         pending_tool_calls: list[dict[str, Any]] | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(message, **kwargs)
+        joint = " " if message.rstrip().endswith(".") else ". "
+        super().__init__(message.rstrip() + joint + HOW_TO_ANSWER, **kwargs)
         self.pending_request_id = pending_request_id
         self.pending_tool_calls = list(pending_tool_calls or [])
+
+
+HOW_TO_ANSWER = (
+    "The agent waits for an answer to each pending tool call, all in the next call: a "
+    "ToolMessage(content=result, tool_call_id=...) per client tool call (one you bound with "
+    "bind_tools), and approvals=[ApprovalDecision(tool_call_id=..., approve=True)] (or "
+    "approve=False, reason=...) per server tool call gated for approval (a server_tool_call "
+    "block with extras requires_approval); ToolResult(tool_call_id=..., tool_return=...) "
+    "answers a client tool call in approvals= too, and on the streaming client "
+    "(StreamRequest(messages=[OutgoingApproval(approvals=[...])])). In a graph, letta_node "
+    "resumes with Command(resume=True or False). model.pending_approvals() lists the "
+    "pending calls when the history that asked is gone."
+)
+"""How to answer the pending calls: the end of every ``LettaPendingApprovalError`` message."""
 
 
 class LettaAPIError(LettaError, ModelAPIError):

@@ -9,6 +9,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_core.runnables import RunnableConfig, RunnableLambda, ensure_config
 
 from langchain_letta._convert import answered_by, last_answer, waiting_calls
+from langchain_letta._strict import check_names, field_names
 from langchain_letta._tools import approval_request, decisions_from
 from langchain_letta._wire.requests import ApprovalDecision
 from langchain_letta.chat_models import ChatLetta
@@ -38,6 +39,10 @@ def letta_node(
             whose ``ToolMessage`` s the node sends on its next turn.
         model_args: ChatLetta's arguments, when ``model`` is not given.
 
+    Raises:
+        TypeError: An argument neither this function nor ChatLetta takes (the
+            closest valid one named), or ChatLetta's arguments beside ``model``.
+
     A server tool gated for approval pauses the graph (LangGraph's ``interrupt``,
     which needs a checkpointer) with a request shaped like
     ``HumanInTheLoopMiddleware``'s: ``{"action_requests": [{"id", "name", "args",
@@ -54,6 +59,12 @@ def letta_node(
     ``conversation_per_thread=True`` each LangGraph thread talks in its own Letta
     conversation of the agent, so one agent serves many threads at once.
     """
+    check_names(model_args, {"model", "name", "tools", *field_names(ChatLetta)}, "letta_node")
+    if model is not None and model_args:
+        raise TypeError(
+            "letta_node takes ChatLetta's arguments or model=ChatLetta(...), not both: set "
+            f"{', '.join(sorted(model_args))} on the model"
+        )
     letta = model or ChatLetta(**model_args)
     binding: Any = letta.bind_tools(tools) if tools else None
     offered: dict[str, Any] = binding.kwargs if binding is not None else {}
@@ -93,7 +104,8 @@ def _visible(messages: Sequence[BaseMessage], agent_id: str | None) -> list[Base
     """What the agent may be sent: people's messages, its own answers and their tool results.
 
     Answers of other agents, and tool results for their calls, are left out: each
-    Letta agent has its own memory.
+    Letta agent has its own memory. A tool result for a call nobody made stays, so
+    that ChatLetta refuses it (naming its id) rather than it vanish.
     """
     own = [
         message
@@ -103,12 +115,21 @@ def _visible(messages: Sequence[BaseMessage], agent_id: str | None) -> list[Base
         and answered_by(message, agent_id)
     ]
     calls = {call["id"] for message in own for call in message.tool_calls}
+    made = {
+        call["id"]
+        for message in messages
+        if isinstance(message, AIMessage)
+        for call in message.tool_calls
+    }
     return [
         message
         for message in messages
         if isinstance(message, (HumanMessage, SystemMessage))
         or any(message is answer for answer in own)
-        or (isinstance(message, ToolMessage) and message.tool_call_id in calls)
+        or (
+            isinstance(message, ToolMessage)
+            and (message.tool_call_id in calls or message.tool_call_id not in made)
+        )
     ]
 
 

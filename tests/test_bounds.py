@@ -28,6 +28,7 @@ from langchain_letta._wire.flow import (
     Read,
     Send,
     StreamFlow,
+    TakeTurn,
     error_from_transport,
 )
 from langchain_letta.errors import (
@@ -222,7 +223,7 @@ def test_the_flow_checks_the_deadline_between_reads_with_a_fake_clock() -> None:
     assert isinstance(action, Probe)
     action = actions.send(None)
     while not isinstance(action, Send):
-        action = actions.send(None)
+        action = actions.send(isinstance(action, TakeTurn) or None)  # the turn is granted
     action = actions.send(Opened(200, {"content-type": "text/event-stream"}))
     reads = 0
 

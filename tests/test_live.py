@@ -337,6 +337,48 @@ async def test_conversations_of_one_agent_run_in_parallel_live() -> None:
         assert user_texts(history(base_url, f"/v1/conversations/{conv}/messages")) == [text]
 
 
+def stored_turns(base_url: str, agent_id: str, word: str) -> list[str]:
+    """The user texts with ``word`` in the agent's own thread, in stored order, checking
+    that no turn began before the one before it was answered."""
+    listed = history(base_url, f"/v1/agents/{agent_id}/messages")
+    messages = sorted(listed, key=lambda m: m["date"])
+    ours = [m for m in messages if m["message_type"] == "user_message" and word in m["content"]]
+    kinds = [m["message_type"] for m in messages[messages.index(ours[0]) :]]
+    starts = [i for i, kind in enumerate(kinds) if kind == "user_message"]
+    for start, end in zip(starts, [*starts[1:], len(kinds)], strict=True):
+        assert "assistant_message" in kinds[start:end], f"a turn overlapped the next: {kinds}"
+    return [m["content"] for m in ours]
+
+
+def test_a_batch_on_one_agent_thread_is_stored_in_order_one_turn_at_a_time_live() -> None:
+    base_url, _ = server(CURRENT)
+    agent_id = fresh_agent(base_url)
+    word = tag()
+    texts = [f"{n} {word}, delay:1" for n in ("one", "two", "three")]
+    started = time.monotonic()
+    answers = current_model(agent_id).batch(texts)  # type: ignore[arg-type]
+    assert time.monotonic() - started >= 3.0  # one after the other, 1 s each in the LLM
+    assert [answer.text for answer in answers] == [TEXT] * 3
+    assert stored_turns(base_url, agent_id, word) == texts
+
+
+async def test_threads_and_tasks_on_one_agent_thread_never_overlap_live() -> None:
+    base_url, _ = server(CURRENT)
+    agent_id = fresh_agent(base_url)
+    word = tag()
+    sync_texts = [f"thread {n} {word}, delay:1" for n in (1, 2)]
+    async_texts = [f"task {n} {word}, delay:1" for n in (1, 2)]
+    threads = [
+        threading.Thread(target=current_model(agent_id).invoke, args=(text,)) for text in sync_texts
+    ]
+    for thread in threads:
+        thread.start()
+    await asyncio.gather(*(current_model(agent_id).ainvoke(text) for text in async_texts))
+    for thread in threads:
+        await asyncio.to_thread(thread.join, WAIT)
+    assert sorted(stored_turns(base_url, agent_id, word)) == sorted(sync_texts + async_texts)
+
+
 async def test_a_conversation_per_langgraph_thread_live() -> None:
     """``conversation_per_thread``: two graph threads at once, two conversations, no mixing."""
     base_url, _ = server(CURRENT)

@@ -21,6 +21,7 @@ import urllib.parse
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
+    Callable,
     Generator,
     Iterator,
     Mapping,
@@ -38,7 +39,10 @@ if sys.version_info >= (3, 11):
 else:  # pydantic depends on typing_extensions, so it is always installed
     from typing_extensions import Unpack
 
+from langchain_letta._strict import check_names
+from langchain_letta._wire import turns
 from langchain_letta._wire.flow import (
+    DRAIN_LIMIT,
     ERROR_BODY_LIMIT,
     Deliver,
     Finish,
@@ -53,6 +57,7 @@ from langchain_letta._wire.flow import (
     Send,
     Sleep,
     StreamFlow,
+    TakeTurn,
     Unlock,
     error_from_http,
     error_from_transport,
@@ -241,10 +246,22 @@ class ClientSettings(TypedDict, total=False):
     cancel_on_close: bool
 
 
+CLIENT_ARGUMENTS = frozenset({*ClientSettings.__annotations__, "http_client"})
+"""What :class:`LettaClient` and :class:`AsyncLettaClient` take: the settings, ``http_client``."""
+
+
 class ClientCore:
     """Settings, headers and knowledge of the server, shared by both clients; no I/O."""
 
     def __init__(self, **settings: Unpack[ClientSettings]) -> None:
+        """Take the settings of :class:`ClientSettings`.
+
+        Raises:
+            TypeError: A setting the client does not take (the closest one named).
+            ValueError: An invalid ``base_url``, or a credential or header that
+                cannot be sent.
+        """
+        check_names(settings, CLIENT_ARGUMENTS, type(self).__name__)
         base_url = settings.get("base_url") or os.environ.get("LETTA_BASE_URL") or DEFAULT_BASE_URL
         self.base_url = validate_base_url(base_url).rstrip("/")
         key = settings.get("api_key")
@@ -504,12 +521,14 @@ class ClientCore:
 
 
 def _opened(response: httpx.Response) -> Opened:
-    """The response's status and headers, with ``METHOD URL`` of its request as sent.
+    """The response's status and headers, with ``METHOD URL`` of its request as sent."""
+    return Opened(response.status_code, response.headers, _tried(response.request))
 
-    The URL is for messages: no userinfo, no query, so never a credential.
-    """
-    url = response.request.url.copy_with(userinfo=b"", query=None)
-    return Opened(response.status_code, response.headers, f"{response.request.method} {url}")
+
+def _tried(request: httpx.Request) -> str:
+    """``METHOD URL`` of ``request``, for messages: no userinfo, no query, so never a credential."""
+    url = request.url.copy_with(userinfo=b"", query=None)
+    return f"{request.method} {url}"
 
 
 def _resumable(progress: StreamProgress) -> StreamProgress:
@@ -574,6 +593,7 @@ class EventStream:
         response: httpx.Response | None = None
         chunks: Iterator[bytes] = iter(())
         holding = False
+        turn: turns.Turn | None = None
         reply: Any = None
         try:
             while True:
@@ -613,14 +633,25 @@ class EventStream:
                 elif type(action) is Unlock:
                     client._deciding.release()
                     holding = False
+                elif type(action) is TakeTurn:
+                    turn = turns.acquire(action.key, action.timeout)
+                    reply = turn is not None
         except (GeneratorExit, KeyboardInterrupt):
             if flow.should_cancel():
                 client.cancel(flow.agent_id, str(flow.progress.run_id))
+            elif response is not None and turn is not None and (drain := flow.after_stop()):
+                # The run goes on: its turn ends when its stream does (read elsewhere).
+                _finish_in_background(
+                    response, chunks, DRAIN_LIMIT, drain, turn.hand_over().release
+                )
+                response = turn = None
             raise
         finally:
             _closed(response)
             if holding:
                 client._deciding.release()
+            if turn is not None:
+                turn.release()
 
 
 def _closed(response: httpx.Response | None) -> tuple[None, Iterator[bytes]]:
@@ -629,33 +660,44 @@ def _closed(response: httpx.Response | None) -> tuple[None, Iterator[bytes]]:
     return None, iter(())
 
 
-def _read_limited(chunks: Iterator[bytes], limit: int) -> bytes:
+def _read_limited(chunks: Iterator[bytes], limit: int, until: float | None = None) -> bytes:
     body = bytearray()
     try:
         for chunk in chunks:
             body += chunk
-            if len(body) >= limit:
+            if len(body) >= limit or (until is not None and time.monotonic() > until):
                 break
     except (httpx.TransportError, httpx.DecodingError):
         pass  # what arrived is the body: the status already says what happened
     return bytes(body[:limit])
 
 
-def _finish_in_background(response: httpx.Response, chunks: Iterator[bytes], limit: int) -> None:
-    """Read what follows ``[DONE]`` on a daemon thread, then close.
+def _finish_in_background(
+    response: httpx.Response,
+    chunks: Iterator[bytes],
+    limit: int,
+    seconds: float = PROBE_TIMEOUT,
+    then: Callable[[], None] | None = None,
+) -> None:
+    """Read the rest of a body (at most ``limit`` bytes, ``seconds``) on a daemon thread.
 
-    A normal server ends the body at once and the connection returns to the pool;
-    a server that holds it open delays nobody and loses the connection.
+    After ``[DONE]`` a normal server ends the body at once and the connection returns
+    to the pool; a server that holds it open delays nobody and loses the connection.
+    After a consumer stopped early, the rest is the run going on; ``then`` (the end of
+    its turn) is called once it is over, or its bounds are reached.
     """
 
     def finish() -> None:
         # Best effort: the events are delivered; a client closed meanwhile, or any other
         # failure here, only means the connection is not reused.
-        with contextlib.suppress(Exception):
-            try:
-                _read_limited(chunks, limit)
-            finally:
+        try:
+            with contextlib.suppress(Exception):
+                _read_limited(chunks, limit, time.monotonic() + seconds)
+        finally:
+            with contextlib.suppress(Exception):
                 response.close()
+            if then is not None:
+                then()
 
     threading.Thread(target=finish, name="letta-finish", daemon=True).start()
 
@@ -815,7 +857,7 @@ class LettaClient(ClientCore):
             finally:
                 response.close()
         except httpx.TransportError as error:
-            raise error_from_transport(error) from None
+            raise error_from_transport(error, _tried(request)) from None
         return _opened(response), data
 
     def cancel(self, agent_id: str, run_id: str) -> None:
@@ -853,7 +895,7 @@ class LettaClient(ClientCore):
         try:
             response = self._http.send(request, stream=True, follow_redirects=False)
         except httpx.TransportError as error:
-            return None, error_from_transport(error)
+            return None, error_from_transport(error, _tried(request))
         return response, _opened(response)
 
 
@@ -909,6 +951,7 @@ class AsyncEventStream:
         response: httpx.Response | None = None
         chunks: AsyncIterator[bytes] = _no_chunks()
         holding = False
+        turn: turns.Turn | None = None
         reply: Any = None
         try:
             while True:
@@ -953,14 +996,24 @@ class AsyncEventStream:
                 elif type(action) is Unlock:
                     client._deciding.release()
                     holding = False
+                elif type(action) is TakeTurn:
+                    turn = await turns.aacquire(action.key, action.timeout)
+                    reply = turn is not None
         except (GeneratorExit, asyncio.CancelledError, KeyboardInterrupt):
             if flow.should_cancel():
                 await client.cancel(flow.agent_id, str(flow.progress.run_id))
+            elif response is not None and turn is not None and (drain := flow.after_stop()):
+                # The run goes on: its turn ends when its stream does (read elsewhere).
+                then = turn.hand_over().release
+                client._finish_later(response, chunks, DRAIN_LIMIT, drain, then)
+                response = turn = None
             raise
         finally:
             await _aclosed(response)
             if holding:
                 client._deciding.release()
+            if turn is not None:
+                turn.release()
 
 
 async def _no_chunks() -> AsyncIterator[bytes]:
@@ -1102,7 +1155,7 @@ class AsyncLettaClient(ClientCore):
             finally:
                 await response.aclose()
         except ASYNC_TRANSPORT_ERRORS as error:
-            raise error_from_transport(precise(error)) from None
+            raise error_from_transport(precise(error), _tried(request)) from None
         return _opened(response), data
 
     async def cancel(self, agent_id: str, run_id: str) -> None:
@@ -1145,25 +1198,34 @@ class AsyncLettaClient(ClientCore):
         try:
             response = await http.send(request, stream=True, follow_redirects=False)
         except ASYNC_TRANSPORT_ERRORS as error:
-            return None, error_from_transport(precise(error))
+            return None, error_from_transport(precise(error), _tried(request))
         return response, _opened(response)
 
     def _finish_later(
-        self, response: httpx.Response, chunks: AsyncIterator[bytes], limit: int
+        self,
+        response: httpx.Response,
+        chunks: AsyncIterator[bytes],
+        limit: int,
+        seconds: float = PROBE_TIMEOUT,
+        then: Callable[[], None] | None = None,
     ) -> None:
-        """Read what follows ``[DONE]`` in a task of its own (bounded), then close.
+        """Async :func:`_finish_in_background`, in a task of its own.
 
         The consumer is never held up, and the connection returns to the pool.
+        ``then`` is called when the task is done, even if it was cancelled before it ran.
         """
 
         async def finish() -> None:
             # Best effort, as for the sync client.
-            with contextlib.suppress(Exception):
-                try:
-                    await asyncio.wait_for(_aread_limited(chunks, limit), PROBE_TIMEOUT)
-                finally:
+            try:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(_aread_limited(chunks, limit), seconds)
+            finally:
+                with contextlib.suppress(Exception):
                     await response.aclose()
 
         task = asyncio.get_running_loop().create_task(finish())
         self._finishing[task] = response
         task.add_done_callback(lambda done: self._finishing.pop(done, None))
+        if then is not None:  # also when the task is cancelled before it ran
+            task.add_done_callback(lambda _: then())

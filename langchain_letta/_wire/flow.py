@@ -31,6 +31,7 @@ from tenacity import DoAttempt, DoSleep, RetryCallState, Retrying
 from langchain_letta._wire.requests import StreamRequest
 from langchain_letta._wire.retry import retry_policy, safe_to_resend, worth_resuming_again
 from langchain_letta._wire.sse import FrameTooLargeError, SSEFrameDecoder
+from langchain_letta._wire.turns import TurnKey
 from langchain_letta.errors import (
     LettaAPIError,
     LettaConnectionError,
@@ -63,6 +64,10 @@ ERROR_BODY_LIMIT = 256 * 1024
 MAX_RESUMES = 50
 """Most resumes of one call, however much each brings: a server that drops the
 connection after every event cannot hold a call forever (the deadline bounds it too)."""
+DRAIN_TIMEOUT = 900.0
+"""Most seconds the rest of an abandoned run is read for (see ``StreamFlow.after_stop``)."""
+DRAIN_LIMIT = 64 * 1024 * 1024
+"""Most bytes read of the rest of an abandoned run."""
 _DONE = "[DONE]"
 _HIDDEN_SEQ = (StopReason, UsageStatistics)
 """Events that take a sequence number in a background run without showing it."""
@@ -168,7 +173,21 @@ class Unlock:
     """The background decision is made: let the waiting requests go."""
 
 
-Action = Probe | Send | Read | ReadBody | Hangup | Finish | Sleep | Deliver | Lock | Unlock
+@dataclass(frozen=True, slots=True)
+class TakeTurn:
+    """Wait in line for this agent thread's turn in this process, at most ``timeout`` s.
+
+    The reply is ``True`` once the turn is the call's (it keeps it until it ends, however
+    it ends), ``False`` if the time ran out first.
+    """
+
+    key: TurnKey
+    timeout: float | None
+
+
+Action = (
+    Probe | Send | Read | ReadBody | Hangup | Finish | Sleep | Deliver | Lock | Unlock | TakeTurn
+)
 
 
 # ------------------------------------------------------------------ per-frame state
@@ -392,32 +411,35 @@ def error_from_http(
     return error_from_response(status_code, text, headers=headers, url=url)
 
 
-def error_from_transport(error: httpx.TransportError) -> LettaError:
+def error_from_transport(error: httpx.TransportError, tried: str | None = None) -> LettaError:
     """The error for a transport failure before any response arrived.
 
     The message names the failure's class, not its text: httpx and h11 quote
-    header values in theirs, and a header may carry a credential.
+    header values in theirs, and a header may carry a credential. ``tried`` is
+    the request's ``METHOD URL`` (no userinfo, no query: never a credential),
+    named in the message so that a wrong ``base_url`` shows.
     """
     kind = type(error).__name__
+    at = f"; tried {tried}" if tried else ""
     if isinstance(error, httpx.LocalProtocolError):
         return LettaInvalidRequestError(
-            f"the request could not be sent: httpx refused it ({kind}); nothing was sent",
+            f"the request could not be sent: httpx refused it ({kind}); nothing was sent{at}",
             is_retryable=False,
         )
     if isinstance(error, (httpx.ConnectTimeout, httpx.PoolTimeout)):
         return LettaTimeoutError(
-            f"timed out connecting to the Letta server ({kind})", is_retryable=True
+            f"timed out connecting to the Letta server ({kind}){at}", is_retryable=True
         )
     if isinstance(error, httpx.ConnectError):
-        return LettaConnectionError(f"cannot reach the Letta server ({kind}: {error})")
+        return LettaConnectionError(f"cannot reach the Letta server ({kind}: {error}){at}")
     if isinstance(error, httpx.TimeoutException):
         return LettaTimeoutError(
-            f"the Letta server did not answer within the read timeout ({kind})",
+            f"the Letta server did not answer within the read timeout ({kind}){at}",
             request_accepted=True,
         )
     # The request may have reached the server: the message may be stored already.
     return LettaConnectionError(
-        f"the Letta server did not answer the request ({kind})", request_accepted=True
+        f"the Letta server did not answer the request ({kind}){at}", request_accepted=True
     )
 
 
@@ -471,6 +493,20 @@ class StreamFlow:
     def progress(self) -> StreamProgress:
         """Run id, last seq_id, events received and stop reason so far."""
         return self.state.progress
+
+    def after_stop(self) -> float | None:
+        """Seconds the rest of a run abandoned mid-stream may be read before its turn ends.
+
+        A consumer that stops early (``break``, closing, cancelling) leaves the run going
+        on the server unless it is cancelled: the thread's next turn must not start
+        before it is over, so the rest of its stream is read (and dropped) in the
+        background, for at most this long. ``None``: nothing to wait for (the run ended,
+        was never sent, or is being cancelled).
+        """
+        if self.state.done or not self._sent or self.should_cancel():
+            return None
+        remaining = self._remaining()
+        return DRAIN_TIMEOUT if remaining is None else max(min(remaining, DRAIN_TIMEOUT), 0.0)
 
     def should_cancel(self) -> bool:
         """Whether a consumer that stopped early should also cancel the run."""
@@ -545,6 +581,9 @@ class StreamFlow:
         core = self.core
         yield Probe(core.version_matters(request, self.conversation_id))
         path = core.message_path(self.agent_id, self.conversation_id)
+        key = (core.base_url, self.agent_id, self.conversation_id)
+        if not (yield TakeTurn(key, self._remaining())):
+            raise self._deadline_error(None, "waiting for the previous turn of this agent thread")
         deciding = core.background_undecided(request)
         if deciding:
             yield Lock()
@@ -693,7 +732,7 @@ class StreamFlow:
         if remaining is not None and remaining <= 0:
             raise self._deadline_error(cause)
 
-    def _deadline_error(self, cause: LettaError | None) -> LettaTimeoutError:
+    def _deadline_error(self, cause: LettaError | None, doing: str = "") -> LettaTimeoutError:
         accepted = self._sent or (cause is not None and cause.request_accepted)
         what = (
             "the message may be stored: it is not sent again"
@@ -702,7 +741,8 @@ class StreamFlow:
         )
         error = LettaTimeoutError(
             f"the Letta call took longer than total_timeout ({self._total} s) "
-            f"after {self.progress.events_received} events; {what}"
+            + (f"{doing}; " if doing else f"after {self.progress.events_received} events; ")
+            + what
             + (f" (last failure: {cause})" if cause is not None else ""),
             request_accepted=accepted,
             progress=self.progress,

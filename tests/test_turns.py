@@ -1,0 +1,238 @@
+"""One turn at a time per agent thread, in this process: never overlapping, in call order.
+
+A raw server streams each answer over a while and records when each request came and
+when its answer ended; turns of one thread must not overlap, different threads must.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import socket
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from langchain_letta import ChatLetta
+from langchain_letta._wire import turns
+from langchain_letta.errors import LettaInvalidRequestError, LettaTimeoutError
+from tests.test_transports import SSE_HEAD, FaultServer, chunk, frame
+
+AGENT = "agent-0b5c3f0e-turns"
+SLOW = 0.3
+"""How long the server takes to answer each turn."""
+CLOSE = b"connection: close\r\n"
+"""The server closes every connection after its answer, and says so (none is reused)."""
+
+
+class SlowServer(FaultServer):
+    """Answers every message over ``SLOW`` seconds; ``turns`` holds (start, end, text)."""
+
+    def __init__(self) -> None:
+        self.turns: list[tuple[float, float, str]] = []
+        super().__init__(self._answer)
+
+    def _answer(self, server: FaultServer, connection: socket.socket) -> None:
+        started = time.monotonic()
+        request = self.requests[-1]
+        if request.startswith(b"GET"):
+            body = b'{"version": "0.16.8"}'
+            head = b"HTTP/1.1 200 OK\r\n%scontent-type: application/json\r\ncontent-length: %d"
+            connection.sendall(head % (CLOSE, len(body)) + b"\r\n\r\n" + body)
+            return
+        text = json.loads(request.partition(b"\r\n\r\n")[2])["messages"][0]["content"]
+        connection.sendall(SSE_HEAD.replace(b"\r\n", b"\r\n" + CLOSE, 1))
+        for word in ("thinking", "about", text):
+            time.sleep(SLOW / 3)
+            message = {"message_type": "assistant_message", "id": "message-1", "content": word}
+            connection.sendall(chunk(frame(message)))
+        connection.sendall(chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+        self.turns.append((started, time.monotonic(), text))
+
+
+def model(server: SlowServer, **options: Any) -> ChatLetta:
+    return ChatLetta(
+        agent_id=AGENT, base_url=server.base_url, background=False, max_retries=0, **options
+    )
+
+
+def overlapping(recorded: list[tuple[float, float, str]]) -> bool:
+    spans = sorted(recorded)
+    return any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
+
+
+def test_a_batch_on_one_agent_thread_runs_in_order_one_turn_at_a_time() -> None:
+    with SlowServer() as server:
+        answers = model(server).batch(["one", "two", "three"])
+    assert [answer.text for answer in answers] == [
+        f"thinkingabout{w}" for w in ("one", "two", "three")
+    ]
+    assert [text for *_, text in sorted(server.turns)] == ["one", "two", "three"]
+    assert not overlapping(server.turns)
+
+
+def test_abatch_on_one_agent_thread_runs_in_order_one_turn_at_a_time() -> None:
+    with SlowServer() as server:
+        asyncio.run(model(server).abatch(["one", "two", "three"]))
+    assert [text for *_, text in sorted(server.turns)] == ["one", "two", "three"]
+    assert not overlapping(server.turns)
+
+
+def test_threads_and_tasks_of_several_models_share_the_turns_of_one_agent_thread() -> None:
+    with SlowServer() as server:
+
+        def sync_turn(text: str) -> None:
+            model(server).invoke(text)
+
+        async def async_turns() -> None:
+            await asyncio.gather(*(model(server).ainvoke(t) for t in ("a1", "a2")))
+
+        workers = [threading.Thread(target=sync_turn, args=(t,)) for t in ("s1", "s2")]
+        workers.append(threading.Thread(target=asyncio.run, args=(async_turns(),)))
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(10)
+    assert sorted(text for *_, text in server.turns) == ["a1", "a2", "s1", "s2"]
+    assert not overlapping(server.turns)
+
+
+def test_different_conversations_still_run_at_once() -> None:
+    conversations = [{"configurable": {"conversation_id": f"conv-{i}"}} for i in range(3)]
+    with SlowServer() as server:
+        # Known to be 0.16.8 (the probe says so): conversations are allowed.
+        asyncio.run(model(server).abatch(["one", "two", "three"], conversations))  # type: ignore[arg-type]
+    assert len(server.turns) == 3
+    assert overlapping(server.turns)
+
+
+def test_a_waiter_cancelled_before_its_turn_sends_nothing() -> None:
+    async def main() -> None:
+        first = asyncio.create_task(model(server).ainvoke("first"))
+        await asyncio.sleep(SLOW / 3)  # the first turn is under way
+        second = asyncio.create_task(model(server).ainvoke("second"))
+        await asyncio.sleep(0.05)
+        second.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        await first
+        await model(server).ainvoke("third")  # the line moved on
+
+    with SlowServer() as server:
+        asyncio.run(main())
+    assert [text for *_, text in sorted(server.turns)] == ["first", "third"]
+    assert not any(b'"second"' in request for request in server.requests)  # never sent
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_the_wait_for_a_turn_is_bounded_by_the_deadline_and_sends_nothing(mode: str) -> None:
+    def wait_behind_a_turn() -> BaseException | None:
+        holder = threading.Thread(target=model(server).invoke, args=("first",))
+        holder.start()
+        time.sleep(SLOW / 3)
+        waiting = model(server, total_timeout=0.1)
+        try:
+            if mode == "sync":
+                waiting.invoke("second")
+            else:
+                asyncio.run(waiting.ainvoke("second"))
+        except LettaTimeoutError as error:
+            return error
+        finally:
+            holder.join(5)
+        return None
+
+    with SlowServer() as server:
+        error = wait_behind_a_turn()
+    assert isinstance(error, LettaTimeoutError)
+    assert "waiting for the previous turn" in str(error)
+    assert not error.request_accepted
+    assert [text for *_, text in server.turns] == ["first"]
+
+
+def test_a_second_turn_opened_in_the_thread_that_holds_one_is_refused_not_a_deadlock() -> None:
+    with SlowServer() as server:
+        letta = model(server)
+        stream = letta.stream("first")
+        next(stream)  # the first turn is open in this thread
+        with pytest.raises(LettaInvalidRequestError, match="already has a turn open"):
+            letta.invoke("second")
+        stream.close()
+        assert "third" in letta.invoke("third").text  # closing ended the turn
+    assert [text for *_, text in server.turns if text != "first"] == ["third"]
+
+
+def test_turns_are_granted_in_the_order_they_were_asked_for_threads_and_tasks_mixed() -> None:
+    key = ("http://letta.test", AGENT, None)
+    holder = turns.acquire(key, 1.0)
+    assert holder is not None
+    order: list[str] = []
+
+    released = threading.Event()
+
+    def sync_waiter(name: str) -> None:
+        queue = turns.acquire(key, 5.0)
+        assert queue is not None
+        order.append(name if released.is_set() else f"{name} (too early)")
+        queue.release()
+
+    async def async_waiter(name: str) -> None:
+        queue = await turns.aacquire(key, 5.0)
+        assert queue is not None
+        order.append(name if released.is_set() else f"{name} (too early)")
+        queue.release()
+
+    waiters = [
+        threading.Thread(target=sync_waiter, args=("thread-1",)),
+        threading.Thread(target=asyncio.run, args=(async_waiter("task-1"),)),
+        threading.Thread(target=sync_waiter, args=("thread-2",)),
+    ]
+    for waiter in waiters:
+        waiter.start()
+        time.sleep(0.1)  # in line before the next one comes
+    released.set()
+    holder.release()
+    for waiter in waiters:
+        waiter.join(5)
+    assert order == ["thread-1", "task-1", "thread-2"]
+    last = turns.acquire(key, 0)  # free again, and nobody left in line
+    assert last is not None
+    last.release()
+
+
+def ended_before_the_next_began(recorded: list[tuple[float, float, str]], texts: list[str]) -> None:
+    assert [text for *_, text in sorted(recorded)] == texts  # each turn stored, in order
+    assert not overlapping(recorded)
+
+
+def test_a_stream_left_early_keeps_its_turn_until_its_run_is_over() -> None:
+    """``break``: the run goes on on the server; the next turn starts once it is over."""
+    with SlowServer() as server:
+        letta = model(server)
+        for _chunk in letta.stream("first"):
+            break
+        assert "second" in letta.invoke("second").text
+    ended_before_the_next_began(server.turns, ["first", "second"])
+
+
+def test_a_task_cancelled_mid_stream_keeps_its_turn_until_its_run_is_over() -> None:
+    async def main() -> None:
+        letta = model(server)
+
+        async def read() -> None:
+            async for _chunk in letta.astream("first"):
+                await asyncio.sleep(10)  # cancelled here, mid-stream
+
+        first = asyncio.create_task(read())
+        await asyncio.sleep(SLOW / 2)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        assert "second" in (await letta.ainvoke("second")).text
+
+    with SlowServer() as server:
+        asyncio.run(main())
+    ended_before_the_next_began(server.turns, ["first", "second"])
