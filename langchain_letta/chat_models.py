@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import copy
 import threading
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from operator import itemgetter
 from typing import Any, Literal, NamedTuple, overload
+from uuid import UUID
 
 import httpx
 from langchain_core.caches import BaseCache
 from langchain_core.callbacks import (
     AsyncCallbackManager,
     AsyncCallbackManagerForLLMRun,
+    BaseCallbackHandler,
     CallbackManager,
     CallbackManagerForLLMRun,
 )
@@ -428,7 +432,9 @@ class ChatLetta(BaseChatModel):
     ) -> Iterator[AIMessageChunk]:
         """See :meth:`BaseChatModel.stream`; ``configurable.agent_id`` picks the agent."""
         config, kwargs = self._traced(config, kwargs)
-        return super().stream(input, config, stop=stop, **kwargs)
+        run = self._stream_run(config)
+        chunks = super().stream(input, config, stop=stop, **kwargs)
+        return chunks if run is None else _in_run(chunks, run)
 
     def astream(
         self,
@@ -440,7 +446,25 @@ class ChatLetta(BaseChatModel):
     ) -> AsyncIterator[AIMessageChunk]:
         """See :meth:`BaseChatModel.astream`; ``configurable.agent_id`` picks the agent."""
         config, kwargs = self._traced(config, kwargs)
-        return super().astream(input, config, stop=stop, **kwargs)
+        run = self._stream_run(config)
+        chunks = super().astream(input, config, stop=stop, **kwargs)
+        return chunks if run is None else _ain_run(chunks, run)
+
+    def _stream_run(self, config: RunnableConfig) -> _Run | None:
+        """The run ``stream()`` is about to start, if it has handlers to see Letta events.
+
+        LangChain's ``stream()`` does not hand ``_stream`` its run manager, so the run's
+        id is chosen here (``config["run_id"]``) and its handlers made as LangChain makes
+        them; ``_stream`` finds both while its chunks are read (see :func:`_in_run`).
+        """
+        handlers = CallbackManager.configure(
+            config.get("callbacks"), self.callbacks, self.verbose
+        ).handlers
+        if not handlers:
+            return None
+        run_id = config.get("run_id") or uuid.uuid4()
+        config["run_id"] = run_id
+        return _Run(run_id, handlers)
 
     def bind_tools(
         self,
@@ -731,7 +755,7 @@ class ChatLetta(BaseChatModel):
             if call.needs_conversation:
                 call.use_conversation(client.create_conversation(call.agent_id))
             stream = call.open(client)
-            observers = _parent_run_callbacks()
+            observers = _parent_run_callbacks(run_manager)
             notices = call.notices
             try:
                 with stream:
@@ -768,7 +792,7 @@ class ChatLetta(BaseChatModel):
             if call.needs_conversation:
                 call.use_conversation(await client.create_conversation(call.agent_id))
             stream = call.open(client)
-            observers = _async_parent_run_callbacks()
+            observers = _async_parent_run_callbacks(run_manager)
             notices = call.notices
             try:
                 async with stream:
@@ -1170,19 +1194,87 @@ def _event_name(event: LettaEvent) -> str:
     return f"letta.{event.message_type}"
 
 
-def _parent_run_callbacks() -> CallbackManager | None:
-    """Callbacks of the run this model runs inside, to which each Letta event is dispatched.
+class _Run(NamedTuple):
+    """A model run of ``stream()``: its id and the handlers its Letta events go to."""
 
-    A bare ``model.stream()`` has no parent run: then nothing is dispatched (the
-    events are in the chunks anyway), rather than an error per event.
+    run_id: UUID
+    handlers: list[BaseCallbackHandler]
+
+
+_STREAM_RUN: ContextVar[_Run | None] = ContextVar("letta_stream_run", default=None)
+"""The run whose chunks are being read, set only while ``_stream`` makes them."""
+
+
+def _in_run(chunks: Iterator[AIMessageChunk], run: _Run) -> Iterator[AIMessageChunk]:
+    """``chunks``, each made with ``run`` known to ``_stream`` (never to the consumer)."""
+    try:
+        while True:
+            token = _STREAM_RUN.set(run)
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                return
+            finally:
+                _STREAM_RUN.reset(token)
+            yield chunk
+    finally:
+        chunks.close()  # type: ignore[attr-defined]  # a generator
+
+
+async def _ain_run(
+    chunks: AsyncIterator[AIMessageChunk], run: _Run
+) -> AsyncIterator[AIMessageChunk]:
+    """Async :func:`_in_run`."""
+    try:
+        while True:
+            token = _STREAM_RUN.set(run)
+            try:
+                chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            finally:
+                _STREAM_RUN.reset(token)
+            yield chunk
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]  # an async generator
+
+
+def _parent_run_callbacks(run_manager: CallbackManagerForLLMRun | None) -> CallbackManager | None:
+    """The callbacks to which each Letta event is dispatched, as a custom event.
+
+    Inside a chain or a graph node, the run that called the model gets them (where
+    ``dispatch_custom_event`` would put them); a bare model's run gets them itself. The
+    model's own handlers (its constructor's ``callbacks``) see them either way.
     """
-    manager = get_callback_manager_for_config(ensure_config())
-    return manager if manager.parent_run_id is not None and manager.handlers else None
+    parent = get_callback_manager_for_config(ensure_config())
+    handlers, run_id = _observers(parent.handlers, parent.parent_run_id, run_manager)
+    return CallbackManager(handlers=handlers, parent_run_id=run_id) if run_id else None
 
 
-def _async_parent_run_callbacks() -> AsyncCallbackManager | None:
-    manager = get_async_callback_manager_for_config(ensure_config())
-    return manager if manager.parent_run_id is not None and manager.handlers else None
+def _async_parent_run_callbacks(
+    run_manager: AsyncCallbackManagerForLLMRun | None,
+) -> AsyncCallbackManager | None:
+    parent = get_async_callback_manager_for_config(ensure_config())
+    handlers, run_id = _observers(parent.handlers, parent.parent_run_id, run_manager)
+    return AsyncCallbackManager(handlers=handlers, parent_run_id=run_id) if run_id else None
+
+
+def _observers(
+    inherited: list[BaseCallbackHandler],
+    parent_run_id: UUID | None,
+    run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+) -> tuple[list[BaseCallbackHandler], UUID | None]:
+    """The handlers that see Letta events, and the run they are dispatched on."""
+    own: list[BaseCallbackHandler] = []
+    own_run_id: UUID | None = None
+    if run_manager is not None:
+        own, own_run_id = run_manager.handlers, run_manager.run_id
+    elif (run := _STREAM_RUN.get()) is not None:
+        own, own_run_id = run.handlers, run.run_id
+    if parent_run_id is None:
+        return list(own), own_run_id if own else None
+    handlers = [*inherited, *(handler for handler in own if handler not in inherited)]
+    return handlers, parent_run_id if handlers else None
 
 
 def _chunks(

@@ -40,6 +40,7 @@ __all__ = [
     "LettaError",
     "LettaInvalidRequestError",
     "LettaNotFoundError",
+    "LettaNothingPendingError",
     "LettaPendingApprovalError",
     "LettaPermissionDeniedError",
     "LettaProtocolError",
@@ -261,6 +262,18 @@ HOW_TO_ANSWER = (
 """How to answer the pending calls: the end of every ``LettaPendingApprovalError`` message."""
 
 
+class LettaNothingPendingError(LettaConflictError):
+    """An answer to tool calls the agent no longer waits for (the run that asked is over).
+
+    Letta 0.16.8 reports it inside the stream as an unknown LLM error whose text says
+    ``No tool call is currently awaiting approval``. Sending the answer again changes
+    nothing, so this is never retryable: send a new message instead, and read what the
+    agent waits for now with ``ChatLetta.pending_approvals()``.
+    """
+
+    is_retryable = False
+
+
 class LettaAPIError(LettaError, ModelAPIError):
     """The server failed (5xx), or reported an error inside the stream."""
 
@@ -385,6 +398,13 @@ def error_from_stream(
     if cls is LettaAPIError and _waits_for_approval(message):
         cls = LettaPendingApprovalError  # 0.16.8 reports it as an ``internal_error``
     text = f"Letta reported an error in the stream: {message}"
+    if cls is LettaAPIError and _nothing_pending(f"{message} {detail or ''}"):
+        cls = LettaNothingPendingError
+        text += (
+            ": the agent no longer waits for an answer to these tool calls (the run that "
+            "asked is over); send a new message instead, and read what it waits for now "
+            "with pending_approvals()"
+        )
     if detail and detail != message:
         text += f" ({detail})"
     return cls(
@@ -404,6 +424,11 @@ _PENDING_APPROVAL = "PENDING_APPROVAL"
 def _waits_for_approval(text: str) -> bool:
     """Whether Letta's message is its ``PendingApprovalError`` (same words from 0.12 to 0.16.8)."""
     return "waiting for approval" in text.lower()
+
+
+def _nothing_pending(text: str) -> bool:
+    """Whether Letta's message says no tool call waits for an answer (0.16.8's words)."""
+    return "no tool call is currently awaiting approval" in text.lower()
 
 
 def _pending_request_id(body: Any) -> str | None:

@@ -5,18 +5,23 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from typing import Any
 
+import httpx
 import pytest
 import sniffio
 from pydantic import SecretStr
 
+import langchain_letta._wire.client as client_module
 from langchain_letta import AsyncLettaClient, LettaClient, OutgoingMessage, StreamRequest
 from langchain_letta.errors import (
     LettaAPIError,
     LettaAuthenticationError,
+    LettaConflictError,
     LettaConnectionError,
     LettaInvalidRequestError,
+    LettaNothingPendingError,
     LettaProtocolError,
     LettaRateLimitError,
     LettaStreamCancelledError,
@@ -378,3 +383,50 @@ def test_the_async_client_refuses_another_event_loop_before_sending() -> None:
         with pytest.raises(LettaInvalidRequestError, match=r"runs on asyncio .* not on trio"):
             asyncio.run(under_trio())
     assert server.received == []
+
+
+def test_a_health_probe_without_an_answer_is_asked_again_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A probe that failed (503 here) leaves the call foreground, and a later call asks again."""
+    health = [Reply.json(503, {"detail": "starting"}), Reply.json(200, {"version": "0.16.8"})]
+    sent: list[dict[str, Any]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/v1/health"):
+            reply = health.pop(0)
+            return httpx.Response(
+                reply.status, content=reply.body, headers={"content-type": "application/json"}
+            )
+        sent.append(json.loads(request.content))
+        return httpx.Response(
+            200, content=HELLO.body, headers={"content-type": "text/event-stream"}
+        )
+
+    http = httpx.Client(transport=httpx.MockTransport(answer))
+    with LettaClient(http_client=http, base_url="http://letta.test") as client:
+        list(client.stream(AGENT, REQUEST))
+        list(client.stream(AGENT, REQUEST))  # within PROBE_AGAIN_AFTER: not asked again
+        assert health  # the second answer is still unused
+        clock = time.monotonic() + client_module.PROBE_AGAIN_AFTER  # as if that much passed
+        monkeypatch.setattr(client_module.time, "monotonic", lambda: clock)
+        list(client.stream(AGENT, REQUEST))
+    assert health == []
+    assert [bool(body.get("background")) for body in sent] == [False, False, True]
+    assert client.server_version == "0.16.8"
+
+
+def test_answering_calls_nobody_waits_for_is_a_typed_error_that_says_so() -> None:
+    """0.16.8's words when an approval answers a call its run no longer waits on."""
+    stale = (
+        b'event: error\ndata: {"message_type":"error_message","error_type":"internal_error",'
+        b'"message":"An unknown error occurred with the LLM streaming request.",'
+        b'"detail":"No tool call is currently awaiting approval."}\n\n'
+    )
+    with FakeLettaServer([Reply(body=stale)]) as server:
+        with LettaClient(base_url=server.base_url) as client:
+            with pytest.raises(LettaNothingPendingError) as caught:
+                list(client.stream(AGENT, REQUEST))
+    assert not caught.value.is_retryable
+    assert "no longer waits for an answer" in str(caught.value)
+    assert isinstance(caught.value, LettaConflictError)

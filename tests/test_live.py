@@ -428,6 +428,10 @@ async def test_the_same_conversation_twice_at_once_is_retried_live() -> None:
         conv = await client.create_conversation(agent_id)
     model = current_model(agent_id, conversation_id=conv, max_retries=10, retry_timeout=WAIT)
     impatient = current_model(agent_id, conversation_id=conv, max_retries=0)
+    # The first turn as another process would send it: turns of one thread wait for each
+    # other within a process (keyed by the server's URL), so another spelling of the URL
+    # stands for another process, which only the server's 409 holds back.
+    elsewhere = current_model(agent_id, conversation_id=conv, base_url=another_spelling(base_url))
     word = tag()
     busy, waiting = f"busy {word}, delay:3", f"me too {word}"
     recorder = Recorder()
@@ -449,7 +453,7 @@ async def test_the_same_conversation_twice_at_once_is_retried_live() -> None:
     # inside a parent run, so that each retry is also a letta.retry event naming its error
     parent = RunnableLambda(second)
     answers = await asyncio.wait_for(
-        asyncio.gather(model.ainvoke(busy), parent.ainvoke(waiting, {"callbacks": [recorder]})),
+        asyncio.gather(elsewhere.ainvoke(busy), parent.ainvoke(waiting, {"callbacks": [recorder]})),
         WAIT,
     )
     assert [answer.text for answer in answers] == [TEXT, TEXT]
@@ -461,6 +465,13 @@ async def test_the_same_conversation_twice_at_once_is_retried_live() -> None:
         assert "currently being processed for this conversation" in retry["error"]
     stored = user_texts(history(base_url, f"/v1/conversations/{conv}/messages"))
     assert stored == sorted([busy, waiting])
+
+
+def another_spelling(base_url: str) -> str:
+    """The same server's URL spelt another way (``localhost`` for ``127.0.0.1``, or back)."""
+    if "127.0.0.1" in base_url:
+        return base_url.replace("127.0.0.1", "localhost")
+    return base_url.replace("localhost", "127.0.0.1")
 
 
 def approval_blocks(message: AIMessage) -> list[dict[str, Any]]:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from uuid import UUID
 
+import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import RunnableLambda
 from langchain_tests.utils.stream_lifecycle import assert_valid_event_stream
 
-from langchain_letta import ChatLetta
+from langchain_letta import ChatLetta, LettaStepPrinter
 from langchain_letta.events import ToolCallMessage
 from langchain_letta.testing import FakeLettaServer, Reply
 from tests.conftest import CAPTURES
@@ -70,13 +72,64 @@ async def test_every_letta_event_reaches_the_parent_runs_callbacks_async() -> No
     assert [name for name, _, _ in recorder.custom] == LETTA_EVENTS
 
 
-def test_a_bare_model_dispatches_nothing_and_does_not_fail() -> None:
-    recorder = Recorder()
+class RunIds(BaseCallbackHandler):
+    """The id of each chat model run started."""
+
+    def __init__(self) -> None:
+        self.started: list[UUID] = []
+
+    def on_chat_model_start(self, *args: Any, run_id: UUID, **kwargs: Any) -> None:
+        self.started.append(run_id)
+
+
+@pytest.mark.parametrize("how", ["config", "with_config", "constructor", "astream"])
+def test_a_bare_model_dispatches_every_letta_event_on_its_own_run(how: str) -> None:
+    recorder, runs = Recorder(), RunIds()
     with _server() as server:
-        model = ChatLetta(agent_id=AGENT, base_url=server.base_url)
-        chunks = list(model.stream("hi", config={"callbacks": [recorder]}))
-    assert recorder.custom == []
+        if how == "constructor":
+            model: Any = ChatLetta(
+                agent_id=AGENT, base_url=server.base_url, callbacks=[recorder, runs]
+            )
+            chunks = list(model.stream("hi"))
+        elif how == "with_config":
+            bound = ChatLetta(agent_id=AGENT, base_url=server.base_url)
+            chunks = list(bound.with_config(callbacks=[recorder, runs]).stream("hi"))
+        elif how == "astream":
+            model = ChatLetta(agent_id=AGENT, base_url=server.base_url)
+
+            async def read() -> list[Any]:
+                config: Any = {"callbacks": [recorder, runs]}
+                return [chunk async for chunk in model.astream("hi", config)]
+
+            chunks = asyncio.run(read())
+        else:
+            model = ChatLetta(agent_id=AGENT, base_url=server.base_url)
+            chunks = list(model.stream("hi", config={"callbacks": [recorder, runs]}))
+    assert [name for name, _, _ in recorder.custom] == LETTA_EVENTS
+    assert {run_id for _, _, run_id in recorder.custom} == set(runs.started)  # the model's run
     assert len(recorder.tokens) == len(chunks)
+
+
+def test_the_step_printer_shows_a_bare_models_steps() -> None:
+    written: list[str] = []
+    with _server(2) as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url)
+        model.invoke("hi", config={"callbacks": [LettaStepPrinter(write=written.append)]})
+        shown = "".join(written)
+        written.clear()
+        list(model.with_config(callbacks=[LettaStepPrinter(write=written.append)]).stream("hi"))
+    assert "memory_insert" in shown
+    assert "".join(written) == shown
+
+
+def test_a_models_own_callbacks_see_the_events_inside_a_chain_too() -> None:
+    outer, own = Recorder(), Recorder()
+    with _server() as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url, callbacks=[own])
+        chain = RunnableLambda(lambda text: model.invoke(text))
+        chain.invoke("hi", config={"callbacks": [outer]})
+    assert [name for name, _, _ in outer.custom] == LETTA_EVENTS
+    assert [name for name, _, _ in own.custom] == LETTA_EVENTS
 
 
 async def test_astream_events_v2_shows_reasoning_server_tools_and_letta_events() -> None:

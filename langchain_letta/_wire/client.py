@@ -105,6 +105,8 @@ a long multi-step run fits; a server trickling bytes or pings forever does not."
 PROBE_TIMEOUT = 5.0
 """The health probe is small: it gets this long, connect and read alike."""
 _PROBE_BODY_LIMIT = 64 * 1024
+PROBE_AGAIN_AFTER = 30.0
+"""Seconds after a health probe that got no answer before another may be sent."""
 PENDING_LOOKBACK = 50
 """Recent messages read to find the calls a thread waits for: a run stops at its first
 approval request, so the request and any answer to it are among the last few."""
@@ -123,9 +125,11 @@ def forget_server(base_url: str) -> None:
     """Forget what this process learnt of the server at ``base_url``.
 
     For a server that changed (restarted with Redis, or a test server reusing a
-    port); ``langchain_letta.testing`` calls it for every fake server it starts.
+    port); ``langchain_letta.testing`` calls it for every fake server it starts. The
+    turns its threads wait for are dropped too: a new server has no runs.
     """
     _BACKGROUND_SUPPORT.pop(base_url.rstrip("/"), None)
+    turns.forget(base_url.rstrip("/"))
 
 
 def validate_agent_id(agent_id: str) -> str:
@@ -290,7 +294,8 @@ class ClientCore:
         self.background = settings.get("background")
         self.cancel_on_close = settings.get("cancel_on_close", False)
         self._version: str | None = None
-        self._probed = False
+        self._probe_due: float | None = 0.0
+        """When a health probe may be sent (monotonic seconds); ``None``: answered."""
 
     def __repr__(self) -> str:
         return (
@@ -310,7 +315,8 @@ class ClientCore:
         releases have.
         """
         wanted = self._dialect is None or self.background is None or version_matters
-        return not self._probed and wanted
+        due = self._probe_due
+        return wanted and due is not None and time.monotonic() >= due
 
     @staticmethod
     def version_matters(request: StreamRequest | None, conversation_id: str | None) -> bool:
@@ -418,8 +424,16 @@ class ClientCore:
         return unanswered_calls(history)
 
     def learn_from_health(self, status_code: int | None, body: bytes) -> None:
-        """Record the server's version from ``GET /v1/health/`` (or that it gave none)."""
-        self._probed = True
+        """Record the server's version from ``GET /v1/health/`` (or that it gave none).
+
+        A probe that got no answer (a network failure, a 5xx) decides nothing for
+        good: this call goes on as for an unknown release (no background run), and a
+        call ``PROBE_AGAIN_AFTER`` seconds later asks again.
+        """
+        if status_code is None or status_code >= 500:
+            self._probe_due = time.monotonic() + PROBE_AGAIN_AFTER
+            return
+        self._probe_due = None
         if status_code == 200:
             try:  # from_json: a hostile depth is a ValueError, not a RecursionError
                 payload = from_json(body)

@@ -204,3 +204,13 @@ def _queue(key: TurnKey) -> TurnQueue:
     if queue is None:
         queue = _QUEUES[key] = TurnQueue(key)
     return queue
+
+
+def forget(base_url: str) -> None:
+    """Drop the turns of every thread on ``base_url``: a new server there has no runs.
+
+    A turn still held (a run being read to its end) releases nothing of the new ones.
+    """
+    with _LOCK:
+        for key in [key for key in _QUEUES if key[0] == base_url]:
+            del _QUEUES[key]
