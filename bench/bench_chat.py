@@ -43,6 +43,7 @@ import cProfile
 import gc
 import importlib
 import importlib.util
+import itertools
 import json
 import os
 import platform
@@ -784,7 +785,8 @@ def scale(streams: int, deltas: int, rate: int, loops: list[str], letta: Any) ->
     per_stream = streams / rate * 1e3
     print(
         f"\n{streams:,} concurrent streams on one event loop, {deltas:,} text deltas each, "
-        f"1 frame/write; the server writes {rate:,} frames/s in all, in turn "
+        f"1 frame/write, ChatLetta's each in a conversation of its own; the server writes "
+        f"{rate:,} frames/s in all, in turn "
         f"(a frame per stream every {per_stream:.0f} ms); delay: from a delta's write to its "
         f"chunk"
     )
@@ -796,8 +798,11 @@ def scale(streams: int, deltas: int, rate: int, loops: list[str], letta: Any) ->
     with loopback(deltas, "scale", "--rate", str(rate)) as base_url:
 
         def ours() -> tuple[Opener, Callable[[Any], list[str]], Closer]:
-            model = _model(base_url)
-            return lambda: model.astream("hi"), _texts, model.aclose
+            # Each stream in a conversation of its own, as each user of a deployed agent
+            # would be: turns of one agent thread run one at a time, by design.
+            model, threads = _model(base_url), itertools.count()
+            opener = lambda: model.astream("hi", conversation_id=f"conv-{next(threads)}")  # noqa: E731
+            return opener, _texts, model.aclose
 
         def theirs() -> tuple[Opener, Callable[[Any], list[str]], Closer]:
             sdk = Sdk(letta, base_url, limits=SCALE_LIMITS)
