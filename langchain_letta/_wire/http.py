@@ -2,10 +2,10 @@
 
 Sync calls go through httpx's own transport; async calls through aiohttp, by
 httpx-aiohttp (what letta-client and openai offer as their fastest async setup),
-except while a mock has replaced httpx's transport (respx, pytest-httpx): then through
-httpx's own, so that a mock sees every request whenever it was started. A client
-passed in by the caller is used as it is. Async calls run on asyncio (uvloop
-included): their waits, locks and tasks are asyncio's.
+except while a mock or recorder has replaced httpx's transport (respx, pytest-httpx,
+vcrpy): then through httpx's own, so that it sees every request whenever it was
+started. A client passed in by the caller is used as it is. Async calls run on
+asyncio (uvloop included): their waits, locks and tasks are asyncio's.
 """
 
 from __future__ import annotations
