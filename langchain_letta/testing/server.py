@@ -58,6 +58,10 @@ class Reply:
             the first connection, the next for the first resume, and so on.
         stall_after: Stop sending after this many frames and hold the connection
             open, silent, until the client gives up.
+        cut_at_byte: Break the connection after this many bytes of the body, inside a
+            frame or between two (a proxy cutting a stream anywhere): the first number
+            for the first connection, the next for the first resume, and so on. A
+            number past the body breaks it after the whole body, before its end.
     """
 
     status: int = 200
@@ -67,6 +71,7 @@ class Reply:
     split_frames: bool = True
     drops: tuple[int, ...] = ()
     stall_after: int | None = None
+    cut_at_byte: tuple[int, ...] = ()
 
     @classmethod
     def from_capture(cls, body_path: str | Path) -> Reply:
@@ -105,9 +110,17 @@ class Reply:
             frames.append("data: [DONE]\n\n")
         return cls(body="".join(frames).encode())
 
-    def with_faults(self, *, drops: Iterable[int] = (), stall_after: int | None = None) -> Reply:
-        """This reply, broken: dropped after some frames, or stalled."""
-        return dataclasses.replace(self, drops=tuple(drops), stall_after=stall_after)
+    def with_faults(
+        self,
+        *,
+        drops: Iterable[int] = (),
+        stall_after: int | None = None,
+        cut_at_byte: Iterable[int] = (),
+    ) -> Reply:
+        """This reply, broken: dropped after some frames or bytes, or stalled."""
+        return dataclasses.replace(
+            self, drops=tuple(drops), stall_after=stall_after, cut_at_byte=tuple(cut_at_byte)
+        )
 
     def frames(self) -> list[bytes]:
         """The body's SSE frames, each with its blank line (a cut-off last one stays cut)."""
@@ -142,6 +155,8 @@ class BackgroundRun:
     drops: list[int]
     split_frames: bool = True
     cancelled: bool = False
+    cuts: list[int] = field(default_factory=list)
+    """Byte offsets to break successive connections at (``Reply.cut_at_byte``)."""
 
 
 ReplySource = Iterable[Reply] | Callable[[RecordedRequest], Reply]
@@ -345,7 +360,8 @@ class FakeLettaServer:
             self.accepted.append(request)
         if not (background and reply.status == 200 and reply.content_type == SSE_CONTENT_TYPE):
             drop = reply.drops[0] if reply.drops else None
-            await _send(reply, receive, send, drop_after=drop)
+            cut = reply.cut_at_byte[0] if reply.cut_at_byte else None
+            await _send(reply, receive, send, drop_after=drop, cut_at_byte=cut)
             return
         run = self._start_run(reply)
         await self._stream_run(run, 0, receive, send, stall_after=reply.stall_after)
@@ -359,7 +375,9 @@ class FakeLettaServer:
             )
             for seq, frame in enumerate(reply.frames(), start=1)
         ]
-        run = BackgroundRun(run_id, frames, list(reply.drops), reply.split_frames)
+        run = BackgroundRun(
+            run_id, frames, list(reply.drops), reply.split_frames, cuts=list(reply.cut_at_byte)
+        )
         self.runs[run_id] = run
         return run
 
@@ -376,12 +394,13 @@ class FakeLettaServer:
             await _hang(receive)  # as the real server does for a cursor past [DONE]
             return
         drop = run.drops.pop(0) if run.drops else None
+        cut = run.cuts.pop(0) if run.cuts else None
         reply = Reply(
             body=b"".join(run.frames[max(starting_after, 0) :]),
             split_frames=run.split_frames,
             stall_after=stall_after,
         )
-        await _send(reply, receive, send, drop_after=drop)
+        await _send(reply, receive, send, drop_after=drop, cut_at_byte=cut)
 
     async def _resume(
         self, run_id: str, request: RecordedRequest, receive: Receive, send: Send
@@ -411,7 +430,12 @@ async def _hang(receive: Receive) -> None:
 
 
 async def _send(
-    reply: Reply, receive: Receive, send: Send, *, drop_after: int | None = None
+    reply: Reply,
+    receive: Receive,
+    send: Send,
+    *,
+    drop_after: int | None = None,
+    cut_at_byte: int | None = None,
 ) -> None:
     if reply.status == 0:
         await _hang(receive)  # captured as "000": the real server never sent a status line
@@ -421,12 +445,22 @@ async def _send(
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     streamed = reply.content_type.startswith("text/event-stream")
     pieces = reply.frames() if streamed and reply.split_frames else [reply.body]
+    left = cut_at_byte  # bytes still to send before the cut
     for sent, piece in enumerate(pieces):
         if drop_after is not None and sent >= drop_after:
             raise _DropConnection
         if reply.stall_after is not None and sent >= reply.stall_after:
             await _hang(receive)
             return
+        if left is not None and len(piece) >= left:
+            if left:  # the piece up to the cut, then the connection breaks
+                await send({"type": "http.response.body", "body": piece[:left], "more_body": True})
+                await asyncio.sleep(0)
+            raise _DropConnection
+        if left is not None:
+            left -= len(piece)
         await send({"type": "http.response.body", "body": piece, "more_body": True})
         await asyncio.sleep(0)
+    if left is not None:
+        raise _DropConnection  # the whole body went out, its end never does
     await send({"type": "http.response.body", "body": b"", "more_body": False})
