@@ -342,7 +342,12 @@ def to_outgoing(message: BaseMessage) -> OutgoingMessage:
             "its own answers and runs its own tools. Send only human and system messages, or "
             "keep the agent's earlier answers (ChatLetta recognises them) in the history."
         )
-    return OutgoingMessage(role=role, content=_letta_content(message.content), name=message.name)
+    return OutgoingMessage(
+        role=role,
+        content=_letta_content(message.content),
+        name=message.name,
+        source_id=message.id,
+    )
 
 
 def _letta_content(content: str | list[str | dict[str, Any]]) -> str | list[dict[str, Any]]:

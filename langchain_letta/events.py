@@ -545,30 +545,21 @@ def parse_event(data: str | bytes) -> LettaEvent:
         raise
 
 
-def unanswered_calls(history: list[Any]) -> list[ToolCall]:
-    """The calls of a message history (as Letta lists it) that still wait for an answer.
+def waiting_in(messages: list[Any], message_id: str) -> list[ToolCall]:
+    """The calls that the approval request ``message_id`` among ``messages`` asks for.
 
-    An approval request's calls wait until an approval response names them, or a
-    tool return does (a tool the server ran, or a client's result): order does not
-    matter, so the listing's sort order cannot mislead.
-
-    Args:
-        history: The JSON list ``GET .../messages`` returned; items that are not
-            known Letta messages are skipped.
+    ``messages`` is Letta's JSON listing (one stored message may list as several:
+    its reasoning, then its request); a message that is not an approval request
+    asks for nothing, and items that are not known Letta messages are skipped.
     """
-    asked: list[ToolCall] = []
-    answered: set[str] = set()
-    for item in history:
+    calls: list[ToolCall] = []
+    for item in messages:
+        if not isinstance(item, dict) or item.get("id") != message_id:
+            continue
         try:
             message = _EVENT_ADAPTER.validate_python(item)
         except ValidationError:
             continue
         if isinstance(message, ApprovalRequestMessage):
-            asked += message.calls
-        elif isinstance(message, ApprovalResponseMessage):
-            answered.update(a.tool_call_id for a in message.approvals or () if a.tool_call_id)
-            if message.approval_request_id:
-                answered.add(message.approval_request_id)
-        elif isinstance(message, ToolReturnMessage):
-            answered.update(r.tool_call_id for r in message.returns if r.tool_call_id)
-    return [call for call in asked if call.tool_call_id not in answered]
+            calls += message.calls
+    return calls

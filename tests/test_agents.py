@@ -108,7 +108,7 @@ def test_runnable_takes_its_agent_from_the_input_then_the_config() -> None:
         agent.invoke({"input": "a", "agent_id": "agent-from-input"})
         agent.invoke("b", config={"configurable": {"agent_id": "agent-from-config"}})
         agent.invoke([HumanMessage("c")])
-    paths = [r.path.split("/")[3] for r in server.stream_requests]
+    paths = [r.thread[0] for r in server.stream_requests]
     assert paths == ["agent-from-input", "agent-from-config", AGENT]
 
 
@@ -150,11 +150,11 @@ def test_two_letta_agents_behind_a_router_stream_in_messages_mode() -> None:
     assert final[1].response_metadata["agent_id"] == "agent-memory"
     assert final[3].response_metadata["agent_id"] == "agent-chat"
     memory, chat = server.stream_requests
-    assert memory.path == "/v1/agents/agent-memory/messages/stream"
+    assert memory.thread == ("agent-memory", None)
     assert _sent(memory) == ["Please remember that I like tea."]
     # The chat agent has not seen the conversation: it gets the people's messages,
     # never the memory agent's answer.
-    assert chat.path == "/v1/agents/agent-chat/messages/stream"
+    assert chat.thread == ("agent-chat", None)
     assert _sent(chat) == ["Please remember that I like tea.", "How are you?"]
 
 
@@ -252,5 +252,5 @@ async def test_async_runnable_takes_its_agent_from_the_config() -> None:
         await agent.ainvoke("a", config=config)  # type: ignore[arg-type]
         [event async for event in agent.astream("b", config=config)]  # type: ignore[arg-type]
         list(agent.stream("c", config=config))  # type: ignore[arg-type]
-    paths = {r.path.split("/")[3] for r in server.stream_requests}
+    paths = {r.thread[0] for r in server.stream_requests}
     assert paths == {"agent-from-config"}

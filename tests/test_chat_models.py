@@ -432,8 +432,10 @@ def test_agent_can_be_chosen_per_call_from_the_config() -> None:
         model = ChatLetta(base_url=server.base_url)
         model.invoke("hi", config={"configurable": {"agent_id": "agent-a"}})
         list(model.stream("hi", config={"configurable": {"agent_id": "agent-b"}}))
-    paths = [request.path for request in server.stream_requests]
-    assert paths == ["/v1/agents/agent-a/messages/stream", "/v1/agents/agent-b/messages/stream"]
+    assert [request.thread for request in server.stream_requests] == [
+        ("agent-a", None),
+        ("agent-b", None),
+    ]
 
 
 def test_a_missing_agent_is_a_clear_error() -> None:

@@ -167,10 +167,24 @@ def _run_with_agent(server: FakeLettaServer, agent_id: str) -> None:
         list(client.stream(agent_id, REQUEST))
 
 
-def test_the_stream_goes_to_the_agents_stream_endpoint() -> None:
-    with FakeLettaServer([HELLO]) as server:
+@pytest.mark.parametrize(
+    ("version", "path", "agent_in_body"),
+    [
+        ("0.16.5", f"/v1/agents/{AGENT}/messages/stream", False),
+        ("0.11.7", f"/v1/agents/{AGENT}/messages/stream", False),
+        ("0.16.6", "/v1/conversations/default/messages", True),
+        ("0.16.8", "/v1/conversations/default/messages", True),
+    ],
+)
+def test_the_agents_own_thread_goes_agent_direct_where_the_server_locks_it(
+    version: str, path: str, agent_in_body: bool
+) -> None:
+    with FakeLettaServer([HELLO], version=version) as server:
         _run(server)
-    assert server.stream_requests[0].path == f"/v1/agents/{AGENT}/messages/stream"
+    (sent,) = server.stream_requests
+    assert sent.path == path
+    assert ("agent_id" in sent.json()) is agent_in_body
+    assert sent.thread == (AGENT, None)
 
 
 def test_read_timeout_never_drops_below_the_ping_interval() -> None:

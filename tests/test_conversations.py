@@ -34,8 +34,7 @@ def _server(version: str | None = "0.16.8") -> FakeLettaServer:
 
 def _conversation_of(request: RecordedRequest) -> str | None:
     """The conversation a message request went to; ``None`` for the agent's own route."""
-    parts = request.path.strip("/").split("/")
-    return parts[2] if parts[1] == "conversations" else None
+    return request.thread[1]
 
 
 def _sent(request: RecordedRequest) -> list[str]:
@@ -269,7 +268,7 @@ def test_letta_node_and_runnable_follow_the_models_rule_for_the_agent() -> None:
         model.invoke("model", config)
         letta_node(model).invoke({"messages": [HumanMessage("node")]}, config)
         LettaAgentRunnable(model=model).invoke("runnable", config)
-    agents = {r.path.split("/")[3] for r in server.stream_requests}
+    agents = {r.thread[0] for r in server.stream_requests}
     assert agents == {OTHER_AGENT}
     assert model.target_for(config).agent_id == OTHER_AGENT
 

@@ -163,6 +163,18 @@ def test_refusals_before_acceptance_are_retried_and_the_turn_happens_once(
 
 
 @pytest.mark.parametrize("mode", LOOP_MODES)
+def test_a_busy_thread_is_waited_for_beyond_max_retries(mode: Mode) -> None:
+    # Another process's turn (or an abandoned run) holds the thread: the refusal proves
+    # nothing was taken, and the run ends when it ends; the deadline bounds the wait.
+    busy = Reply.json(409, {"detail": "CONFLICT: Another request is being processed"})
+    with FakeLettaServer([busy] * 5 + [turn()]) as server:
+        events = events_of(server, mode, max_retries=1)
+    assert events == undisturbed()
+    assert len(server.stream_requests) == 6
+    assert len(server.accepted) == 1
+
+
+@pytest.mark.parametrize("mode", LOOP_MODES)
 def test_retry_after_is_honoured(mode: Mode, no_backoff: list[float]) -> None:
     refusal = Reply.json(429, {"detail": "slow down"}, headers=(("retry-after", "7"),))
     with FakeLettaServer([refusal, turn()]) as server:

@@ -56,7 +56,7 @@ REQUEST = StreamRequest(messages=[OutgoingMessage(content="hi")])
 HELLO = "Hello through the stack"
 MOCKED = "Hello from the mock"
 HEALTH = {"version": "0.16.8"}
-STREAM_PATH = f"/v1/agents/{AGENT}/messages/stream"
+STREAM_PATH = "/v1/conversations/default/messages"  # agent-direct mode (0.16.6+)
 
 
 def answer(text: str = HELLO) -> Reply:

@@ -36,6 +36,8 @@ import json
 import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -74,6 +76,7 @@ from langchain_letta.errors import (
     LettaAPIError,
     LettaConflictError,
     LettaNotFoundError,
+    LettaNothingPendingError,
     LettaPendingApprovalError,
     StreamProgress,
 )
@@ -240,6 +243,8 @@ def test_chat_model_resumes_a_run_live() -> None:
 # some of them differently for other clients (pitfall 8 of the lab's recipe).
 
 CURRENT = "0.16.8"
+AGENT_DIRECT = "/v1/conversations/default/messages"
+"""Where ChatLetta sends a message to an agent's own thread on 0.16.8 (agent-direct mode)."""
 WAIT = 60.0
 """Seconds any live call or wait below may take before the test fails."""
 
@@ -560,13 +565,47 @@ def test_pending_approval_on_the_conversation_route_live() -> None:
     assert current_model(agent_id).invoke("hi on the agent route").text == TEXT
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_pending_approvals_are_asked_of_the_thread_live(mode: str) -> None:
+    """``pending_approvals()`` names what each thread's server state waits for, nothing else.
+
+    A conversation's waiting call is not the agent's own thread's (0.16.8 lists every
+    conversation's messages on the agent's route: a guess from that listing named it
+    there); once answered, nothing waits, and an answer to it again is refused as such.
+    """
+    base_url, _ = server(CURRENT)
+    agent_id = fresh_agent(base_url, gated="memory_insert")
+    with LettaClient(base_url=base_url) as client:
+        conv = client.create_conversation(agent_id)
+    model = current_model(agent_id, conversation_id=conv)
+
+    def pending(of: ChatLetta = model) -> list[str]:
+        if mode == "sync":
+            calls = of.pending_approvals()
+        else:
+            calls = asyncio.run(asyncio.wait_for(of.apending_approvals(), WAIT))
+        return [call["id"] for call in calls]
+
+    assert pending() == []
+    asked = model.invoke(f"call:memory_insert please {tag()}")
+    (block,) = approval_blocks(asked)
+    assert pending() == [block["id"]]
+    assert pending(current_model(agent_id)) == []  # the agent's own thread waits for nothing
+    decision = ApprovalDecision(tool_call_id=block["id"], approve=True)
+    assert model.invoke([], approvals=[decision]).text == TEXT
+    assert pending() == []
+    with pytest.raises(LettaNothingPendingError):
+        model.invoke([], approvals=[decision])
+
+
 class CuttingProxy:
     """A TCP proxy on 127.0.0.1 to a lab server that cuts one message stream, once.
 
     A network drop the server does not see: after ``cut_after`` complete SSE frames
     (and a few bytes of the next, so that a frame is cut in half) of the response to
     the first message POST, the client's connection is closed; the server's run goes
-    on. Everything else passes through. ``requests`` lists every request line
+    on. ``cut_after=0`` lets only the response's head through: the client cannot know
+    whether the run began. Everything else passes through. ``requests`` lists every request line
     forwarded, so a test sees the resume (``POST /v1/runs/{id}/stream``).
     """
 
@@ -647,6 +686,14 @@ class CuttingProxy:
             while (data := self._recv(upstream)) != b"":
                 if data is None:
                     continue
+                if armed.is_set() and self._cut_after == 0:  # the head only, then the cut
+                    head = data.find(b"\r\n\r\n")
+                    client.sendall(data if head < 0 else data[: head + 4])
+                    if head < 0:
+                        continue
+                    with self._lock:
+                        self.cuts += 1
+                    return
                 if armed.is_set() and self._cut_after is not None:
                     seen = tail + data
                     for boundary in re.finditer(rb"\n\n", seen):
@@ -737,7 +784,7 @@ def test_a_cut_stream_is_resumed_and_the_turn_stored_once_live(in_conversation: 
     """
     base_url, _ = server(CURRENT)
     agent_id = fresh_agent(base_url)
-    route = (f"/v1/agents/{agent_id}/messages/stream", f"/v1/agents/{agent_id}/messages")
+    route = (AGENT_DIRECT, f"/v1/agents/{agent_id}/messages")
     params: dict[str, Any] = {}
     if in_conversation:
         with LettaClient(base_url=base_url) as client:
@@ -774,7 +821,7 @@ async def test_a_cut_stream_is_resumed_and_the_turn_stored_once_async_live() -> 
 
         ask = RunnableLambda(collect)
         chunks = await asyncio.wait_for(ask.ainvoke(text, {"callbacks": [recorder]}), WAIT)
-    route = (f"/v1/agents/{agent_id}/messages/stream", f"/v1/agents/{agent_id}/messages")
+    route = (AGENT_DIRECT, f"/v1/agents/{agent_id}/messages")
     check_resumed_once(base_url, route, text, proxy, recorder, chunks, uncut)
 
 
@@ -1026,7 +1073,7 @@ def test_a_drop_while_a_client_call_waits_is_resumed_live() -> None:
         ask = RunnableLambda(lambda words: list(model.stream(words)))
         chunks = ask.invoke(text, {"callbacks": [recorder]})
     run_id = chunks[-1].response_metadata["run_id"]
-    check_one_resume(base_url, f"/v1/agents/{agent_id}/messages/stream", proxy, recorder, run_id)
+    check_one_resume(base_url, AGENT_DIRECT, proxy, recorder, run_id)
     asked = summed(chunks)
     (call,) = asked.tool_calls
     assert (call["name"], call["args"]) == ("get_weather", {"city": "Paris"})
@@ -1038,3 +1085,125 @@ def test_a_drop_while_a_client_call_waits_is_resumed_live() -> None:
     final = current_model(agent_id).bind_tools([get_weather]).invoke(answered)
     assert final.text == f"{TEXT} (tool said: Sunny in Paris)"
     check_stored_once(base_url, agent_id, text, {call["id"]: ("success", "Sunny in Paris")})
+
+
+# ------------------------------------------------------------------ issue 17: stops, processes
+
+
+def run_statuses(base_url: str, agent_id: str) -> list[str]:
+    """The statuses of the agent's runs, oldest first."""
+    with admin(base_url) as client:
+        response = client.get("/v1/runs/", params={"agent_id": agent_id, "order": "asc"})
+    assert response.status_code == 200, response.text
+    return [run["status"] for run in response.json()]
+
+
+@pytest.mark.parametrize("cancel", [False, True], ids=["default", "cancel_on_close"])
+def test_break_then_the_next_turn_keeps_the_order_live(cancel: bool) -> None:
+    """``break`` mid-stream, then the next message on the same agent thread.
+
+    Default: the abandoned run finishes and its turn is stored before the next one.
+    ``cancel_on_close``: the run is cancelled, and the next turn starts once the
+    cancel took effect (the run's status says so); what the cancelled turn kept is never
+    stored after the next one.
+    """
+    base_url, _ = server(CURRENT)
+    agent_id = fresh_agent(base_url)
+    word = tag()
+    first, second = f"first {word}, slow:0.3", f"second {word}"
+    model = current_model(agent_id, cancel_on_close=cancel)
+    for chunk in model.stream(first):
+        if chunk.text:
+            break
+    assert model.invoke(second).text == TEXT
+    assert run_statuses(base_url, agent_id) == ["cancelled" if cancel else "completed", "completed"]
+    stored = stored_turns(base_url, agent_id, word)  # no turn overlapped the next
+    assert stored in ([second], [first, second]) if cancel else stored == [first, second]
+
+
+async def test_a_task_cancelled_mid_stream_then_the_next_turn_live() -> None:
+    base_url, _ = server(CURRENT)
+    agent_id = fresh_agent(base_url)
+    word = tag()
+    first, second = f"first {word}, slow:0.3", f"second {word}"
+    model = current_model(agent_id)
+    started = asyncio.Event()
+
+    async def read() -> None:
+        async for chunk in model.astream(first):
+            if chunk.text:
+                started.set()
+
+    task = asyncio.create_task(read())
+    await asyncio.wait_for(started.wait(), WAIT)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert (await asyncio.wait_for(model.ainvoke(second), WAIT)).text == TEXT
+    assert stored_turns(base_url, agent_id, word) == [first, second]
+
+
+_ONE_TURN = """
+import sys
+from langchain_letta import ChatLetta
+model = ChatLetta(agent_id=sys.argv[2], base_url=sys.argv[1], total_timeout=60)
+print(model.invoke(sys.argv[3]).text)
+"""
+
+
+def test_two_processes_on_one_agent_thread_never_overlap_live() -> None:
+    """Agent-direct mode: the server keeps the turns of the agent's own thread apart.
+
+    Two processes send at once; the second is refused as busy until the first is over,
+    and waits (no in-process rule can see the other process).
+    """
+    base_url, _ = server(CURRENT)
+    agent_id = fresh_agent(base_url)
+    word = tag()
+    texts = [f"process {n} {word}, delay:2" for n in (1, 2)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _ONE_TURN, base_url, agent_id, text],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for text in texts
+    ]
+    outputs = [process.communicate(timeout=WAIT) for process in processes]
+    for process, (out, err) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, err.decode()
+        assert out.decode().strip() == TEXT
+    assert sorted(stored_turns(base_url, agent_id, word)) == sorted(texts)
+
+
+@pytest.mark.parametrize("in_conversation", [False, True], ids=["agent", "conversation"])
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_request_cut_before_its_first_frame_is_sent_again_and_stored_once_live(
+    mode: str, in_conversation: bool
+) -> None:
+    """0.16.7+: the same otids again get the run they started, not a second run."""
+    base_url, _ = server(CURRENT)
+    agent_id = fresh_agent(base_url)
+    params: dict[str, Any] = {}
+    stored_at = f"/v1/agents/{agent_id}/messages"
+    if in_conversation:
+        with LettaClient(base_url=base_url) as client:
+            params["conversation_id"] = client.create_conversation(agent_id)
+        stored_at = f"/v1/conversations/{params['conversation_id']}/messages"
+    text = f"cut before the first frame {tag()}, slow:0.2"
+    with CuttingProxy(base_url, cut_after=0) as proxy:
+        model = current_model(agent_id, base_url=proxy.base_url, **params)
+        if mode == "sync":
+            answer = model.invoke(text)
+        else:
+            answer = asyncio.run(asyncio.wait_for(model.ainvoke(text), WAIT))
+    assert proxy.cuts == 1
+    posts = [line for line in proxy.requests if line.startswith("POST") and "/messages" in line]
+    assert len(posts) == 2  # the same request, sent again
+    assert answer.text == TEXT
+    assert answer.response_metadata["stop_reason"] == "end_turn"
+    stored = history(base_url, stored_at)
+    assert [m["content"] for m in stored if m["message_type"] == "user_message"].count(text) == 1
+    run_id = answer.response_metadata["run_id"]
+    answers = [m for m in stored if m["message_type"] == "assistant_message"]
+    assert [m["content"] for m in answers if m.get("run_id") == run_id] == [TEXT]

@@ -469,7 +469,7 @@ def test_a_refused_request_of_the_client_names_its_url_too() -> None:
         with pytest.raises(LettaConnectionError) as caught:
             client.pending_approval(AGENT)
     message = str(caught.value)
-    assert f"tried GET {url}/v1/agents/{AGENT}/messages" in message
+    assert f"tried GET {url}/v1/agents/{AGENT}" in message
     assert "sk-let-me-in" not in message
 
 

@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 from langchain.agents import create_agent
 from langchain.agents.middleware import HumanInTheLoopMiddleware
@@ -469,30 +470,72 @@ def listing() -> list[dict[str, Any]]:
     return json.loads((LAB / "10-messages-after-approvals.json").read_text())
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_the_calls_a_thread_waits_for_are_read_from_the_server(mode: Mode) -> None:
+def waiting_listing() -> tuple[list[dict[str, Any]], str]:
+    """The listing as it was before the last answer, and the id of the request that waits."""
     answered = listing()
     last_ask = max(
         i for i, item in enumerate(answered) if item["message_type"] == "approval_request_message"
     )
-    waiting = answered[: last_ask + 1]  # the listing as it was before the last answer
-    for history, expected in ((answered, []), (waiting, ["call_fake000065"])):
+    return answered[: last_ask + 1], answered[last_ask]["id"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_calls_a_thread_waits_for_are_asked_of_the_server(mode: Mode) -> None:
+    waiting, request_id = waiting_listing()
+    for history, expected in ((listing(), []), (waiting, ["call_fake000065"])):
         with FakeLettaServer([], history=history) as server:
             model = ChatLetta(agent_id=GATED_AGENT, base_url=server.base_url)
             calls = run(mode, model.pending_approvals, model.apending_approvals)
         assert [call["id"] for call in calls] == expected
-        (listed,) = [r for r in server.received if r.path.endswith("/messages")]
-        assert listed.path == f"/v1/agents/{GATED_AGENT}/messages"
+        asked = [r.path for r in server.received if r.method == "GET"][1:]  # after the probe
+        last = history[-1]["id"]
+        assert asked == [f"/v1/agents/{GATED_AGENT}", f"/v1/messages/{last}"]
+    assert last == request_id
     assert calls[0]["name"] == "memory_insert"
     assert calls[0]["args"]["label"] == "human"
 
 
-def test_the_calls_a_conversation_waits_for_are_read_from_it() -> None:
-    with FakeLettaServer([], history=listing()) as server:
+@pytest.mark.parametrize("mode", MODES)
+def test_a_request_that_never_reached_the_context_waits_for_nothing(mode: Mode) -> None:
+    # An abandoned run stored the user's message and an approval request, but the
+    # thread's context ends before them: the server would refuse an answer to it.
+    waiting, request_id = waiting_listing()
+    stored_before = [item["id"] for item in waiting[:-2]]
+    with FakeLettaServer([], history=waiting, in_context=stored_before) as server:
         model = ChatLetta(agent_id=GATED_AGENT, base_url=server.base_url)
-        assert model.pending_approvals(conversation_id="conv-1234") == []
-    (listed,) = [r for r in server.received if r.path.endswith("/messages")]
-    assert listed.path == "/v1/conversations/conv-1234/messages"
+        assert run(mode, model.pending_approvals, model.apending_approvals) == []
+    assert f"/v1/messages/{request_id}" not in [r.path for r in server.received]
+
+
+def test_a_server_without_retrieval_by_id_is_asked_for_the_listing_after_the_one_before() -> None:
+    waiting, _ = waiting_listing()
+    with FakeLettaServer([], version="0.16.2", history=waiting) as server:
+        model = ChatLetta(agent_id=GATED_AGENT, base_url=server.base_url)
+        for conversation in (None, "conv-1"):
+            calls = model.pending_approvals(conversation_id=conversation)
+            assert [call["id"] for call in calls] == ["call_fake000065"]
+    listed = [r for r in server.received if r.path.endswith("/messages")]
+    assert [r.path for r in listed] == [
+        f"/v1/agents/{GATED_AGENT}/messages",
+        "/v1/conversations/conv-1/messages",
+    ]
+    for request in listed:
+        assert request.query == {"after": waiting[-2]["id"], "order": "asc", "limit": "50"}
+
+
+def test_the_calls_a_conversation_waits_for_are_asked_of_it() -> None:
+    waiting, request_id = waiting_listing()
+    with FakeLettaServer([], history=waiting) as server:
+        model = ChatLetta(agent_id=GATED_AGENT, base_url=server.base_url)
+        calls = model.pending_approvals(conversation_id="conv-1234")
+    assert [call["id"] for call in calls] == ["call_fake000065"]
+    asked = [r.path for r in server.received if r.method == "GET"][1:]
+    assert asked == ["/v1/conversations/conv-1234", f"/v1/messages/{request_id}"]
+
+
+def test_a_new_thread_waits_for_nothing() -> None:
+    with FakeLettaServer([], history=[]) as server:
+        assert ChatLetta(agent_id=GATED_AGENT, base_url=server.base_url).pending_approvals() == []
 
 
 def test_a_server_without_approvals_is_not_asked() -> None:
@@ -500,13 +543,32 @@ def test_a_server_without_approvals_is_not_asked() -> None:
         model = ChatLetta(agent_id=GATED_AGENT, base_url=server.base_url)
         with pytest.raises(LettaUnsupportedFeatureError, match="approvals"):
             model.pending_approvals()
-    assert not [r for r in server.received if r.path.endswith("/messages")]
+    assert [r.path for r in server.received] == ["/v1/health/"]
 
 
-def test_a_listing_that_is_not_a_list_is_a_typed_error() -> None:
-    with FakeLettaServer([], history={"detail": "nope"}) as server:  # type: ignore[arg-type]
-        with pytest.raises(LettaProtocolError, match="listed messages"):
-            ChatLetta(agent_id=GATED_AGENT, base_url=server.base_url).pending_approvals()
+@pytest.mark.parametrize(
+    ("state", "message", "error"),
+    [
+        ({"detail": "nope"}, [], "lists no in-context message ids"),
+        ({"id": "a", "message_ids": "m1"}, [], "lists no in-context message ids"),
+        ({"id": "a", "message_ids": ["s", "m1"]}, {"id": "m1"}, "listed messages"),
+        ("<html>", [], "not JSON"),
+    ],
+)
+def test_an_answer_of_another_shape_is_a_typed_error(state: Any, message: Any, error: str) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/health/":
+            return httpx.Response(200, json={"version": "0.16.8"})
+        if request.url.path.startswith("/v1/agents/"):
+            if isinstance(state, str):
+                return httpx.Response(200, text=state)
+            return httpx.Response(200, json=state)
+        return httpx.Response(200, json=message)
+
+    client = httpx.Client(transport=httpx.MockTransport(answer))
+    model = ChatLetta(agent_id=GATED_AGENT, base_url="http://letta.test", http_client=client)
+    with pytest.raises(LettaProtocolError, match=error):
+        model.pending_approvals()
 
 
 def test_create_agent_structured_output_with_a_lenient_tool_choice() -> None:

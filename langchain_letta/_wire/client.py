@@ -27,12 +27,13 @@ from collections.abc import (
     Mapping,
 )
 from types import TracebackType
-from typing import Any, TypedDict
+from typing import Any, NamedTuple, TypedDict
 
 import aiohttp
 import httpx
 from pydantic import SecretStr
 from pydantic_core import from_json
+from tenacity import AsyncRetrying, Retrying
 
 if sys.version_info >= (3, 11):
     from typing import Unpack
@@ -44,6 +45,7 @@ from langchain_letta._wire import turns
 from langchain_letta._wire.flow import (
     DRAIN_LIMIT,
     ERROR_BODY_LIMIT,
+    UNKNOWN_FATE,
     Deliver,
     Finish,
     Hangup,
@@ -84,14 +86,14 @@ from langchain_letta._wire.requests import (
     unsupported,
     uses_versioned_fields,
 )
-from langchain_letta._wire.retry import DEFAULT_RETRY_TIMEOUT, logger
+from langchain_letta._wire.retry import DEFAULT_RETRY_TIMEOUT, logger, retry_policy
 from langchain_letta.errors import (
     LettaError,
     LettaProtocolError,
     LettaUnsupportedFeatureError,
     StreamProgress,
 )
-from langchain_letta.events import LettaEvent, ToolCall, unanswered_calls
+from langchain_letta.events import LettaEvent, ToolCall, waiting_in
 
 DEFAULT_BASE_URL = "http://localhost:8283"
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -108,8 +110,9 @@ _PROBE_BODY_LIMIT = 64 * 1024
 PROBE_AGAIN_AFTER = 30.0
 """Seconds after a health probe that got no answer before another may be sent."""
 PENDING_LOOKBACK = 50
-"""Recent messages read to find the calls a thread waits for: a run stops at its first
-approval request, so the request and any answer to it are among the last few."""
+"""Messages listed after the thread's second-to-last in-context one, to find its last
+(servers before 0.16.4 cannot be asked for one message by id): only messages of runs
+that never reached the context can lie between them."""
 _LISTING_LIMIT = 4 * 1024 * 1024
 
 _AGENT_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")
@@ -254,6 +257,60 @@ CLIENT_ARGUMENTS = frozenset({*ClientSettings.__annotations__, "http_client"})
 """What :class:`LettaClient` and :class:`AsyncLettaClient` take: the settings, ``http_client``."""
 
 
+class Exchange(NamedTuple):
+    """One JSON request a sans-I/O lookup needs made: the shells send it, sync or async."""
+
+    method: str
+    path: str
+    query: Mapping[str, str]
+    limit: int
+
+
+def _json_answer(opened: Opened, body: bytes, what: str) -> Any:
+    """The JSON of a successful answer; a failure's typed error, or a protocol error."""
+    if opened.status_code >= 300:
+        raise error_from_http(opened.status_code, opened.headers, body, opened.request)
+    try:
+        return from_json(body)
+    except ValueError:
+        raise LettaProtocolError(
+            f"the Letta server sent {what} that is not JSON: {body[:200]!r}",
+            status_code=opened.status_code,
+        ) from None
+
+
+def _worth_repeating(error: BaseException) -> bool:
+    return isinstance(error, LettaError) and (error.is_retryable or isinstance(error, UNKNOWN_FATE))
+
+
+def _in_context_ids(opened: Opened, body: bytes) -> list[str]:
+    """The in-context message ids of an agent's or a conversation's state."""
+    state = _json_answer(opened, body, "a thread's state")
+    found: Any = ...
+    if isinstance(state, dict):  # a conversation names them so, an agent so
+        found = state.get("in_context_message_ids", state.get("message_ids", ...))
+    if found is None:
+        return []  # a thread with no message yet
+    if not isinstance(found, list) or not all(isinstance(i, str) for i in found):
+        raise LettaProtocolError(
+            "the Letta server's state of the thread lists no in-context message ids: "
+            f"{body[:200]!r}",
+            status_code=opened.status_code,
+        )
+    return found
+
+
+def _listed(opened: Opened, body: bytes) -> list[Any]:
+    """The messages of a listing (or of one message, which Letta answers as a list)."""
+    messages = _json_answer(opened, body, "messages")
+    if not isinstance(messages, list):
+        raise LettaProtocolError(
+            f"the Letta server listed messages as something else than a list: {body[:200]!r}",
+            status_code=opened.status_code,
+        )
+    return messages
+
+
 class ClientCore:
     """Settings, headers and knowledge of the server, shared by both clients; no I/O."""
 
@@ -340,25 +397,48 @@ class ClientCore:
         """The absolute URL of ``path`` on this server (a given client needs no base URL)."""
         return self.base_url + path
 
-    def message_path(self, agent_id: str, conversation_id: str | None) -> str:
-        """Where a message goes: the agent's stream route, or the conversation's.
+    def message_route(
+        self, agent_id: str, conversation_id: str | None
+    ) -> tuple[str, dict[str, Any]]:
+        """Where a message goes, and what its body says of the target there.
 
-        An agent's own thread uses ``/v1/agents/{id}/messages/stream``, which every
-        release from 0.6 to 0.16.8 serves alike (0.16.2 marks it deprecated; its
-        replacement, ``POST /v1/agents/{id}/messages`` with ``streaming: true``,
-        streams only for clients that present themselves as Letta's own SDK). A
-        conversation uses ``/v1/conversations/{id}/messages``, which streams by
-        default for any client.
+        A conversation uses ``/v1/conversations/{id}/messages`` (0.16.2+), which
+        streams by default for any client and holds the server's lock on the
+        conversation while a run goes on (a second turn is refused with a busy 409).
+        The agent's own thread uses the same route in *agent-direct mode* where the
+        server has it (``default`` with ``agent_id`` in the body, 0.16.6+), which
+        takes the same lock per agent, so turns of the thread never overlap across
+        processes either; before, ``/v1/agents/{id}/messages/stream``, which every
+        release from 0.6 serves alike and which locks nothing (the replacement 0.16.2
+        names, ``POST /v1/agents/{id}/messages`` with ``streaming: true``, streams
+        only for clients that present themselves as Letta's own SDK).
 
         Raises:
             LettaUnsupportedFeatureError: A conversation on a server older than 0.16.2.
         """
         if conversation_id is None:
-            quoted = urllib.parse.quote(validate_agent_id(agent_id), safe="")
-            return f"/v1/agents/{quoted}/messages/stream"
+            validate_agent_id(agent_id)
+            if has_feature(self._version, "agent_direct"):
+                return "/v1/conversations/default/messages", {"agent_id": agent_id}
+            return f"/v1/agents/{urllib.parse.quote(agent_id, safe='')}/messages/stream", {}
         self._require_conversations()
         quoted = urllib.parse.quote(validate_conversation_id(conversation_id), safe="")
-        return f"/v1/conversations/{quoted}/messages"
+        return f"/v1/conversations/{quoted}/messages", {}
+
+    def knows_resends(self, conversation_id: str | None, body: dict[str, Any]) -> bool:
+        """Whether the server recognises ``body`` sent again and answers with its run.
+
+        Letta 0.16.7+ keeps, for three hours, which background run the otids of a
+        request started, where the route holds a lock (a conversation, or the agent
+        in agent-direct mode): the same request again gets that run's stream, not a
+        new run. So a request whose fate is unknown (cut after it was written) can be
+        sent again instead of being lost.
+        """
+        return bool(
+            body.get("background")
+            and has_feature(self._version, "request_token")
+            and (conversation_id is not None or body.get("agent_id"))
+        )
 
     def _require_conversations(self) -> None:
         if not supports_conversations(self._version):
@@ -378,6 +458,21 @@ class ClientCore:
         body = {name: value for name, value in fields.items() if value is not None}
         return "/v1/conversations/", {"agent_id": validate_agent_id(agent_id)}, body
 
+    def repeatable(self, what: str) -> dict[str, Any]:
+        """Tenacity's arguments for a request that may be made twice without harm.
+
+        A read, or creating a conversation (at worst an empty one is left behind, while
+        giving up would lose the turn): retried after any failure that may pass, even
+        where the request may have reached the server.
+        """
+        return retry_policy(
+            _worth_repeating,
+            max_retries=self.max_retries,
+            timeout=self.retry_timeout,
+            on_retry=None,
+            what=what,
+        )
+
     def created_conversation(self, opened: Opened, body: bytes) -> str:
         """The id of the conversation the server created; a typed error for anything else."""
         status_code = opened.status_code
@@ -396,32 +491,39 @@ class ClientCore:
             )
         return validate_conversation_id(conversation_id)
 
-    def pending_target(
+    def pending_lookup(
         self, agent_id: str, conversation_id: str | None
-    ) -> tuple[str, dict[str, str]]:
-        """Path and query of the recent messages of the agent's thread or of a conversation."""
+    ) -> Generator[Exchange, tuple[Opened, bytes], list[ToolCall]]:
+        """The calls a thread waits to have answered, as the server sees them now.
+
+        The server refuses an answer unless the *last in-context* message of the
+        thread is an approval request (``letta/agents/helpers.py``), so that is what
+        is asked: the thread's in-context ids (the agent's ``message_ids``, or the
+        conversation's ``in_context_message_ids``), then that last message. A
+        request stored by a run that never made it into the context (an abandoned
+        or failed run) waits for nothing and is not listed.
+
+        Yields the exchanges to make (the shells do the I/O) and returns the calls.
+        """
         if has_feature(self._version, "approvals") is False:
             raise unsupported("approvals", self._version)
-        query = {"limit": str(PENDING_LOOKBACK)}
         if conversation_id is None:
-            return f"/v1/agents/{validate_agent_id(agent_id)}/messages", query
-        self._require_conversations()
-        return f"/v1/conversations/{validate_conversation_id(conversation_id)}/messages", query
-
-    def pending_calls(self, opened: Opened, body: bytes) -> list[ToolCall]:
-        """The calls waiting for an answer in a listing of recent messages."""
-        if opened.status_code >= 300:
-            raise error_from_http(opened.status_code, opened.headers, body, opened.request)
-        try:
-            history = from_json(body)
-        except ValueError:
-            history = None
-        if not isinstance(history, list):
-            raise LettaProtocolError(
-                f"the Letta server listed messages as something else than a list: {body[:200]!r}",
-                status_code=opened.status_code,
-            )
-        return unanswered_calls(history)
+            state = f"/v1/agents/{validate_agent_id(agent_id)}"
+        else:
+            self._require_conversations()
+            state = f"/v1/conversations/{validate_conversation_id(conversation_id)}"
+        ids = _in_context_ids(*(yield Exchange("GET", state, {}, _LISTING_LIMIT)))
+        if len(ids) < 2:  # the system message alone: nothing was asked yet
+            return []
+        last = ids[-1]
+        if has_feature(self._version, "message_by_id") is not False:
+            path, query = f"/v1/messages/{urllib.parse.quote(last, safe='')}", {}
+        else:  # the listing of the thread, from just after the one before it
+            listing = state + "/messages"
+            query = {"after": ids[-2], "order": "asc", "limit": str(PENDING_LOOKBACK)}
+            path = listing
+        messages = _listed(*(yield Exchange("GET", path, query, _LISTING_LIMIT)))
+        return waiting_in(messages, last)
 
     def learn_from_health(self, status_code: int | None, body: bytes) -> None:
         """Record the server's version from ``GET /v1/health/`` (or that it gave none).
@@ -651,10 +753,11 @@ class EventStream:
                     turn = turns.acquire(action.key, action.timeout)
                     reply = turn is not None
         except (GeneratorExit, KeyboardInterrupt):
-            if flow.should_cancel():
-                client.cancel(flow.agent_id, str(flow.progress.run_id))
-            elif response is not None and turn is not None and (drain := flow.after_stop()):
-                # The run goes on: its turn ends when its stream does (read elsewhere).
+            if (run_id := flow.run_to_cancel()) is not None:
+                client.cancel(flow.agent_id, run_id)
+            if response is not None and turn is not None and (drain := flow.after_stop()):
+                # The run goes on (or is being cancelled): its turn ends when its stream
+                # does, read elsewhere.
                 _finish_in_background(
                     response, chunks, DRAIN_LIMIT, drain, turn.hand_over().release
                 )
@@ -835,22 +938,39 @@ class LettaClient(ClientCore):
         """
         self.probe(version_matters=True)
         path, query, body = self.conversation_target(agent_id, fields)
-        return self.created_conversation(*self._exchange("POST", path, query, body))
+
+        def create() -> str:
+            return self.created_conversation(*self._exchange("POST", path, query, body))
+
+        return Retrying(**self.repeatable("creating a conversation"))(create)
 
     def pending_approval(self, agent_id: str, conversation_id: str | None = None) -> list[ToolCall]:
         """The calls the agent's thread (or ``conversation_id``) waits to have answered.
 
-        Read from the server's recent messages, so a thread left waiting can be
-        answered without the history that asked (Letta 0.13+): approve or deny a
-        server tool, or give a client tool's result, by the calls' ids.
+        Asked of the server's live state (the thread's last in-context message), so
+        a thread left waiting can be answered without the history that asked (Letta
+        0.13+): approve or deny a server tool, or give a client tool's result, by
+        the calls' ids. A request of an abandoned run that never reached the
+        context is not listed: the server would refuse an answer to it.
 
         Raises:
             LettaUnsupportedFeatureError: The server has no approvals (nothing sent).
             LettaError: The typed error of the server's answer.
         """
         self.probe(version_matters=True)
-        path, query = self.pending_target(agent_id, conversation_id)
-        return self.pending_calls(*self._exchange("GET", path, query, None, _LISTING_LIMIT))
+
+        def look() -> list[ToolCall]:
+            lookup = self.pending_lookup(agent_id, conversation_id)
+            try:
+                ask = next(lookup)
+                while True:
+                    answer = self._exchange(ask.method, ask.path, ask.query, None, ask.limit)
+                    ask = lookup.send(answer)
+            except StopIteration as done:
+                calls: list[ToolCall] = done.value
+                return calls
+
+        return Retrying(**self.repeatable("reading what the thread waits for"))(look)
 
     def _exchange(
         self,
@@ -1014,10 +1134,11 @@ class AsyncEventStream:
                     turn = await turns.aacquire(action.key, action.timeout)
                     reply = turn is not None
         except (GeneratorExit, asyncio.CancelledError, KeyboardInterrupt):
-            if flow.should_cancel():
-                await client.cancel(flow.agent_id, str(flow.progress.run_id))
-            elif response is not None and turn is not None and (drain := flow.after_stop()):
-                # The run goes on: its turn ends when its stream does (read elsewhere).
+            if (run_id := flow.run_to_cancel()) is not None:
+                await client.cancel(flow.agent_id, run_id)
+            if response is not None and turn is not None and (drain := flow.after_stop()):
+                # The run goes on (or is being cancelled): its turn ends when its stream
+                # does, read elsewhere.
                 then = turn.hand_over().release
                 client._finish_later(response, chunks, DRAIN_LIMIT, drain, then)
                 response = turn = None
@@ -1139,15 +1260,30 @@ class AsyncLettaClient(ClientCore):
         """Start a new conversation of ``agent_id`` (Letta 0.16.2+) and return its id."""
         await self.probe(version_matters=True)
         path, query, body = self.conversation_target(agent_id, fields)
-        return self.created_conversation(*await self._exchange("POST", path, query, body))
+
+        async def create() -> str:
+            return self.created_conversation(*await self._exchange("POST", path, query, body))
+
+        return await AsyncRetrying(**self.repeatable("creating a conversation"))(create)
 
     async def pending_approval(
         self, agent_id: str, conversation_id: str | None = None
     ) -> list[ToolCall]:
         """Async :meth:`LettaClient.pending_approval`."""
         await self.probe(version_matters=True)
-        path, query = self.pending_target(agent_id, conversation_id)
-        return self.pending_calls(*await self._exchange("GET", path, query, None, _LISTING_LIMIT))
+
+        async def look() -> list[ToolCall]:
+            lookup = self.pending_lookup(agent_id, conversation_id)
+            try:
+                ask = next(lookup)
+                while True:
+                    answer = await self._exchange(ask.method, ask.path, ask.query, None, ask.limit)
+                    ask = lookup.send(answer)
+            except StopIteration as done:
+                calls: list[ToolCall] = done.value
+                return calls
+
+        return await AsyncRetrying(**self.repeatable("reading what the thread waits for"))(look)
 
     async def _exchange(
         self,

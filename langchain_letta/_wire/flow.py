@@ -28,8 +28,8 @@ import httpx
 from httpx_sse import ServerSentEvent
 from tenacity import DoAttempt, DoSleep, RetryCallState, Retrying
 
-from langchain_letta._wire.requests import StreamRequest
-from langchain_letta._wire.retry import retry_policy, safe_to_resend, worth_resuming_again
+from langchain_letta._wire.requests import StreamRequest, with_stable_otids
+from langchain_letta._wire.retry import logger, retry_policy, safe_to_resend, worth_resuming_again
 from langchain_letta._wire.sse import FrameTooLargeError, SSEFrameDecoder
 from langchain_letta._wire.turns import TurnKey
 from langchain_letta.errors import (
@@ -66,11 +66,21 @@ MAX_RESUMES = 50
 connection after every event cannot hold a call forever (the deadline bounds it too)."""
 DRAIN_TIMEOUT = 900.0
 """Most seconds the rest of an abandoned run is read for (see ``StreamFlow.after_stop``)."""
+CANCEL_WAIT = 30.0
+"""Most seconds the rest of a cancelled run is read for: its stream ends once the cancel
+took effect on the server, and the thread's next turn waits for that."""
 DRAIN_LIMIT = 64 * 1024 * 1024
 """Most bytes read of the rest of an abandoned run."""
+UNKNOWN_FATE = (LettaConnectionError, LettaTimeoutError, LettaStreamInterruptedError)
+"""Failures after which a sent request may or may not have reached the server."""
 _DONE = "[DONE]"
 _HIDDEN_SEQ = (StopReason, UsageStatistics)
 """Events that take a sequence number in a background run without showing it."""
+MAX_AHEAD = 10_000
+"""Most seq_ids remembered above a gap in a run's sequence: a gap that this many later
+frames do not close is not going to, and the memory of the stream must stay bounded."""
+_MAX_SEQ_ID = 2**53
+"""Largest seq_id taken as a counter (the largest integer a JSON reader keeps exactly)."""
 _RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")
 
 OnRetry = Callable[[RetryCallState], None]
@@ -196,14 +206,28 @@ Action = (
 class StreamState:
     """Turns the frames of one stream into events, errors and progress; no I/O.
 
-    ``progress.last_seq_id`` is the resume cursor. In a background run every frame
-    takes a sequence number, but ``stop_reason`` and ``usage_statistics`` frames do
-    not show theirs: the cursor counts them, so that a resume never replays them.
-    A frame whose ``seq_id`` is at or below the cursor was delivered already and is
-    skipped; a frame naming another run than the stream's is a protocol error.
+    ``progress.last_seq_id`` is the resume cursor: the highest seq_id up to which
+    every frame was delivered (a new run counts from 0; Letta numbers from 1). In a
+    background run every frame takes a sequence number, but ``stop_reason`` and
+    ``usage_statistics`` frames do not show theirs: the cursor counts them (unless a
+    gap is open), so that a resume never replays them. Letta may send a run's frames
+    out of order (its Redis writer can add a later batch first), so each frame is
+    delivered as it arrives, and the seq_ids delivered above a gap are kept in
+    ``ahead`` until the gap closes: the cursor stays below the gap, so a resume asks
+    for what is missing, and the frames it replays are skipped. A frame naming
+    another run is a protocol error.
     """
 
-    __slots__ = ("decoder", "done", "failure", "frames", "progress", "status_code", "usage_seen")
+    __slots__ = (
+        "ahead",
+        "decoder",
+        "done",
+        "failure",
+        "frames",
+        "progress",
+        "status_code",
+        "usage_seen",
+    )
 
     def __init__(self, status_code: int | None = None) -> None:
         self.decoder = SSEFrameDecoder()
@@ -213,6 +237,8 @@ class StreamState:
         self.status_code = status_code
         self.failure: LettaError | None = None
         self.usage_seen = False
+        self.ahead: set[int] = set()
+        """The seq_ids delivered above the cursor (never more than ``MAX_AHEAD``)."""
 
     @property
     def resumable(self) -> bool:
@@ -320,7 +346,8 @@ class StreamState:
 
         Raises:
             LettaProtocolError: The frame names another run, or a run id that is
-                not an id (it goes into a URL path on resume).
+                not an id (it goes into a URL path on resume), or a seq_id that is
+                not a counter, or the run's sequence has a gap that never closes.
         """
         run_id = getattr(event, "run_id", None)
         if run_id:
@@ -350,11 +377,64 @@ class StreamState:
                 self.usage_seen = True
         seq_id = getattr(event, "seq_id", None)
         if seq_id is not None:
-            if progress.last_seq_id is not None and seq_id <= progress.last_seq_id:
-                return False  # replayed: never delivered twice
-            progress.last_seq_id = seq_id
-        elif progress.last_seq_id is not None and isinstance(event, _HIDDEN_SEQ):
-            progress.last_seq_id += 1
+            return self._take(self._checked(seq_id), progress)
+        if progress.last_seq_id is not None and isinstance(event, _HIDDEN_SEQ) and not self.ahead:
+            # Counted only with no gap open: behind a gap its number is unknown, and a
+            # guess could take a late frame's number, dropping it as a replay; not
+            # counting it only lets a resume send it again (then skipped, as above).
+            progress.last_seq_id = max(progress.last_seq_id, 0) + 1
+        return True
+
+    def _checked(self, seq_id: object) -> int:
+        """``seq_id`` if it is a counter; the wire model lets any JSON value through.
+
+        A frame Letta does not declare a ``seq_id`` for (an unknown event, a
+        ``stop_reason``) keeps whatever was sent, and a known one may carry ``-3``.
+
+        Raises:
+            LettaProtocolError: It is not an integer from 1 to 2**53 (Letta numbers a
+                run's frames from 1; a 0 could only be dropped as a replay, silently).
+        """
+        if type(seq_id) is not int or not 1 <= seq_id <= _MAX_SEQ_ID:
+            raise LettaProtocolError(
+                f"frame #{self.frames} of the Letta stream has an invalid seq_id "
+                f"{str(seq_id)[:80]!r}",
+                progress=self.progress,
+                request_accepted=True,
+            )
+        return seq_id
+
+    def _take(self, seq_id: int, progress: StreamProgress) -> bool:
+        """Record ``seq_id`` as delivered; ``False`` if it was delivered before.
+
+        The cursor moves only onto the next seq_id, then past those already held in
+        ``ahead``; any other new seq_id waits in ``ahead``, its frame delivered now.
+        Each frame costs O(1) amortised; ``ahead`` holds at most ``MAX_AHEAD`` ids.
+
+        Raises:
+            LettaProtocolError: ``MAX_AHEAD`` seq_ids are held above a gap already.
+        """
+        ahead = self.ahead
+        # A new run starts below Letta's first seq_id, 1; a resume at its cursor
+        # (-1 asks the server for the whole run, as 0 does).
+        cursor = max(progress.last_seq_id or 0, 0)
+        if seq_id <= cursor or seq_id in ahead:
+            return False  # replayed: never delivered twice
+        if seq_id == cursor + 1:
+            cursor = seq_id
+            while cursor + 1 in ahead:  # the gap closed: move past what came early
+                cursor += 1
+                ahead.remove(cursor)
+        elif len(ahead) >= MAX_AHEAD:
+            raise LettaProtocolError(
+                f"the sequence numbers of the Letta stream have a gap that never closes: "
+                f"seq_id {cursor + 1} is still missing after {len(ahead)} later frames",
+                progress=progress,
+                request_accepted=True,
+            )
+        else:
+            ahead.add(seq_id)
+        progress.last_seq_id = cursor
         return True
 
     def interruption(self, error: httpx.TransportError | None = None) -> LettaError:
@@ -481,13 +561,17 @@ class StreamFlow:
         if resume_from is not None:
             self.state.progress.run_id = resume_from.run_id
             self.state.progress.last_seq_id = resume_from.last_seq_id or 0
-        self._request = request
+        self._request = (
+            None if request is None else with_stable_otids(request, agent_id, conversation_id)
+        )
         self._on_retry = on_retry
         self._on_resume = on_resume
         self._clock = clock
         self._total = core.total_timeout if total_timeout is None else total_timeout
         self._deadline = None if self._total is None else clock() + self._total
         self._sent = False
+        self._route: tuple[str, dict[str, Any]] = ("", {})
+        self._resend_known = False
 
     @property
     def progress(self) -> StreamProgress:
@@ -498,18 +582,38 @@ class StreamFlow:
         """Seconds the rest of a run abandoned mid-stream may be read before its turn ends.
 
         A consumer that stops early (``break``, closing, cancelling) leaves the run going
-        on the server unless it is cancelled: the thread's next turn must not start
-        before it is over, so the rest of its stream is read (and dropped) in the
-        background, for at most this long. ``None``: nothing to wait for (the run ended,
-        was never sent, or is being cancelled).
+        on the server: the thread's next turn must not start before it is over, so the
+        rest of its stream is read (and dropped) in the background, for at most this
+        long; a run being cancelled ends its stream once the cancel took effect, which
+        is waited for ``CANCEL_WAIT`` at most. ``None``: nothing to wait for (the run
+        ended, or was never sent).
         """
-        if self.state.done or not self._sent or self.should_cancel():
+        if self.state.done or not self._sent:
             return None
+        bound = CANCEL_WAIT if self._should_cancel() else DRAIN_TIMEOUT
         remaining = self._remaining()
-        return DRAIN_TIMEOUT if remaining is None else max(min(remaining, DRAIN_TIMEOUT), 0.0)
+        return bound if remaining is None else max(min(remaining, bound), 0.0)
 
-    def should_cancel(self) -> bool:
-        """Whether a consumer that stopped early should also cancel the run."""
+    def run_to_cancel(self) -> str | None:
+        """The run a consumer that stopped early cancels (``cancel_on_close``), if any.
+
+        Logged as a warning, with what the server keeps: Letta stores a turn step by
+        step, so a cancelled run keeps the steps that finished before the cancel and
+        nothing of the one under way (0.16.8: nothing at all of a one-step turn, not
+        even the user's message).
+        """
+        if not self._should_cancel():
+            return None
+        run_id = str(self.progress.run_id)
+        logger.warning(
+            "cancelling Letta run %s of agent %s (cancel_on_close): the server keeps only the "
+            "steps that finished before the cancel, maybe not the user's message",
+            run_id,
+            self.agent_id,
+        )
+        return run_id
+
+    def _should_cancel(self) -> bool:
         return (
             not self.state.done and self.core.cancel_on_close and self.progress.run_id is not None
         )
@@ -528,8 +632,9 @@ class StreamFlow:
                 return
             # Only new events count as progress: pings or replays do not.
             fruitless = 0 if self.progress.events_received > before else fruitless + 1
+            resumable = self.state.resumable
             if (
-                not self.state.resumable
+                not (resumable or self._may_send_again(interruption))
                 or fruitless > self.core.max_retries
                 or resumes >= MAX_RESUMES
             ):
@@ -539,7 +644,10 @@ class StreamFlow:
             if self._on_resume is not None:
                 self._on_resume(self.progress, interruption)
             self.state.restart()
-            yield from self._resume(interruption)
+            if resumable or self._request is None:
+                yield from self._resume(interruption)
+            else:  # cut before the run named itself: the server knows the request again
+                yield from self._again(self._deliver(self._request), interruption)
 
     # -------------------------------------------------------------- reading
 
@@ -580,7 +688,7 @@ class StreamFlow:
     def _send_message(self, request: StreamRequest) -> Generator[Action, Any, None]:
         core = self.core
         yield Probe(core.version_matters(request, self.conversation_id))
-        path = core.message_path(self.agent_id, self.conversation_id)
+        self._route = core.message_route(self.agent_id, self.conversation_id)
         key = (core.base_url, self.agent_id, self.conversation_id)
         if not (yield TakeTurn(key, self._remaining())):
             raise self._deadline_error(None, "waiting for the previous turn of this agent thread")
@@ -590,16 +698,41 @@ class StreamFlow:
             deciding = core.background_undecided(request)
             if not deciding:
                 yield Unlock()
-        yield from self._retrying(
-            lambda: self._attempt_message(path, request, deciding),
-            safe_to_resend,
-            "sending the message to Letta",
-        )
+        yield from self._deliver(request, deciding)
         if deciding:
             yield Unlock()
 
+    def _deliver(
+        self, request: StreamRequest, deciding: bool = False
+    ) -> Generator[Action, Any, None]:
+        """Send ``request`` under the retry policy, until a stream is open."""
+        yield from self._retrying(
+            lambda: self._attempt_message(request, deciding),
+            self._may_send_again,
+            "sending the message to Letta",
+        )
+
+    def _may_send_again(self, error: BaseException) -> bool:
+        """Whether sending the same request again cannot store the turn twice.
+
+        Either the server provably took nothing (:func:`safe_to_resend`), or the
+        request's fate is unknown (cut after it was written, before the run named
+        itself) and the server recognises the same otids again, answering with the
+        run they started (:meth:`ClientCore.knows_resends`).
+        """
+        if safe_to_resend(error):
+            return True
+        remaining = self._remaining()
+        return (
+            self._resend_known
+            and isinstance(error, UNKNOWN_FATE)
+            and self.progress.run_id is None
+            and self.progress.events_received == 0
+            and (remaining is None or remaining > 0)
+        )
+
     def _attempt_message(
-        self, path: str, request: StreamRequest, deciding: bool
+        self, request: StreamRequest, deciding: bool
     ) -> Generator[Action, Any, None]:
         """One attempt of sending the message.
 
@@ -607,9 +740,11 @@ class StreamFlow:
         accepted (a 422 in the other dialect, a 503 without Redis).
         """
         core = self.core
+        path, target = self._route
         adjusted: set[str] = set()
         while True:
-            body = core.message_body(request)
+            body = {**core.message_body(request), **target}
+            self._resend_known = core.knows_resends(self.conversation_id, body)
             opened = yield from self._open(path, body, accepted_on_success=True)
             if opened.status_code < 300:
                 if deciding and body.get("background"):
@@ -628,13 +763,22 @@ class StreamFlow:
             )
         path = f"/v1/runs/{urllib.parse.quote(run_id, safe='')}/stream"
         body = {"starting_after": self.progress.last_seq_id or 0, "include_pings": True}
+        reading = self._retrying(
+            lambda: self._attempt_resume(path, body), worth_resuming_again, "resuming"
+        )
+        if interruption is None:
+            yield from reading
+        else:
+            yield from self._again(reading, interruption)
+
+    @staticmethod
+    def _again(
+        attempt: Generator[Action, Any, None], interruption: LettaError
+    ) -> Generator[Action, Any, None]:
+        """Reopen a broken stream; if that fails, the break is the error, caused by the failure."""
         try:
-            yield from self._retrying(
-                lambda: self._attempt_resume(path, body), worth_resuming_again, "resuming"
-            )
+            yield from attempt
         except LettaError as error:
-            if interruption is None:
-                raise
             raise interruption from error
 
     def _attempt_resume(self, path: str, body: dict[str, Any]) -> Generator[Action, Any, None]:
@@ -691,6 +835,7 @@ class StreamFlow:
                 timeout=self.core.retry_timeout,
                 on_retry=self._on_retry,
                 what=what,
+                busy_timeout=self._remaining(),
             )
         )
         retrying.begin()
@@ -705,11 +850,11 @@ class StreamFlow:
                 else:
                     retry_state.set_result(None)
             elif isinstance(do, DoSleep):
-                retry_state.prepare_for_next_attempt()
+                error = retry_state.outcome.exception() if retry_state.outcome else None
+                retry_state.prepare_for_next_attempt()  # forgets the outcome
                 wait = float(do)
                 remaining = self._remaining()
                 if remaining is not None and wait >= remaining:
-                    error = retry_state.outcome.exception() if retry_state.outcome else None
                     raise self._deadline_error(error if isinstance(error, LettaError) else None)
                 yield Sleep(wait)
             else:

@@ -35,6 +35,10 @@ class OutgoingMessage(BaseModel):
     content: str | list[dict[str, Any]]
     name: str | None = None
     otid: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    source_id: str | None = Field(default=None, exclude=True)
+    """The id of the LangChain message this one is (never sent): its ``otid`` is derived
+    from it, so the same message sent again to the same thread is recognised
+    (:func:`with_stable_otids`)."""
 
 
 class ApprovalDecision(BaseModel):
@@ -122,6 +126,36 @@ class StreamRequest(BaseModel):
     """Stream ``summary_message`` and ``event_message`` when the context is compacted (0.16.5+)."""
     client_tools: list[ClientTool] | None = None
     """Tools the caller runs, offered to the agent for this request (0.16.2+)."""
+
+
+_OTID_NAMESPACE = uuid.UUID("5b0f6c1e-2a4d-4f7e-9c61-3d2b8e7a4c10")
+
+
+def with_stable_otids(
+    request: StreamRequest, agent_id: str, conversation_id: str | None
+) -> StreamRequest:
+    """``request`` with each message's ``otid`` derived from what it is and where it goes.
+
+    Letta 0.16.7+ answers a background request whose otids it has seen (for three
+    hours) with the stream of the run they started, instead of a new run: sending
+    the same message again is safe. A message with a ``source_id`` (a LangChain
+    message id) and an answer to tool calls (their ids) get the same otid every
+    time they go to the same thread, so a retried call, another process or a
+    restarted graph sending them again is recognised too. The thread is part of the
+    derivation: the same message sent to two agents is two messages.
+    """
+    thread = f"{agent_id}\n{conversation_id or ''}\n"
+
+    def stable(message: OutgoingMessage | OutgoingApproval) -> OutgoingMessage | OutgoingApproval:
+        if isinstance(message, OutgoingApproval):
+            key = "approval\n" + "\n".join(answer.tool_call_id for answer in message.approvals)
+        elif message.source_id:
+            key = "message\n" + message.source_id
+        else:
+            return message
+        return message.model_copy(update={"otid": str(uuid.uuid5(_OTID_NAMESPACE, thread + key))})
+
+    return request.model_copy(update={"messages": [stable(m) for m in request.messages]})
 
 
 def build_body(request: StreamRequest, dialect: Dialect) -> dict[str, Any]:
@@ -223,12 +257,19 @@ FEATURES_SINCE: dict[str, Release] = {
     "conversation_id": (0, 16, 2),
     "client_tools": (0, 16, 2),
     "override_model": (0, 16, 4),
+    "message_by_id": (0, 16, 4),
+    "agent_direct": (0, 16, 6),
+    "request_token": (0, 16, 7),
     "include_compaction_messages": (0, 16, 5),
     "override_system": (0, 16, 7),
 }
 """The first Letta release with each feature: the first tag whose
 ``letta/schemas/letta_request.py`` has the field (``git log -S`` then ``git tag --contains``
-in the Letta repository), or whose routes have ``/v1/conversations`` (``conversation_id``).
+in the Letta repository), or whose routes have ``/v1/conversations`` (``conversation_id``), ``GET
+/v1/messages/{id}`` (``message_by_id``), ``POST /v1/conversations/default/messages``
+with ``agent_id`` (``agent_direct``: the agent's own thread under the server's lock),
+or ``derive_request_token`` (``request_token``: a background request is known again
+by its messages' otids).
 A server that lacks a field ignores it without a word, so the client refuses to send it
 there (:func:`check_fields`)."""
 

@@ -6,7 +6,8 @@ are real broken connections. It speaks what a Letta server speaks about streams:
 ``GET /v1/health/``, ``POST /v1/agents/{id}/messages/stream`` (foreground, or a
 background run numbered with ``seq_id`` as Redis does), conversations (``POST
 /v1/conversations/?agent_id=…`` creates one, ``POST /v1/conversations/{id}/messages``
-streams like the agent route; both only from 0.16.2, as on real servers), ``POST
+streams like the agent route; both only from 0.16.2, as on real servers; from 0.16.6
+``default`` with ``agent_id`` in the body is the agent's own thread), ``POST
 /v1/runs/{id}/stream`` (resume after a cursor) and ``POST
 /v1/agents/{id}/messages/cancel``. Every request is recorded, so a test can assert
 what was sent and how many messages the server accepted.
@@ -20,6 +21,7 @@ import json
 import logging
 import re
 import threading
+import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
@@ -28,7 +30,11 @@ from types import TracebackType
 from typing import Any
 
 from langchain_letta._wire import forget_server
-from langchain_letta._wire.requests import supports_background, supports_conversations
+from langchain_letta._wire.requests import (
+    has_feature,
+    supports_background,
+    supports_conversations,
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -40,6 +46,7 @@ JSON_CONTENT_TYPE = "application/json"
 _RUN_ID = re.compile(rb'"run_id":\s*"(run-[^"]+)"')
 _RESUME_PATH = re.compile(r"^/v1/runs/(?P<run>[^/]+)/stream/?$")
 _CONVERSATION_MESSAGES = re.compile(r"^/v1/conversations/(?P<conversation>[^/]+)/messages/?$")
+_THREAD_STATE = re.compile(r"^/v1/(?P<kind>agents|conversations|messages)/(?P<id>[^/]+)$")
 _MESSAGE_PATH = re.compile(r"^/v1/(agents/[^/]+/messages/stream|conversations/[^/]+/messages)/?$")
 
 
@@ -140,10 +147,27 @@ class RecordedRequest:
     body: bytes
     peer: tuple[str, int] | None = None
     """The client's address and port: one per TCP connection, to count connections."""
+    query: dict[str, str] = field(default_factory=dict)
+    """The query string's parameters (the last value of each)."""
 
     def json(self) -> Any:
         """The body parsed as JSON."""
         return json.loads(self.body) if self.body else None
+
+    @property
+    def thread(self) -> tuple[str | None, str | None]:
+        """Where a message request went: ``(agent_id, None)`` or ``(None, conversation_id)``.
+
+        An agent's own thread is named whichever route the message took
+        (``/v1/agents/{id}/messages/stream``, or agent-direct mode).
+        """
+        parts = self.path.strip("/").split("/")
+        if parts[1:2] == ["agents"] and len(parts) > 2:
+            return parts[2], None
+        if parts[1:3] == ["conversations", "default"]:
+            body = self.json() if self.body.startswith(b"{") else {}
+            return body.get("agent_id"), None
+        return None, parts[2] if parts[1:2] == ["conversations"] and len(parts) > 2 else None
 
 
 @dataclass
@@ -190,6 +214,8 @@ class FakeLettaServer:
             server's own background runs (to replay recorded resumes).
         history: What listing the messages returns (a recorded listing, to find
             the calls a thread waits for).
+        in_context: The thread's in-context message ids (default: all of
+            ``history``); leave a stored message out to play an abandoned run.
 
     Use it as a context manager; ``base_url`` is set once it is listening.
     """
@@ -206,8 +232,15 @@ class FakeLettaServer:
     """The conversations created, each with its agent."""
     history: list[Any] = field(default_factory=list)
     """What ``GET .../messages`` lists, for the agent and every conversation alike."""
+    in_context: list[str] | None = None
+    """The in-context message ids of the agent and of every conversation (what their
+    state lists as ``message_ids`` / ``in_context_message_ids``); ``None``: every
+    message of ``history``, in order."""
     base_url: str = ""
     _queue: list[Reply] = field(default_factory=list, repr=False)
+    _tokens: dict[str, BackgroundRun | Reply] = field(default_factory=dict, repr=False)
+    """The run each request token (its otids) started, as 0.16.7+ keeps them in Redis (or
+    the reply that never answered it)."""
     _server: Any = field(default=None, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
 
@@ -300,6 +333,7 @@ class FakeLettaServer:
             headers={key.decode(): value.decode() for key, value in scope["headers"]},
             body=bytes(body),
             peer=tuple(scope["client"]) if scope.get("client") else None,
+            query=dict(urllib.parse.parse_qsl(scope["query_string"].decode())),
         )
         self.received.append(request)
         path = request.path.rstrip("/")
@@ -310,7 +344,9 @@ class FakeLettaServer:
                 health = {"version": self.version, "status": "ok"}
                 await _send(Reply.json(200, health), receive, send)
         elif request.method == "GET" and path.endswith("/messages"):
-            await _send(Reply.json(200, self.history), receive, send)
+            await _send(Reply.json(200, self._listing(request)), receive, send)
+        elif request.method == "GET" and (state := _THREAD_STATE.match(path)):
+            await _send(self._thread_state(state["kind"], state["id"]), receive, send)
         elif resume := _RESUME_PATH.match(request.path):
             await self._resume(resume["run"], request, receive, send)
         elif request.path.startswith("/v1/conversations") and not supports_conversations(
@@ -320,7 +356,7 @@ class FakeLettaServer:
         elif request.method == "POST" and path == "/v1/conversations":
             await self._create_conversation(request, scope, receive, send)
         elif conversation := _CONVERSATION_MESSAGES.match(request.path):
-            if conversation["conversation"] in self.conversations:
+            if conversation["conversation"] in self.conversations or self._agent_direct(request):
                 await self._message(request, receive, send)
             else:
                 detail = f"Conversation with id {conversation['conversation']} not found"
@@ -329,6 +365,42 @@ class FakeLettaServer:
             await self._cancel(request, receive, send)
         else:
             await self._message(request, receive, send)
+
+    def _agent_direct(self, request: RecordedRequest) -> bool:
+        """A message to the agent's own thread in agent-direct mode (0.16.6+)."""
+        if not request.path.startswith("/v1/conversations/default/"):
+            return False
+        body = request.json() if request.body.startswith(b"{") else {}
+        return bool(has_feature(self.version, "agent_direct") and body.get("agent_id"))
+
+    def _listing(self, request: RecordedRequest) -> Any:
+        """``history``, from just after ``?after=`` (as the real listing pages), if given."""
+        after = request.query.get("after")
+        if after is None or not isinstance(self.history, list):
+            return self.history
+        ids = [item.get("id") if isinstance(item, dict) else None for item in self.history]
+        return self.history[len(ids) - ids[::-1].index(after) :] if after in ids else []
+
+    def _thread_state(self, kind: str, thread_id: str) -> Reply:
+        """An agent's or a conversation's state (its in-context ids), or one message."""
+        if not isinstance(self.history, list):
+            return Reply.json(200, self.history)  # whatever a test made it
+        messages = [item for item in self.history if isinstance(item, dict)]
+        if kind == "messages":
+            if has_feature(self.version, "message_by_id") is False:
+                return Reply.json(404, {"detail": "Not Found"})
+            found = [item for item in messages if item.get("id") == thread_id]
+            if not found:
+                return Reply.json(404, {"detail": f"Message with id {thread_id} not found."})
+            return Reply.json(200, found)
+        ids = self.in_context
+        if ids is None:
+            ids = list(dict.fromkeys(str(item.get("id")) for item in messages))
+        if kind == "agents":
+            return Reply.json(200, {"id": thread_id, "message_ids": ids})
+        if not supports_conversations(self.version):
+            return Reply.json(404, {"detail": "Not Found"})
+        return Reply.json(200, {"id": thread_id, "in_context_message_ids": ids})
 
     async def _create_conversation(
         self, request: RecordedRequest, scope: Scope, receive: Receive, send: Send
@@ -355,7 +427,17 @@ class FakeLettaServer:
             )
             await _send(Reply.json(503, {"detail": detail}), receive, send)
             return
+        token = self._request_token(request, payload) if background else None
+        known = self._tokens.get(token) if token is not None else None
+        if isinstance(known, BackgroundRun):  # the same otids again: their run, from its start
+            await self._stream_run(known, 0, receive, send)
+            return
+        if known is not None:  # a request that never got an answer: nor does it now
+            await _send(known, receive, send)
+            return
         reply = self._next_reply(request)
+        if token is not None and reply.status == 0:
+            self._tokens[token] = reply
         if 200 <= reply.status < 300:
             self.accepted.append(request)
         if not (background and reply.status == 200 and reply.content_type == SSE_CONTENT_TYPE):
@@ -364,7 +446,17 @@ class FakeLettaServer:
             await _send(reply, receive, send, drop_after=drop, cut_at_byte=cut)
             return
         run = self._start_run(reply)
+        if token is not None:
+            self._tokens[token] = run
         await self._stream_run(run, 0, receive, send, stall_after=reply.stall_after)
+
+    def _request_token(self, request: RecordedRequest, payload: dict[str, Any]) -> str | None:
+        """What 0.16.7+ knows a background request by again: its otids, on a locked route."""
+        locked = request.thread[1] is not None or self._agent_direct(request)
+        if not (locked and has_feature(self.version, "request_token")):
+            return None
+        otids = [m.get("otid") for m in payload.get("messages") or [] if isinstance(m, dict)]
+        return "|".join(str(otid) for otid in otids if otid) or None
 
     def _start_run(self, reply: Reply) -> BackgroundRun:
         found = _RUN_ID.search(reply.body)

@@ -389,6 +389,9 @@ def test_every_versioned_field_has_its_first_release() -> None:
         "override_model",
         "approvals",
         "client_tools",
+        "message_by_id",
+        "agent_direct",
+        "request_token",
     }
 
 

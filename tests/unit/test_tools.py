@@ -14,7 +14,7 @@ from langchain_letta import ApprovalDecision, ToolResult
 from langchain_letta._convert import ChunkBuilder, as_chunk, pending_approval_calls
 from langchain_letta._tools import client_tools, offered_tools, outgoing
 from langchain_letta._wire.requests import OutgoingApproval, OutgoingMessage
-from langchain_letta.events import parse_event, unanswered_calls
+from langchain_letta.events import parse_event, waiting_in
 from tests.conftest import approval_delta
 
 AGENT = "agent-1"
@@ -240,32 +240,21 @@ def test_a_whole_answer_as_one_chunk_adds_up_to_itself() -> None:
     assert [c["args"] for c in chunk.tool_call_chunks] == ['{"a": 1}', '{"a": 1}']
 
 
-def test_unanswered_calls_are_those_no_response_or_return_names() -> None:
-    def ask(*ids: str) -> dict[str, Any]:
+def test_the_calls_waiting_are_those_of_the_named_approval_request() -> None:
+    def ask(message_id: str, *ids: str) -> dict[str, Any]:
         calls = [{"name": "t", "arguments": "{}", "tool_call_id": call} for call in ids]
-        return {"message_type": "approval_request_message", "id": "m", "tool_calls": calls}
+        return {"message_type": "approval_request_message", "id": message_id, "tool_calls": calls}
 
-    history = [
-        ask("a", "b"),
-        {
-            "message_type": "approval_response_message",
-            "id": "r",
-            "approvals": [
-                {"type": "approval", "tool_call_id": "a", "approve": True},
-                {"type": "tool", "tool_call_id": "b", "tool_return": "x", "status": "success"},
-            ],
-        },
-        ask("c"),
-        {
-            "message_type": "tool_return_message",
-            "id": "t",
-            "tool_call_id": "c",
-            "tool_return": "ok",
-        },
-        ask("d", "e"),
-        {"message_type": "something_new", "id": "n"},
+    listed = [
+        ask("m1", "a", "b"),
+        {"message_type": "reasoning_message", "id": "m2", "reasoning": "hm"},
+        ask("m2", "c", "d"),  # one stored message lists as its reasoning, then its request
+        {"message_type": "assistant_message", "id": "m3", "content": "done"},
+        {"message_type": "something_new", "id": "m2"},
         "not a message",
+        {"message_type": "approval_request_message", "id": "m2", "tool_calls": "broken"},
     ]
-    assert [call.tool_call_id for call in unanswered_calls(history)] == ["d", "e"]
-    newest_first = unanswered_calls(list(reversed(history)))  # the listing's order does not matter
-    assert [call.tool_call_id for call in newest_first] == ["d", "e"]
+    assert [call.tool_call_id for call in waiting_in(listed, "m2")] == ["c", "d"]
+    assert [call.tool_call_id for call in waiting_in(listed, "m1")] == ["a", "b"]
+    assert waiting_in(listed, "m3") == []  # an answer waits for nothing
+    assert waiting_in(listed, "absent") == []
