@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,3 +109,53 @@ def test_examples_never_print_none_for_a_server_without_run_ids(script: str) -> 
     assert done.returncode == 0, done.stderr
     assert "None" not in done.stdout
     assert "(none: this server's stream names no run)" in done.stdout
+
+
+APP = EXAMPLES / "langgraph_app"
+APP_AGENT = "agent-9d9e1f61-7d82-476c-9996-867db2b9c18f"
+
+
+def load_app(monkeypatch: pytest.MonkeyPatch, **env: str) -> Any:
+    """Import ``examples/langgraph_app/graph.py`` as LangGraph Server does, with ``env`` only."""
+    for name in ("LETTA_BASE_URL", "LETTA_AGENT_ID", "LETTA_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    spec = importlib.util.spec_from_file_location("langgraph_app_graph", APP / "graph.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_langgraph_app_gives_a_thread_its_conversation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``langgraph.json``'s ``agent`` builds from the environment and runs offline."""
+    from langchain_letta.testing import FakeLettaServer, Reply
+    from tests.conftest import CAPTURES
+
+    config = json.loads((APP / "langgraph.json").read_text())
+    assert config["graphs"] == {"agent": "./graph.py:graph"}
+    reply = Reply.from_capture(CAPTURES / "0.16.8/letta_v1_agent/01-stream-steps.sse")
+    with FakeLettaServer(lambda _request: reply) as server:
+        app = load_app(
+            monkeypatch,
+            LETTA_BASE_URL=server.base_url,
+            LETTA_AGENT_ID=APP_AGENT,
+            LETTA_API_KEY="sk-let-example",
+        ).graph
+        assert app.checkpointer is None  # LangGraph Server brings its own
+        assert set(app.get_graph().nodes) == {"__start__", "letta", "__end__"}
+        state = app.invoke(
+            {"messages": [("human", "hi")]}, {"configurable": {"thread_id": "thread-1"}}
+        )
+    assert state["messages"][-1].text == HELLO
+    (conversation,) = server.conversations  # the thread got a conversation of its own
+    (sent,) = server.stream_requests
+    assert sent.path == f"/v1/conversations/{conversation}/messages"
+    assert sent.headers["authorization"] == "Bearer sk-let-example"
+
+
+def test_the_langgraph_app_names_a_missing_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(RuntimeError, match="LETTA_AGENT_ID"):
+        load_app(monkeypatch, LETTA_BASE_URL="http://127.0.0.1:9")
