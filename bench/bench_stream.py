@@ -37,8 +37,8 @@ from typing import Any
 
 from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 
-from langchain_letta._wire.flow import StreamState
 from langchain_letta._wire.sse import SSEFrameDecoder
+from langchain_letta._wire.state import StreamState
 
 REPO = Path(__file__).resolve().parent.parent
 CAPTURE = REPO / "tests/data/letta-streams/0.16.8/memgpt_v2_agent/04-tool-call-tokens.sse"

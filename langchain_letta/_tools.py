@@ -14,8 +14,9 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage, ToolMessage
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic_core import from_json
 
-from langchain_letta._convert import to_outgoing, waiting_calls
+from langchain_letta._requests import to_outgoing, waiting_calls
 from langchain_letta._wire.requests import (
     ApprovalDecision,
     ClientTool,
@@ -23,6 +24,7 @@ from langchain_letta._wire.requests import (
     OutgoingMessage,
     ToolResult,
 )
+from langchain_letta.events import ToolCall
 
 Answer = ApprovalDecision | ToolResult
 """One answer to a call a run waits for."""
@@ -219,3 +221,12 @@ def _decision(tool_call_id: str, decision: Any) -> ApprovalDecision:
         reason = decision.get("message")
         return ApprovalDecision(tool_call_id=tool_call_id, approve=False, reason=reason)
     raise ValueError(f"a Letta approval decision is 'approve' or 'reject', not {decision!r}")
+
+
+def waiting_call(call: ToolCall) -> dict[str, Any]:
+    """A call a run waits for, as the caller answers it: its id, the tool's name, the arguments."""
+    try:  # from_json: a hostile depth is a ValueError, not a RecursionError
+        args = from_json(call.arguments or "{}")
+    except ValueError:
+        args = call.arguments
+    return {"id": call.tool_call_id, "name": call.name, "args": args}

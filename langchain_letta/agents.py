@@ -19,9 +19,10 @@ from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import RunnableConfig, RunnableSerializable, ensure_config
 from pydantic import Field, model_validator
 
-from langchain_letta._convert import input_messages
+from langchain_letta._calls import with_target_metadata
+from langchain_letta._requests import CALL_KEYWORDS, CallOptions, LettaTarget, input_messages
 from langchain_letta._strict import check_names, field_names
-from langchain_letta.chat_models import CALL_KEYWORDS, ChatLetta
+from langchain_letta.chat_models import ChatLetta
 from langchain_letta.events import LettaEvent
 
 AgentInput = str | Sequence[Any] | PromptValue | dict[str, Any]
@@ -103,15 +104,17 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
         Raises:
             TypeError: A keyword ChatLetta's call does not take.
         """
-        config = self._traced(input, config, kwargs)
-        return self._call_with_config(self._respond, input, config, call=kwargs)
+        config, target = self._traced(input, config, kwargs)
+        return self._call_with_config(self._respond, input, config, call=kwargs, target=target)
 
     async def ainvoke(
         self, input: AgentInput, config: RunnableConfig | None = None, **kwargs: Any
     ) -> LettaResponse:
         """Async :meth:`invoke`."""
-        config = self._traced(input, config, kwargs)
-        return await self._acall_with_config(self._arespond, input, config, call=kwargs)
+        config, target = self._traced(input, config, kwargs)
+        return await self._acall_with_config(
+            self._arespond, input, config, call=kwargs, target=target
+        )
 
     # Streaming yields the events themselves, not pieces of the response: that is
     # what this runnable is for, hence the narrower override.
@@ -119,9 +122,9 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
         self, input: AgentInput, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[LettaEvent]:
         """Yield the typed Letta events of one turn as they arrive (``kwargs`` as for invoke)."""
-        config = self._traced(input, config, kwargs)
+        config, target = self._traced(input, config, kwargs)
         events = self._transform_stream_with_config(
-            iter([input]), self._events, config, call=kwargs
+            iter([input]), self._events, config, call=kwargs, target=target
         )
         yield from cast("Iterator[LettaEvent]", events)
 
@@ -133,15 +136,17 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
         async def single() -> AsyncIterator[AgentInput]:
             yield input
 
-        config = self._traced(input, config, kwargs)
-        events = self._atransform_stream_with_config(single(), self._aevents, config, call=kwargs)
+        config, target = self._traced(input, config, kwargs)
+        events = self._atransform_stream_with_config(
+            single(), self._aevents, config, call=kwargs, target=target
+        )
         async for event in cast("AsyncIterator[LettaEvent]", events):
             yield event
 
     def _traced(
         self, input: AgentInput, config: RunnableConfig | None, kwargs: dict[str, Any]
-    ) -> RunnableConfig:
-        """Name provider, model and agent in the run's metadata, as ChatLetta's runs do.
+    ) -> tuple[RunnableConfig, LettaTarget]:
+        """Resolve the call's target and name it, the provider and the model in the run's metadata.
 
         Raises:
             TypeError: A keyword ChatLetta's call does not take (before any run starts).
@@ -156,11 +161,7 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
         }
         named = {key: kwargs[key] for key in ("agent_id", "conversation_id") if kwargs.get(key)}
         target = self.model.target_for(config, **{**named, **_named_target(input)})
-        if target.agent_id:
-            metadata["letta_agent_id"] = target.agent_id
-        if target.conversation_id:
-            metadata["letta_conversation_id"] = target.conversation_id
-        return {**config, "metadata": metadata}
+        return with_target_metadata({**config, "metadata": metadata}, target), target
 
     def _respond(
         self,
@@ -169,9 +170,12 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
         config: RunnableConfig,
         *,
         call: dict[str, Any] | None = None,
+        target: LettaTarget | None = None,
     ) -> LettaResponse:
-        messages, kwargs = _call(input, call)
-        builder, pairs = self.model.letta_events(messages, None, kwargs, text_chunks=False)
+        messages, options = _call(input, call or {})
+        builder, pairs = self.model.letta_events(
+            messages, None, options, target=target, text_chunks=False
+        )
         events = [event for event, _chunk in pairs]
         return _response(builder.message(), events)
 
@@ -182,9 +186,12 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
         config: RunnableConfig,
         *,
         call: dict[str, Any] | None = None,
+        target: LettaTarget | None = None,
     ) -> LettaResponse:
-        messages, kwargs = _call(input, call)
-        builder, pairs = self.model.aletta_events(messages, None, kwargs, text_chunks=False)
+        messages, options = _call(input, call or {})
+        builder, pairs = self.model.aletta_events(
+            messages, None, options, target=target, text_chunks=False
+        )
         events = [event async for event, _chunk in pairs]
         return _response(builder.message(), events)
 
@@ -195,10 +202,13 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
         config: RunnableConfig,
         *,
         call: dict[str, Any] | None = None,
+        target: LettaTarget | None = None,
     ) -> Iterator[Any]:
         for input in inputs:
-            messages, kwargs = _call(input, call)
-            _builder, pairs = self.model.letta_events(messages, None, kwargs, text_chunks=False)
+            messages, options = _call(input, call or {})
+            _builder, pairs = self.model.letta_events(
+                messages, None, options, target=target, text_chunks=False
+            )
             for event, _chunk in pairs:
                 yield event
 
@@ -209,10 +219,13 @@ class LettaAgentRunnable(RunnableSerializable[AgentInput, LettaResponse]):
         config: RunnableConfig,
         *,
         call: dict[str, Any] | None = None,
+        target: LettaTarget | None = None,
     ) -> AsyncIterator[Any]:
         async for input in inputs:
-            messages, kwargs = _call(input, call)
-            _builder, pairs = self.model.aletta_events(messages, None, kwargs, text_chunks=False)
+            messages, options = _call(input, call or {})
+            _builder, pairs = self.model.aletta_events(
+                messages, None, options, target=target, text_chunks=False
+            )
             async for event, _chunk in pairs:
                 yield event
 
@@ -224,17 +237,12 @@ def _named_target(input: AgentInput) -> dict[str, str]:
     return {key: input[key] for key in ("agent_id", "conversation_id") if input.get(key)}
 
 
-def _call(
-    input: AgentInput, call: dict[str, Any] | None
-) -> tuple[list[BaseMessage], dict[str, Any]]:
-    """The messages to send and the call's keywords, with the agent and conversation it names.
-
-    Whatever the input leaves open, ChatLetta finds in the config or its own fields.
-    """
-    kwargs: dict[str, Any] = {**(call or {}), **_named_target(input)}
+def _call(input: AgentInput, call: dict[str, Any]) -> tuple[list[BaseMessage], CallOptions]:
+    """The messages to send and the call's options, with the agent and conversation it names."""
+    options = CallOptions.parse({**call, **_named_target(input)})
     if isinstance(input, dict):
         input = input.get("input") or input.get("messages") or ""
-    return input_messages(input), kwargs
+    return input_messages(input), options
 
 
 def _response(message: AIMessage, events: list[LettaEvent]) -> LettaResponse:

@@ -16,7 +16,7 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 
-from langchain_letta._convert import without_leaked_prefix
+from langchain_letta._chunks import without_leaked_prefix
 from langchain_letta.events import (
     ApprovalRequestMessage,
     AssistantMessage,

@@ -8,7 +8,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda, ensure_config
 
-from langchain_letta._convert import answered_by, last_answer, waiting_calls
+from langchain_letta._requests import answered_by, last_answer, waiting_calls
 from langchain_letta._strict import check_names, field_names
 from langchain_letta._tools import approval_request, decisions_from
 from langchain_letta._wire.requests import ApprovalDecision

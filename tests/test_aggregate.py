@@ -24,9 +24,10 @@ from langchain_core.runnables import RunnableLambda
 from langchain_core.utils._merge import merge_lists
 
 from langchain_letta import ChatLetta
-from langchain_letta import _convert as convert
-from langchain_letta._convert import ChunkBuilder, MergedContent, finalize_content
-from langchain_letta._wire.flow import StreamState
+from langchain_letta import _chunks as convert
+from langchain_letta._chunks import ChunkBuilder, finalize_content
+from langchain_letta._merge import MergedContent
+from langchain_letta._wire.state import StreamState
 from langchain_letta.errors import LettaError
 from langchain_letta.events import LettaEvent, parse_event
 from langchain_letta.testing import FakeLettaServer, Reply

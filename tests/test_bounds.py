@@ -20,17 +20,10 @@ import pytest
 from pydantic import ValidationError
 
 from langchain_letta import ChatLetta, LettaClient, OutgoingMessage, StreamRequest
-from langchain_letta._wire import client as client_module
-from langchain_letta._wire.flow import (
-    Deliver,
-    Opened,
-    Probe,
-    Read,
-    Send,
-    StreamFlow,
-    TakeTurn,
-    error_from_transport,
-)
+from langchain_letta._wire import settings as client_module
+from langchain_letta._wire.actions import Deliver, Opened, Probe, Read, Send, TakeTurn
+from langchain_letta._wire.failures import error_from_transport
+from langchain_letta._wire.flow import StreamFlow
 from langchain_letta.errors import (
     LettaAPIError,
     LettaError,
@@ -476,7 +469,7 @@ def test_retries_are_logged_not_printed(capfd: pytest.CaptureFixture[str]) -> No
 
 def test_a_foreground_stream_keeps_every_frame_it_sends() -> None:
     """Only a background run (with seq_ids) can be replayed: a foreground one loses nothing."""
-    from langchain_letta._wire.flow import StreamState
+    from langchain_letta._wire.state import StreamState
 
     stop = b'data: {"message_type":"stop_reason","stop_reason":"end_turn"}\n\n'
     usage = b'data: {"message_type":"usage_statistics","total_tokens":1}\n\n'

@@ -13,7 +13,7 @@ import pytest
 import sniffio
 from pydantic import SecretStr
 
-import langchain_letta._wire.client as client_module
+import langchain_letta._wire.server as client_module
 from langchain_letta import AsyncLettaClient, LettaClient, OutgoingMessage, StreamRequest
 from langchain_letta.errors import (
     LettaAPIError,

@@ -334,7 +334,7 @@ def test_events_read_together_with_an_oversized_frame_are_delivered_before_its_e
 ) -> None:
     # The real limit is 8 MiB, more than one read; a small one puts both in one read.
     small = functools.partial(SSEFrameDecoder, max_frame_bytes=1000)
-    monkeypatch.setattr("langchain_letta._wire.flow.SSEFrameDecoder", small)
+    monkeypatch.setattr("langchain_letta._wire.state.SSEFrameDecoder", small)
     with FakeLettaServer([in_one_write(b"data: " + b"x" * 2000 + b"\n\n")]) as server:
         events, error = drain(server, mode)
     assert [event.raw for event in events] == [THINKING, HELLO]

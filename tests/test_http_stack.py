@@ -45,7 +45,7 @@ from langchain_letta import (
     StreamRequest,
     letta_node,
 )
-from langchain_letta._wire import client as client_module
+from langchain_letta._wire import settings as client_module
 from langchain_letta.errors import LettaConnectionError, LettaError, LettaTimeoutError
 from langchain_letta.events import LettaEvent
 from langchain_letta.testing import FakeLettaServer, Reply

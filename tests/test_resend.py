@@ -28,6 +28,7 @@ from langchain_letta._wire.requests import (
 )
 from langchain_letta.errors import (
     LettaConflictError,
+    LettaInvalidRequestError,
     LettaStreamInterruptedError,
     LettaTimeoutError,
 )
@@ -78,16 +79,17 @@ def test_a_message_with_an_id_has_the_same_otid_each_time_it_goes_to_the_same_th
     assert otid(None) != otid(None)  # without an id, every send is a new message
 
 
-def test_an_answer_to_tool_calls_has_the_otid_of_the_calls_it_answers() -> None:
-    def otid(*calls: str) -> str:
+def test_an_answer_to_tool_calls_has_the_otid_of_what_it_answers() -> None:
+    def otid(*calls: str, approve: bool = True) -> str:
         answer = OutgoingApproval(
-            approvals=[ApprovalDecision(tool_call_id=call, approve=True) for call in calls]
+            approvals=[ApprovalDecision(tool_call_id=call, approve=approve) for call in calls]
         )
         return with_stable_otids(request_of(answer), AGENT, None).messages[0].otid
 
     assert otid("c1", "c2") == otid("c1", "c2")
     assert otid("c1") != otid("c2")
     assert otid("c1", "c2") != otid("c1")
+    assert otid("c1", approve=False) != otid("c1")  # another answer is another message
 
 
 def test_the_source_id_is_never_sent() -> None:
@@ -220,3 +222,55 @@ def test_a_conversation_created_over_a_cut_connection_is_created_again(mode: Mod
         conversation = asyncio.run(create())
     assert conversation == "conv-2"
     assert created == ["/v1/conversations/", "/v1/conversations/"]
+
+
+# ------------------------------------------------------------------ what the thread holds
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_message_the_thread_holds_is_not_sent_again(mode: Mode) -> None:
+    """A graph run cancelled mid-turn, then double-texted: its message is stored already."""
+    first = HumanMessage("one", id="lc-1")
+    with FakeLettaServer([TURN, TURN], stores=True) as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url)
+        ask(model, mode, [first])
+        answer = ask(model, mode, [first, HumanMessage("two", id="lc-2")])  # no answer between
+    assert answer.text == expected_text()
+    sent = [[m["content"] for m in r.json()["messages"]] for r in server.stream_requests]
+    assert sent == [["one"], ["two"]]
+    assert len(server.accepted) == 2
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("version", ["0.16.6", "0.16.8"])
+def test_a_call_whose_messages_the_thread_holds_reads_the_run_that_took_them(
+    mode: Mode, version: str
+) -> None:
+    """A node re-run (another worker, a restart) with nothing new: the answer, not a new turn."""
+    message = HumanMessage("one", id="lc-1")
+    with FakeLettaServer([TURN], stores=True, version=version) as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url)
+        first = ask(model, mode, [message])
+        again = ask(model, mode, [message])
+    assert again.text == first.text == expected_text()
+    assert again.response_metadata["run_id"] == first.response_metadata["run_id"]
+    assert len(server.stream_requests) == 1
+    assert [r.json()["starting_after"] for r in server.resume_requests] == [0]
+
+
+def test_messages_without_ids_are_sent_without_asking_what_the_thread_holds() -> None:
+    with FakeLettaServer([TURN], stores=True) as server:
+        ChatLetta(agent_id=AGENT, base_url=server.base_url).invoke("hi")
+    assert [r.path for r in server.received if r.method == "GET"] == ["/v1/health/"]
+
+
+def test_a_held_request_whose_run_is_unknown_is_refused_not_sent_again() -> None:
+    message = HumanMessage("one", id="lc-1")
+    with FakeLettaServer([TURN], stores=True) as server:
+        model = ChatLetta(agent_id=AGENT, base_url=server.base_url)
+        model.invoke([message])
+        for item in server.history:
+            item["run_id"] = None  # a listing that names no run
+        with pytest.raises(LettaInvalidRequestError, match="in the Letta thread already"):
+            model.invoke([message])
+    assert len(server.stream_requests) == 1

@@ -28,7 +28,7 @@ from langchain_letta import (
     LettaClient,
     letta_node,
 )
-from langchain_letta._wire.flow import error_from_transport
+from langchain_letta._wire.failures import error_from_transport
 from langchain_letta.errors import (
     LettaConnectionError,
     LettaPendingApprovalError,

@@ -42,8 +42,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from langchain_letta import LettaClient, OutgoingMessage, StreamRequest
-from langchain_letta._wire import client as client_module
-from langchain_letta._wire.flow import error_from_transport
+from langchain_letta._wire import async_io, settings
+from langchain_letta._wire.failures import error_from_transport
 from langchain_letta._wire.http import ASYNC_TRANSPORT_ERRORS, precise
 from langchain_letta.errors import (
     LettaConnectionError,
@@ -85,7 +85,7 @@ TRANSPORTS = [
 @pytest.fixture(autouse=True)
 def short_reads(monkeypatch: pytest.MonkeyPatch, waits: list[float]) -> list[float]:
     """Read timeouts shorter than the 35 s floor, and retry waits recorded, not slept."""
-    monkeypatch.setattr(client_module, "MIN_READ_TIMEOUT", 0.1)
+    monkeypatch.setattr(settings, "MIN_READ_TIMEOUT", 0.1)
     return waits
 
 
@@ -499,12 +499,12 @@ def test_a_deadline_timer_that_fires_a_little_early_still_ends_the_call_as_the_d
 ) -> None:
     """uvloop's timers run on libuv's millisecond clock, and fire before ``time.monotonic()``
     reaches their deadline about one time in four: here every one fires 5 ms early."""
-    exact = client_module.read_within
+    exact = async_io.read_within
 
     async def early(chunks: AsyncIterator[bytes], seconds: float) -> bytes:
         return await exact(chunks, max(seconds - 0.005, 0))
 
-    monkeypatch.setattr(client_module, "read_within", early)
+    monkeypatch.setattr(async_io, "read_within", early)
     with FaultServer(pings_for_ever) as server:
         outcome = call(mode, "aiohttp", server.base_url, total_timeout=0.5)
     assert isinstance(outcome.error, LettaTimeoutError)

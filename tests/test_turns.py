@@ -221,13 +221,15 @@ def test_a_stream_left_early_keeps_its_turn_until_its_run_is_over() -> None:
 def test_a_task_cancelled_mid_stream_keeps_its_turn_until_its_run_is_over() -> None:
     async def main() -> None:
         letta = model(server)
+        streaming = asyncio.Event()
 
         async def read() -> None:
             async for _chunk in letta.astream("first"):
+                streaming.set()
                 await asyncio.sleep(10)  # cancelled here, mid-stream
 
         first = asyncio.create_task(read())
-        await asyncio.sleep(SLOW / 2)
+        await asyncio.wait_for(streaming.wait(), 10)  # the run is under way (however loaded)
         first.cancel()
         with pytest.raises(asyncio.CancelledError):
             await first

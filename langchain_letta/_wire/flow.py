@@ -1,66 +1,55 @@
-"""One streamed call's logic without I/O: what to send, when to retry, resume or give up.
+"""One streamed call's decisions without I/O: what to send, when to retry, resume or give up.
 
-A message must never reach the agent twice, and every wait must end. Those rules
-live here once, in :class:`StreamFlow`, a generator in the manner of httpx's auth
-flows: it yields the next thing to do (an *action*: send a request, read the
-response, sleep, deliver events to the consumer) and is sent back what happened.
-:class:`~langchain_letta.LettaClient` and :class:`~langchain_letta.AsyncLettaClient`
-each drive it with their own I/O and nothing else, so the sync and async clients
-cannot drift apart and every fault test exercises the same decisions through both.
-
-The per-frame work (:class:`StreamState`) is also free of I/O: it turns decoded
-frames into typed events, tracks the run id and resume cursor, refuses replayed or
-foreign frames, and turns error frames into typed errors, after delivering whatever
-good events came before them.
+A message must never reach the agent twice, and every wait must end. Those rules live
+here once, in :class:`StreamFlow`, a generator in the manner of httpx's auth flows: it
+yields the next :mod:`action <langchain_letta._wire.actions>` (send a request, read the
+response, sleep, deliver events) and is sent back what happened. The sync and async
+clients each drive it with their own I/O and nothing else, so they cannot drift apart
+and every fault test exercises the same decisions through both.
 """
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 import urllib.parse
-from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Generator
+from typing import Any, Protocol
 
 import httpx
-from httpx_sse import ServerSentEvent
 from tenacity import DoAttempt, DoSleep, RetryCallState, Retrying
 
+from langchain_letta._wire.actions import (
+    Action,
+    Ask,
+    Deliver,
+    Finish,
+    Hangup,
+    Lock,
+    Opened,
+    Probe,
+    Read,
+    ReadBody,
+    Send,
+    Sleep,
+    TakeTurn,
+    Unlock,
+)
+from langchain_letta._wire.failures import UNKNOWN_FATE, error_from_http, is_event_stream
 from langchain_letta._wire.requests import StreamRequest, with_stable_otids
 from langchain_letta._wire.retry import logger, retry_policy, safe_to_resend, worth_resuming_again
-from langchain_letta._wire.sse import FrameTooLargeError, SSEFrameDecoder
-from langchain_letta._wire.turns import TurnKey
+from langchain_letta._wire.routes import LISTING_LIMIT, listed
+from langchain_letta._wire.state import RUN_ID, StreamState
+from langchain_letta._wire.stored import recognisable, stored_otids, unsent
 from langchain_letta.errors import (
     LettaAPIError,
-    LettaConnectionError,
     LettaError,
     LettaInvalidRequestError,
     LettaProtocolError,
-    LettaStreamCancelledError,
-    LettaStreamInterruptedError,
     LettaTimeoutError,
     StreamProgress,
-    error_from_response,
-    error_from_stream,
-)
-from langchain_letta.events import (
-    ErrorMessage,
-    LettaEvent,
-    Ping,
-    StopReason,
-    StreamErrorFrame,
-    UnknownEvent,
-    UsageStatistics,
-    parse_event,
 )
 
-if TYPE_CHECKING:
-    from langchain_letta._wire.client import ClientCore
-
-ERROR_BODY_LIMIT = 256 * 1024
-"""Most bytes read of an error body (or of a body read only to be discarded)."""
 MAX_RESUMES = 50
 """Most resumes of one call, however much each brings: a server that drops the
 connection after every event cannot hold a call forever (the deadline bounds it too)."""
@@ -71,466 +60,65 @@ CANCEL_WAIT = 30.0
 took effect on the server, and the thread's next turn waits for that."""
 DRAIN_LIMIT = 64 * 1024 * 1024
 """Most bytes read of the rest of an abandoned run."""
-UNKNOWN_FATE = (LettaConnectionError, LettaTimeoutError, LettaStreamInterruptedError)
-"""Failures after which a sent request may or may not have reached the server."""
-_DONE = "[DONE]"
-_HIDDEN_SEQ = (StopReason, UsageStatistics)
-"""Events that take a sequence number in a background run without showing it."""
-MAX_AHEAD = 10_000
-"""Most seq_ids remembered above a gap in a run's sequence: a gap that this many later
-frames do not close is not going to, and the memory of the stream must stay bounded."""
-_MAX_SEQ_ID = 2**53
-"""Largest seq_id taken as a counter (the largest integer a JSON reader keeps exactly)."""
-_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")
 
 OnRetry = Callable[[RetryCallState], None]
 OnResume = Callable[[StreamProgress, LettaError], None]
 
 
-# ------------------------------------------------------------------ actions
-
-
-@dataclass(frozen=True, slots=True)
-class Probe:
-    """Learn the server's version if a decision needs it; the reply is ``None``."""
-
-    version_matters: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """POST ``body`` to ``path`` and open the response as a stream.
-
-    The reply is an :class:`Opened`, or the typed error of a transport failure.
-    ``read_timeout``, when set, bounds every read of this response: the call's
-    deadline is nearer than the client's read timeout.
-    """
-
-    path: str
-    body: dict[str, Any]
-    read_timeout: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class Opened:
-    """The status line and headers of the response just opened.
-
-    ``request`` names it for error messages: ``METHOD URL``, the URL as it was
-    really sent (without userinfo or query, so never with a credential).
-    """
-
-    status_code: int
-    headers: Mapping[str, str]
-    request: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Read:
-    """Read the next bytes of the open response.
-
-    The reply is the bytes (``b""`` at its end) or the ``httpx.TransportError``
-    (or ``httpx.DecodingError``) that broke it. ``timeout``, when set, is shorter
-    than the read timeout: the call's deadline is near, and the read must not
-    outlast it.
-    """
-
-    timeout: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class ReadBody:
-    """Read the rest of the open response, at most ``limit`` bytes, and close it."""
-
-    limit: int = ERROR_BODY_LIMIT
-
-
-@dataclass(frozen=True, slots=True)
-class Hangup:
-    """Close the open response now (the connection is not reused)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Finish:
-    """The stream ended normally: read what is left, and let the connection be reused.
-
-    At most ``limit`` bytes are read, and never while the consumer waits.
-    """
-
-    limit: int = 64 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Sleep:
-    """Wait before the next attempt."""
-
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class Deliver:
-    """Hand these events (one network read's worth) to the consumer."""
-
-    events: list[LettaEvent]
-
-
-@dataclass(frozen=True, slots=True)
-class Lock:
-    """Become the one request that finds out whether the server runs background mode."""
-
-
-@dataclass(frozen=True, slots=True)
-class Unlock:
-    """The background decision is made: let the waiting requests go."""
-
-
-@dataclass(frozen=True, slots=True)
-class TakeTurn:
-    """Wait in line for this agent thread's turn in this process, at most ``timeout`` s.
-
-    The reply is ``True`` once the turn is the call's (it keeps it until it ends, however
-    it ends), ``False`` if the time ran out first.
-    """
-
-    key: TurnKey
-    timeout: float | None
-
-
-Action = (
-    Probe | Send | Read | ReadBody | Hangup | Finish | Sleep | Deliver | Lock | Unlock | TakeTurn
-)
-
-
-# ------------------------------------------------------------------ per-frame state
-
-
-class StreamState:
-    """Turns the frames of one stream into events, errors and progress; no I/O.
-
-    ``progress.last_seq_id`` is the resume cursor: the highest seq_id up to which
-    every frame was delivered (a new run counts from 0; Letta numbers from 1). In a
-    background run every frame takes a sequence number, but ``stop_reason`` and
-    ``usage_statistics`` frames do not show theirs: the cursor counts them (unless a
-    gap is open), so that a resume never replays them. Letta may send a run's frames
-    out of order (its Redis writer can add a later batch first), so each frame is
-    delivered as it arrives, and the seq_ids delivered above a gap are kept in
-    ``ahead`` until the gap closes: the cursor stays below the gap, so a resume asks
-    for what is missing, and the frames it replays are skipped. A frame naming
-    another run is a protocol error.
-    """
-
-    __slots__ = (
-        "ahead",
-        "decoder",
-        "done",
-        "failure",
-        "frames",
-        "progress",
-        "status_code",
-        "usage_seen",
-    )
-
-    def __init__(self, status_code: int | None = None) -> None:
-        self.decoder = SSEFrameDecoder()
-        self.progress = StreamProgress()
-        self.done = False
-        self.frames = 0
-        self.status_code = status_code
-        self.failure: LettaError | None = None
-        self.usage_seen = False
-        self.ahead: set[int] = set()
-        """The seq_ids delivered above the cursor (never more than ``MAX_AHEAD``)."""
-
-    @property
-    def resumable(self) -> bool:
-        """Whether the run can be read again from the cursor (a background run)."""
-        return self.progress.run_id is not None and self.progress.last_seq_id is not None
-
-    def restart(self) -> None:
-        """Before reading a resumed stream: a frame cut by the drop is replayed whole."""
-        self.decoder = SSEFrameDecoder()
-
-    def feed(self, chunk: bytes) -> list[LettaEvent]:
-        """The events completed by one network read.
-
-        A bad frame (malformed, too large, an error or cancellation) ends the
-        stream: the events read before it are returned, and its typed error is
-        left in ``failure`` for the caller to raise after delivering them.
-        """
-        events: list[LettaEvent] = []
-        oversized: LettaError | None = None
-        try:
-            frames = self.decoder.feed(chunk)
-        except FrameTooLargeError as error:
-            frames = error.frames  # completed before the oversized one: delivered first
-            oversized = LettaProtocolError(
-                str(error), progress=self.progress, request_accepted=True
-            )
-        try:
-            for frame in frames:
-                event = self._event(frame)
-                if event is not None:
-                    events.append(event)
-                elif self.done:
-                    return events
-        except LettaError as error:
-            self.failure = error
-            return events
-        self.failure = oversized
-        return events
-
-    def undecodable(self, error: httpx.DecodingError) -> LettaError:
-        """The typed error for a body httpx cannot decode (a broken gzip stream, ...)."""
-        return LettaProtocolError(
-            f"the Letta stream could not be decoded after {self.progress.events_received} "
-            f"events ({type(error).__name__})",
-            request_accepted=True,
-            progress=self.progress,
-        )
-
-    def _event(self, frame: ServerSentEvent) -> LettaEvent | None:
-        if frame.data == _DONE:
-            self.done = True
-            return None
-        name = frame.event
-        if name == "cancelled":
-            raise LettaStreamCancelledError(
-                f"the Letta run was cancelled: {frame.data[:200]}",
-                body=frame.data[:1000],
-                request_accepted=True,
-                progress=self.progress,
-            )
-        try:
-            event = parse_event(frame.data)
-        except ValueError as error:
-            raise LettaProtocolError(
-                f"malformed frame #{self.frames + 1} in the Letta stream "
-                f"({error}): {frame.data[:200]!r}",
-                body=frame.data[:1000],
-                progress=self.progress,
-                request_accepted=True,
-            ) from None
-        self.frames += 1
-        progress = self.progress
-        if not self._advance(event, progress):
-            return None
-        if isinstance(event, (ErrorMessage, StreamErrorFrame)):
-            raise error_from_stream(
-                event.error_type,
-                event.message or "unknown error",
-                event.detail,
-                body=event.raw,
-                progress=progress,
-                status_code=self.status_code,
-            )
-        if name == "error":
-            raise error_from_stream(
-                None,
-                frame.data[:500],
-                None,
-                body=event.raw,
-                progress=progress,
-                status_code=self.status_code,
-            )
-        if name != "message":
-            # A named event this package does not know: keep it, with its name.
-            event = UnknownEvent(message_type=f"event:{name}", data=frame.data)
-        if isinstance(event, Ping):
-            return None
-        if isinstance(event, StopReason):
-            progress.stop_reason = event.stop_reason
-        progress.events_received += 1
-        return event
-
-    def _advance(self, event: LettaEvent, progress: StreamProgress) -> bool:
-        """Move the run id and cursor on; ``False`` for a frame delivered before.
-
-        Raises:
-            LettaProtocolError: The frame names another run, or a run id that is
-                not an id (it goes into a URL path on resume), or a seq_id that is
-                not a counter, or the run's sequence has a gap that never closes.
-        """
-        run_id = getattr(event, "run_id", None)
-        if run_id:
-            if progress.run_id is None:
-                if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
-                    raise LettaProtocolError(
-                        f"the Letta stream named an invalid run id {str(run_id)[:80]!r}",
-                        progress=progress,
-                        request_accepted=True,
-                    )
-                progress.run_id = run_id
-            elif run_id != progress.run_id:
-                raise LettaProtocolError(
-                    f"the Letta stream of run {progress.run_id} switched to run "
-                    f"{str(run_id)[:80]!r}: its events are not this call's",
-                    progress=progress,
-                    request_accepted=True,
-                )
-        if progress.last_seq_id is not None and isinstance(event, _HIDDEN_SEQ):
-            # A background run has one of each; they show no seq_id, so a second one
-            # can only be the server going back (a foreground stream is never replayed).
-            if isinstance(event, StopReason) and progress.stop_reason is not None:
-                return False
-            if isinstance(event, UsageStatistics):
-                if self.usage_seen:
-                    return False
-                self.usage_seen = True
-        seq_id = getattr(event, "seq_id", None)
-        if seq_id is not None:
-            return self._take(self._checked(seq_id), progress)
-        if progress.last_seq_id is not None and isinstance(event, _HIDDEN_SEQ) and not self.ahead:
-            # Counted only with no gap open: behind a gap its number is unknown, and a
-            # guess could take a late frame's number, dropping it as a replay; not
-            # counting it only lets a resume send it again (then skipped, as above).
-            progress.last_seq_id = max(progress.last_seq_id, 0) + 1
-        return True
-
-    def _checked(self, seq_id: object) -> int:
-        """``seq_id`` if it is a counter; the wire model lets any JSON value through.
-
-        A frame Letta does not declare a ``seq_id`` for (an unknown event, a
-        ``stop_reason``) keeps whatever was sent, and a known one may carry ``-3``.
-
-        Raises:
-            LettaProtocolError: It is not an integer from 1 to 2**53 (Letta numbers a
-                run's frames from 1; a 0 could only be dropped as a replay, silently).
-        """
-        if type(seq_id) is not int or not 1 <= seq_id <= _MAX_SEQ_ID:
-            raise LettaProtocolError(
-                f"frame #{self.frames} of the Letta stream has an invalid seq_id "
-                f"{str(seq_id)[:80]!r}",
-                progress=self.progress,
-                request_accepted=True,
-            )
-        return seq_id
-
-    def _take(self, seq_id: int, progress: StreamProgress) -> bool:
-        """Record ``seq_id`` as delivered; ``False`` if it was delivered before.
-
-        The cursor moves only onto the next seq_id, then past those already held in
-        ``ahead``; any other new seq_id waits in ``ahead``, its frame delivered now.
-        Each frame costs O(1) amortised; ``ahead`` holds at most ``MAX_AHEAD`` ids.
-
-        Raises:
-            LettaProtocolError: ``MAX_AHEAD`` seq_ids are held above a gap already.
-        """
-        ahead = self.ahead
-        # A new run starts below Letta's first seq_id, 1; a resume at its cursor
-        # (-1 asks the server for the whole run, as 0 does).
-        cursor = max(progress.last_seq_id or 0, 0)
-        if seq_id <= cursor or seq_id in ahead:
-            return False  # replayed: never delivered twice
-        if seq_id == cursor + 1:
-            cursor = seq_id
-            while cursor + 1 in ahead:  # the gap closed: move past what came early
-                cursor += 1
-                ahead.remove(cursor)
-        elif len(ahead) >= MAX_AHEAD:
-            raise LettaProtocolError(
-                f"the sequence numbers of the Letta stream have a gap that never closes: "
-                f"seq_id {cursor + 1} is still missing after {len(ahead)} later frames",
-                progress=progress,
-                request_accepted=True,
-            )
-        else:
-            ahead.add(seq_id)
-        progress.last_seq_id = cursor
-        return True
-
-    def interruption(self, error: httpx.TransportError | None = None) -> LettaError:
-        """The typed error for a stream that stopped before ``[DONE]``."""
-        if isinstance(error, httpx.TimeoutException):
-            return LettaTimeoutError(
-                "no data from the Letta server for longer than the read timeout "
-                f"({type(error).__name__})",
-                request_accepted=True,
-                progress=self.progress,
-            )
-        if error is not None:
-            cause = f"the connection broke ({type(error).__name__}: {error})"
-        else:
-            tail = self.decoder.tail()
-            cause = "the server ended the response" + (
-                f" inside a frame: {tail[:200]!r}" if tail else ""
-            )
-        return LettaStreamInterruptedError(
-            f"the Letta stream stopped before [DONE] after {self.progress.events_received} "
-            f"events: {cause}",
-            request_accepted=True,
-            progress=self.progress,
-        )
-
-
-def is_event_stream(headers: Mapping[str, str]) -> bool:
-    """Whether a body is SSE; media types are case-insensitive (``Text/Event-Stream``)."""
-    content_type = headers.get("content-type", "")
-    return content_type.partition(";")[0].strip().lower() == "text/event-stream"
-
-
-def error_from_http(
-    status_code: int, headers: Mapping[str, str], body: bytes, url: str | None = None
-) -> LettaError:
-    """The error for a response with status >= 400, reading an SSE body where there is one.
-
-    Args:
-        status_code: The status.
-        headers: The response headers.
-        body: The start of the body.
-        url: ``METHOD URL`` of the request, for the message (never with credentials:
-            ``base_url`` cannot carry them).
-    """
-    if is_event_stream(headers):
-        # 0.11.x answers an upstream LLM failure with HTTP 500 and the error in SSE frames.
-        state = StreamState(status_code=status_code)
-        state.feed(body + b"\n\n")
-        # A body that is no valid stream proves nothing: its status decides (a 503 stays a
-        # retryable refusal, where a protocol error would say the message was accepted).
-        if state.failure is not None and not isinstance(state.failure, LettaProtocolError):
-            return state.failure
-    text = body.decode("utf-8", errors="replace")
-    return error_from_response(status_code, text, headers=headers, url=url)
-
-
-def error_from_transport(error: httpx.TransportError, tried: str | None = None) -> LettaError:
-    """The error for a transport failure before any response arrived.
-
-    The message names the failure's class, not its text: httpx and h11 quote
-    header values in theirs, and a header may carry a credential. ``tried`` is
-    the request's ``METHOD URL`` (no userinfo, no query: never a credential),
-    named in the message so that a wrong ``base_url`` shows.
-    """
-    kind = type(error).__name__
-    at = f"; tried {tried}" if tried else ""
-    if isinstance(error, httpx.LocalProtocolError):
-        return LettaInvalidRequestError(
-            f"the request could not be sent: httpx refused it ({kind}); nothing was sent{at}",
-            is_retryable=False,
-        )
-    if isinstance(error, (httpx.ConnectTimeout, httpx.PoolTimeout)):
-        return LettaTimeoutError(
-            f"timed out connecting to the Letta server ({kind}){at}", is_retryable=True
-        )
-    if isinstance(error, httpx.ConnectError):
-        return LettaConnectionError(f"cannot reach the Letta server ({kind}: {error}){at}")
-    if isinstance(error, httpx.TimeoutException):
-        return LettaTimeoutError(
-            f"the Letta server did not answer within the read timeout ({kind}){at}",
-            request_accepted=True,
-        )
-    # The request may have reached the server: the message may be stored already.
-    return LettaConnectionError(
-        f"the Letta server did not answer the request ({kind}){at}", request_accepted=True
-    )
-
-
-# ------------------------------------------------------------------ the flow
+class FlowClient(Protocol):
+    """What :class:`StreamFlow` needs of the client it decides for: settings and server facts."""
+
+    base_url: str
+    read_timeout: float
+    total_timeout: float | None
+    max_retries: int
+    retry_timeout: float
+    cancel_on_close: bool
+
+    def version_matters(self, request: StreamRequest | None, conversation_id: str | None) -> bool:
+        """Whether this call can go ahead only on some releases."""
+        ...
+
+    def message_route(
+        self, agent_id: str, conversation_id: str | None
+    ) -> tuple[str, dict[str, Any]]:
+        """Where a message goes, and what its body says of the target there."""
+        ...
+
+    def message_body(self, request: StreamRequest) -> dict[str, Any]:
+        """The request in the server's dialect, with background mode decided."""
+        ...
+
+    def stored_route(
+        self, agent_id: str, conversation_id: str | None
+    ) -> tuple[str, dict[str, str]] | None:
+        """Where the thread's recent messages are listed with their otids, if anywhere."""
+        ...
+
+    def knows_resends(self, conversation_id: str | None, body: dict[str, Any]) -> bool:
+        """Whether the server answers ``body`` sent again with the run it started."""
+        ...
+
+    def background_undecided(self, request: StreamRequest) -> bool:
+        """Whether this request would be the one to find out if background mode works."""
+        ...
+
+    def learn_background(self, *, works: bool) -> None:
+        """Remember whether the server runs background mode."""
+        ...
+
+    def adjust_after_rejection(
+        self, status: int, body_text: str, sent: dict[str, Any], done: set[str]
+    ) -> bool:
+        """Change what is sent after a refusal that proves nothing was accepted."""
+        ...
 
 
 class StreamFlow:
     """The decisions of one streamed call (send or resume), as a generator of actions.
 
     Args:
-        core: The client's settings and server knowledge.
+        client: The client's settings and server facts.
         agent_id: The agent.
         request: What to send; ``None`` reads an existing run from ``resume_from``.
         conversation_id: The conversation, if any.
@@ -543,7 +131,7 @@ class StreamFlow:
 
     def __init__(
         self,
-        core: ClientCore,
+        client: FlowClient,
         agent_id: str,
         request: StreamRequest | None,
         *,
@@ -554,7 +142,7 @@ class StreamFlow:
         total_timeout: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.core = core
+        self.client = client
         self.agent_id = agent_id
         self.conversation_id = conversation_id
         self.state = StreamState()
@@ -567,11 +155,13 @@ class StreamFlow:
         self._on_retry = on_retry
         self._on_resume = on_resume
         self._clock = clock
-        self._total = core.total_timeout if total_timeout is None else total_timeout
+        self._total = client.total_timeout if total_timeout is None else total_timeout
         self._deadline = None if self._total is None else clock() + self._total
         self._sent = False
         self._route: tuple[str, dict[str, Any]] = ("", {})
         self._resend_known = False
+        self._held: str | None = None
+        """Set when the thread holds every message: the run that took them ("" if unknown)."""
 
     @property
     def progress(self) -> StreamProgress:
@@ -615,7 +205,7 @@ class StreamFlow:
 
     def _should_cancel(self) -> bool:
         return (
-            not self.state.done and self.core.cancel_on_close and self.progress.run_id is not None
+            not self.state.done and self.client.cancel_on_close and self.progress.run_id is not None
         )
 
     def run(self) -> Generator[Action, Any, None]:
@@ -635,7 +225,7 @@ class StreamFlow:
             resumable = self.state.resumable
             if (
                 not (resumable or self._may_send_again(interruption))
-                or fruitless > self.core.max_retries
+                or fruitless > self.client.max_retries
                 or resumes >= MAX_RESUMES
             ):
                 raise interruption
@@ -686,21 +276,60 @@ class StreamFlow:
     # -------------------------------------------------------------- sending
 
     def _send_message(self, request: StreamRequest) -> Generator[Action, Any, None]:
-        core = self.core
-        yield Probe(core.version_matters(request, self.conversation_id))
-        self._route = core.message_route(self.agent_id, self.conversation_id)
-        key = (core.base_url, self.agent_id, self.conversation_id)
+        client = self.client
+        yield Probe(client.version_matters(request, self.conversation_id))
+        self._route = client.message_route(self.agent_id, self.conversation_id)
+        key = (client.base_url, self.agent_id, self.conversation_id)
         if not (yield TakeTurn(key, self._remaining())):
             raise self._deadline_error(None, "waiting for the previous turn of this agent thread")
-        deciding = core.background_undecided(request)
+        deciding = client.background_undecided(request)
         if deciding:
             yield Lock()
-            deciding = core.background_undecided(request)
+            deciding = client.background_undecided(request)
             if not deciding:
                 yield Unlock()
         yield from self._deliver(request, deciding)
         if deciding:
             yield Unlock()
+        if self._held is not None:  # the thread holds every message: read the run that took them
+            yield from self._read_again(self._held)
+
+    def _left_to_send(self, request: StreamRequest) -> Generator[Action, Any, StreamRequest | None]:
+        """``request`` without the messages the thread holds already; ``None``: it holds all.
+
+        Asked before each attempt, once the thread's turn is this call's: a message sent
+        by a run that was abandoned, or by another process, is stored by then.
+        """
+        route = self.client.stored_route(self.agent_id, self.conversation_id)
+        if route is None or not recognisable(request):
+            return request
+        reply = yield Ask(*route, LISTING_LIMIT)
+        if isinstance(reply, LettaError):
+            raise reply
+        opened, body = reply
+        left, run_id = unsent(request, stored_otids(listed(opened, body)))
+        if left is None:
+            self._held = run_id or ""
+        elif left is not request:
+            logger.info(
+                "%d message(s) of this call are in the Letta thread already: not sent again",
+                len(request.messages) - len(left.messages),
+            )
+        return left
+
+    def _read_again(self, run_id: str) -> Generator[Action, Any, None]:
+        """Answer a call whose messages the thread holds with the run that took them."""
+        if not RUN_ID.fullmatch(run_id):
+            raise LettaInvalidRequestError(
+                "every message of this call is in the Letta thread already (sent before), and "
+                "the run that answered them cannot be read again: nothing is sent twice; "
+                "append the next message to send",
+                is_retryable=False,
+            )
+        self.state.progress.run_id = run_id
+        self.state.progress.last_seq_id = 0
+        logger.info("this call's messages are in the Letta thread already: reading run %s", run_id)
+        yield from self._resume(None)
 
     def _deliver(
         self, request: StreamRequest, deciding: bool = False
@@ -718,7 +347,7 @@ class StreamFlow:
         Either the server provably took nothing (:func:`safe_to_resend`), or the
         request's fate is unknown (cut after it was written, before the run named
         itself) and the server recognises the same otids again, answering with the
-        run they started (:meth:`ClientCore.knows_resends`).
+        run they started (:meth:`FlowClient.knows_resends`).
         """
         if safe_to_resend(error):
             return True
@@ -739,25 +368,29 @@ class StreamFlow:
         The request is adjusted at most once per refusal that proves nothing was
         accepted (a 422 in the other dialect, a 503 without Redis).
         """
-        core = self.core
+        client = self.client
         path, target = self._route
+        left = yield from self._left_to_send(request)
+        if left is None:
+            return
+        request = left
         adjusted: set[str] = set()
         while True:
-            body = {**core.message_body(request), **target}
-            self._resend_known = core.knows_resends(self.conversation_id, body)
+            body = {**client.message_body(request), **target}
+            self._resend_known = client.knows_resends(self.conversation_id, body)
             opened = yield from self._open(path, body, accepted_on_success=True)
             if opened.status_code < 300:
                 if deciding and body.get("background"):
-                    core.learn_background(works=True)
+                    client.learn_background(works=True)
                 return
             data = yield ReadBody()
             text = data.decode("utf-8", errors="replace")
-            if not core.adjust_after_rejection(opened.status_code, text, body, adjusted):
+            if not client.adjust_after_rejection(opened.status_code, text, body, adjusted):
                 raise error_from_http(opened.status_code, opened.headers, data, opened.request)
 
     def _resume(self, interruption: LettaError | None) -> Generator[Action, Any, None]:
         run_id = self.progress.run_id or ""
-        if not _RUN_ID.fullmatch(run_id):
+        if not RUN_ID.fullmatch(run_id):
             raise LettaProtocolError(
                 f"cannot resume: invalid run id {run_id[:80]!r}", progress=self.progress
             )
@@ -831,8 +464,8 @@ class StreamFlow:
         retrying = Retrying(
             **retry_policy(
                 should_retry,
-                max_retries=self.core.max_retries,
-                timeout=self.core.retry_timeout,
+                max_retries=self.client.max_retries,
+                timeout=self.client.retry_timeout,
                 on_retry=self._on_retry,
                 what=what,
                 busy_timeout=self._remaining(),
@@ -868,7 +501,7 @@ class StreamFlow:
     def _read_limit(self) -> float | None:
         """A bound for the next wait, where the deadline is nearer than the read timeout."""
         remaining = self._remaining()
-        if remaining is None or remaining >= self.core.read_timeout:
+        if remaining is None or remaining >= self.client.read_timeout:
             return None
         return max(remaining, 0.001)
 

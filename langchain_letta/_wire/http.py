@@ -10,10 +10,8 @@ asyncio (uvloop included): their waits, locks and tasks are asyncio's.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import sys
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 
 import aiohttp
 import httpcore
@@ -140,14 +138,6 @@ def _own(function: object, package: str) -> bool:
         and module.startswith(package)
         and not hasattr(function, "__wrapped__")
     )
-
-
-async def read_within(chunks: AsyncIterator[bytes], seconds: float) -> bytes:
-    """The next piece of a body (``b""`` at its end), or ``TimeoutError`` after ``seconds``."""
-    if sys.version_info >= (3, 11):
-        async with asyncio.timeout(seconds):  # one timer, no task
-            return await anext(chunks, b"")
-    return await asyncio.wait_for(anext(chunks, b""), seconds)
 
 
 def precise(

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from typing import Any, Literal
@@ -139,7 +140,8 @@ def with_stable_otids(
     Letta 0.16.7+ answers a background request whose otids it has seen (for three
     hours) with the stream of the run they started, instead of a new run: sending
     the same message again is safe. A message with a ``source_id`` (a LangChain
-    message id) and an answer to tool calls (their ids) get the same otid every
+    message id) and an answer to tool calls (the same decisions or results for the
+    same calls) get the same otid every
     time they go to the same thread, so a retried call, another process or a
     restarted graph sending them again is recognised too. The thread is part of the
     derivation: the same message sent to two agents is two messages.
@@ -147,8 +149,8 @@ def with_stable_otids(
     thread = f"{agent_id}\n{conversation_id or ''}\n"
 
     def stable(message: OutgoingMessage | OutgoingApproval) -> OutgoingMessage | OutgoingApproval:
-        if isinstance(message, OutgoingApproval):
-            key = "approval\n" + "\n".join(answer.tool_call_id for answer in message.approvals)
+        if isinstance(message, OutgoingApproval):  # the same answers: the same message
+            key = "approval\n" + json.dumps(message.wire()["approvals"], sort_keys=True)
         elif message.source_id:
             key = "message\n" + message.source_id
         else:

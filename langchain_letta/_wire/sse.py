@@ -37,12 +37,12 @@ class SSEFrameDecoder:
     """Turns the bytes of an SSE response into frames, keeping only the unfinished tail.
 
     The unfinished frame is kept as a list of pieces and joined only once a read
-    ends it, so a frame arriving in many small reads costs time linear in its
-    size (re-joining it on every read was quadratic: a 4 MiB frame in 1460-byte
-    reads took seconds, and a hostile frame that never ends, far more before the
-    size limit refused it). Small reads are first gathered in ``_recent`` and
-    merged into one piece once they reach ``_PIECE`` characters: kept one by one,
-    a drip of 2-byte reads would hold some 30 times its size in string headers.
+    ends it, so a frame arriving in many small reads costs time linear in its size
+    (re-joining it on every read would be quadratic, and a hostile frame that never
+    ends would cost far more before the size limit refused it). Small reads are
+    first gathered in ``_recent`` and merged into one piece once they reach
+    ``_PIECE`` characters: kept one by one, a drip of tiny reads would hold many
+    times its size in string headers.
 
     Args:
         max_frame_bytes: Largest frame accepted, in characters of decoded text.

@@ -214,6 +214,7 @@ class FakeLettaServer:
             server's own background runs (to replay recorded resumes).
         history: What listing the messages returns (a recorded listing, to find
             the calls a thread waits for).
+        stores: Add what it accepts to ``history``, newest first, as Letta lists it.
         in_context: The thread's in-context message ids (default: all of
             ``history``); leave a stored message out to play an abandoned run.
 
@@ -232,6 +233,9 @@ class FakeLettaServer:
     """The conversations created, each with its agent."""
     history: list[Any] = field(default_factory=list)
     """What ``GET .../messages`` lists, for the agent and every conversation alike."""
+    stores: bool = False
+    """Keep the user and system messages it accepts in ``history`` (with their otids and
+    runs), as a real server stores them."""
     in_context: list[str] | None = None
     """The in-context message ids of the agent and of every conversation (what their
     state lists as ``message_ids`` / ``in_context_message_ids``); ``None``: every
@@ -446,9 +450,24 @@ class FakeLettaServer:
             await _send(reply, receive, send, drop_after=drop, cut_at_byte=cut)
             return
         run = self._start_run(reply)
+        self._store(payload, run.run_id)
         if token is not None:
             self._tokens[token] = run
         await self._stream_run(run, 0, receive, send, stall_after=reply.stall_after)
+
+    def _store(self, payload: dict[str, Any], run_id: str) -> None:
+        if not self.stores or not isinstance(self.history, list):
+            return
+        for message in payload.get("messages") or []:
+            if isinstance(message, dict) and message.get("role") in ("user", "system"):
+                stored = {
+                    "message_type": f"{message['role']}_message",
+                    "id": f"message-{uuid.uuid4()}",
+                    "otid": message.get("otid"),
+                    "run_id": run_id,
+                    "content": message.get("content"),
+                }
+                self.history.insert(0, stored)
 
     def _request_token(self, request: RecordedRequest, payload: dict[str, Any]) -> str | None:
         """What 0.16.7+ knows a background request by again: its otids, on a locked route."""

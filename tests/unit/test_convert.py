@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk
 
-from langchain_letta._convert import REQUIRES_APPROVAL, ChunkBuilder, continues, finalize_content
+from langchain_letta._chunks import REQUIRES_APPROVAL, ChunkBuilder, finalize_content
+from langchain_letta._merge import continues
 from langchain_letta.events import parse_event
 from tests.conftest import approval_delta
 

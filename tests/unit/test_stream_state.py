@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from langchain_letta._wire import flow
-from langchain_letta._wire.flow import MAX_AHEAD, StreamState
+from langchain_letta._wire import state as flow
+from langchain_letta._wire.state import MAX_AHEAD, StreamState
 from langchain_letta.errors import LettaProtocolError
 
 RUN = "run-5e1f0a2b"

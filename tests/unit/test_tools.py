@@ -11,7 +11,8 @@ from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
 from langchain_letta import ApprovalDecision, ToolResult
-from langchain_letta._convert import ChunkBuilder, as_chunk, pending_approval_calls
+from langchain_letta._chunks import ChunkBuilder, as_chunk
+from langchain_letta._requests import pending_approval_calls
 from langchain_letta._tools import client_tools, offered_tools, outgoing
 from langchain_letta._wire.requests import OutgoingApproval, OutgoingMessage
 from langchain_letta.events import parse_event, waiting_in
