@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from langchain_letta import ChatLetta, LettaAgentRunnable
 from langchain_letta._wire import async_io, sync_io, turns
 from scripts import gen_sync
 
@@ -59,3 +60,26 @@ def test_each_io_primitive_takes_the_same_arguments_in_both_flavours(name: str) 
 def test_a_turn_is_taken_alike_in_both_flavours() -> None:
     """``turns.acquire`` / ``aacquire`` are hand-kept: the queue they share decides."""
     assert inspect.signature(turns.acquire) == inspect.signature(turns.aacquire)
+
+
+ENTRY_POINTS = [
+    (ChatLetta, ("stream", "astream")),
+    (ChatLetta, ("pending_approvals", "apending_approvals")),
+    (ChatLetta, ("batch", "abatch")),
+    (ChatLetta, ("_generate", "_agenerate")),
+    (ChatLetta, ("_stream", "_astream")),
+    (LettaAgentRunnable, ("invoke", "ainvoke")),
+    (LettaAgentRunnable, ("stream", "astream")),
+]
+"""The public sync/async pairs LangChain's interfaces ask for: hand-kept, each a few
+lines over one shared plan (the call's target, options and events are decided once)."""
+
+
+@pytest.mark.parametrize(("owner", "pair"), ENTRY_POINTS, ids=lambda x: str(x))
+def test_each_entry_point_pair_takes_the_same_arguments(owner: type, pair: tuple[str, str]) -> None:
+    sync, asynchronous = (getattr(owner, name) for name in pair)
+    assert list(inspect.signature(sync).parameters) == list(
+        inspect.signature(asynchronous).parameters
+    )
+    body = max(len(inspect.getsource(function).splitlines()) for function in (sync, asynchronous))
+    assert body <= 40, f"{owner.__name__}.{pair}: put the logic in the shared plan, not the twins"
