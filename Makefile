@@ -54,4 +54,4 @@ record: $(INSTALLED)
 	$(PY) -m scripts.record
 
 test-live: $(INSTALLED)
-	LETTA_LIVE=1 $(PY) scripts/letta_lab.py run -- $(PY) -m pytest -q tests/test_live.py tests/test_live_langgraph.py
+	LETTA_LIVE=1 $(PY) scripts/letta_lab.py run -- $(PY) -m pytest -q tests/test_live.py tests/test_live_langgraph.py tests/test_live_workers.py

@@ -283,7 +283,10 @@ class Call:
             LettaError: The call failed; it carries the partial answer (see :meth:`fill_in`).
         """
         if self._fresh:
-            self._use_conversation(client.create_conversation(self.agent_id))
+            if self._thread_key is None:
+                self._use_conversation(client.create_conversation(self.agent_id))
+            else:
+                self._use_conversation(client.thread_conversation(*self._thread_key))
         stream = self._open(client)
         observers = parent_run_callbacks(run_manager)
         reporter = self._reporter
@@ -308,7 +311,10 @@ class Call:
     ) -> AsyncIterator[Pair]:
         """Async :meth:`events`."""
         if self._fresh:
-            self._use_conversation(await client.create_conversation(self.agent_id))
+            if self._thread_key is None:
+                self._use_conversation(await client.create_conversation(self.agent_id))
+            else:
+                self._use_conversation(await client.thread_conversation(*self._thread_key))
         stream = self._open(client)
         observers = async_parent_run_callbacks(run_manager)
         reporter = self._reporter
@@ -338,7 +344,7 @@ class Call:
             )
 
     def _use_conversation(self, created: str) -> None:
-        """Talk in the conversation just created, and remember it for the thread.
+        """Talk in the conversation just found or created, and remember it for the thread.
 
         If another call of the same thread created one meanwhile, the first one
         remembered wins, so that the thread's turns never split across two.

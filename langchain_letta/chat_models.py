@@ -166,8 +166,7 @@ class ChatLetta(BaseChatModel):
     include_return_message_types: list[str] | None = None
     """Only these Letta ``message_type`` values come back (Letta 0.8.3+); all if unset."""
     enable_thinking: bool | None = None
-    """Letta's deprecated per-request reasoning switch (0.10.0+); servers accept it and
-    do not act on it."""
+    """Letta's deprecated reasoning switch (0.10.0+); servers accept it, never act on it."""
     override_system: str | None = None
     """A system prompt for this call instead of the agent's own (Letta 0.16.7+)."""
     include_compaction_messages: bool | None = None
@@ -179,8 +178,8 @@ class ChatLetta(BaseChatModel):
     """Seconds one call may take in all, retries and resumes included (``None``: no limit);
     also a call keyword. Past it the call raises ``LettaTimeoutError``."""
     max_retries: int = 2
-    """Retries of a request the server provably did not accept (connection refused, 429,
-    502-504, busy); also how many resumes in a row may bring nothing new."""
+    """Retries of a request the server provably did not accept (refused, 429, 502-504);
+    also how many resumes in a row may bring nothing new (a busy thread is waited for)."""
     retry_timeout: float = DEFAULT_RETRY_TIMEOUT
     """No retry starts, and no wait ends, after this many seconds (a longer ``Retry-After``
     ends the retries at once)."""
@@ -481,6 +480,10 @@ class ChatLetta(BaseChatModel):
         agent, conversation = self._waiting_target(config, agent_id, conversation_id)
         calls = await self._async_client().pending_approval(agent, conversation)
         return [waiting_call(call) for call in calls]
+
+    def thread_conversation(self, config: RunnableConfig | None = None) -> str | None:
+        """The conversation the config's LangGraph thread talks in, once it has one."""
+        return self._waiting_target(config, None, None)[1] if self.conversation_per_thread else None
 
     def _waiting_target(
         self, config: RunnableConfig | None, agent_id: str | None, conversation_id: str | None

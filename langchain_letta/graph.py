@@ -12,6 +12,7 @@ from langchain_letta._requests import answered_by, last_answer, waiting_calls
 from langchain_letta._strict import check_names, field_names
 from langchain_letta._tools import approval_request, decisions_from
 from langchain_letta._wire.requests import ApprovalDecision
+from langchain_letta._wire.retry import logger
 from langchain_letta.chat_models import ChatLetta
 
 
@@ -72,6 +73,7 @@ def letta_node(
     def answer(state: dict[str, Any], config: RunnableConfig) -> Any:
         agent_id = _agent(letta, config)
         visible = _visible(state["messages"], agent_id)
+        _say_if_the_agent_remembers_more(letta, config, visible, agent_id)
         gated = _gated_calls(visible, agent_id)
         if gated:
             approvals = _decide(gated, agent_id)
@@ -83,6 +85,7 @@ def letta_node(
     async def aanswer(state: dict[str, Any], config: RunnableConfig) -> Any:
         agent_id = _agent(letta, config)
         visible = _visible(state["messages"], agent_id)
+        _say_if_the_agent_remembers_more(letta, config, visible, agent_id)
         gated = _gated_calls(visible, agent_id)
         if gated:
             approvals = _decide(gated, agent_id)
@@ -94,6 +97,27 @@ def letta_node(
         return _update(reply, agent_id, config)
 
     return RunnableLambda(answer, afunc=aanswer, name=name or "letta_agent")
+
+
+def _say_if_the_agent_remembers_more(
+    model: ChatLetta, config: RunnableConfig, visible: Sequence[BaseMessage], agent_id: str | None
+) -> None:
+    """Warn when the thread's conversation has turns that the graph's state does not show.
+
+    A graph's state can go back (``rollback`` double-texting, time travel, a fork, a
+    trimmed history, a run cancelled mid-turn); the agent's memory cannot: it still
+    holds those turns. Said, not hidden: the graph's state is not the agent's.
+    """
+    remembered = model.thread_conversation(config)
+    if remembered is None or agent_id is None:
+        return
+    if last_answer(visible, agent_id, any_conversation=True) is None:
+        logger.warning(
+            "letta_node: the Letta conversation %s of this LangGraph thread holds turns that "
+            "the thread's state does not show (rolled back, forked, trimmed or cancelled "
+            "mid-turn): the agent remembers them, and a graph cannot roll its memory back",
+            remembered,
+        )
 
 
 def _agent(model: ChatLetta, config: RunnableConfig) -> str | None:

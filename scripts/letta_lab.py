@@ -24,8 +24,10 @@ Usage::
 ``run`` starts the fake LLM and the servers at once (0.11.7 on port 8283, 0.6.14 on
 8284, 0.16.8 on 8285), creates one agent on each and runs ``CMD`` with
 ``LETTA_LIVE_URL_<v>`` and ``LETTA_LIVE_AGENT_<v>`` set (``<v>`` as ``0_16_8``,
-``0_11_7``, ``0_6_14``), then stops everything it started (Letta, the fake LLM,
-PostgreSQL with ``pg_ctl stop``, Redis), also when ``CMD`` fails or is interrupted.
+``0_11_7``, ``0_6_14``) and, for 0.16.8, ``LETTA_LIVE_PG_URI_0_16_8``: the URI of its
+PostgreSQL (Letta's database; a test makes a database of its own there), then stops
+everything it started (Letta, the fake LLM, PostgreSQL with ``pg_ctl stop``, Redis),
+also when ``CMD`` fails or is interrupted.
 """
 
 from __future__ import annotations
@@ -450,6 +452,7 @@ class Starting:
     process: subprocess.Popen[bytes]
     log_path: Path
     started: float
+    pg_uri: str | None = None
 
 
 @dataclass
@@ -459,6 +462,8 @@ class Server:
     version: str
     base_url: str
     agent_id: str
+    pg_uri: str | None = None
+    """Letta's PostgreSQL, where it has one (0.16.8)."""
 
 
 @contextlib.contextmanager
@@ -494,7 +499,14 @@ def letta_process(version: str, port: int, extra_env: dict[str, str]) -> Iterato
             cwd=home,
         )
     try:
-        yield Starting(version, f"http://127.0.0.1:{port}", process, log_path, time.monotonic())
+        yield Starting(
+            version,
+            f"http://127.0.0.1:{port}",
+            process,
+            log_path,
+            time.monotonic(),
+            extra_env.get("LETTA_PG_URI"),
+        )
     finally:
         stop(process, f"Letta {version}")
 
@@ -514,7 +526,7 @@ def ready(starting: Starting) -> Server:
             )
     agent_id = create_agent(base_url, parallel_tool_calls=version in NEEDS_POSTGRES)
     log(f"agent {AGENT_NAME} on {version}: {agent_id}")
-    return Server(version, base_url, agent_id)
+    return Server(version, base_url, agent_id, starting.pg_uri)
 
 
 def create_agent(base_url: str, *, parallel_tool_calls: bool = False) -> str:
@@ -585,6 +597,8 @@ def run(command: list[str], versions: tuple[str, ...]) -> int:
         for version, server in running.items():
             env[f"LETTA_LIVE_URL_{env_key(version)}"] = server.base_url
             env[f"LETTA_LIVE_AGENT_{env_key(version)}"] = server.agent_id
+            if server.pg_uri:
+                env[f"LETTA_LIVE_PG_URI_{env_key(version)}"] = server.pg_uri
         log("running " + " ".join(command))
         started = time.monotonic()
         # Its own process group, so that whatever it starts is stopped with it.

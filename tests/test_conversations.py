@@ -42,7 +42,11 @@ def _sent(request: RecordedRequest) -> list[str]:
 
 
 def _creations(server: FakeLettaServer) -> list[RecordedRequest]:
-    return [r for r in server.received if r.path.rstrip("/") == "/v1/conversations"]
+    return [
+        r
+        for r in server.received
+        if r.method == "POST" and r.path.rstrip("/") == "/v1/conversations"
+    ]
 
 
 # ------------------------------------------------------------------ the clients
@@ -344,3 +348,46 @@ def test_a_conversation_per_call_is_refused_before_0_16_2() -> None:
             model.invoke("hi")
     assert _creations(server) == []
     assert server.stream_requests == []
+
+
+def test_a_graph_state_that_lost_the_agents_turns_is_said_not_hidden(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``rollback`` double-texting, a fork, a trimmed state: the agent still remembers."""
+    config: Any = {"configurable": {"thread_id": "rolled-back"}}
+    with _server() as server:
+        node = letta_node(agent_id=AGENT, base_url=server.base_url, conversation_per_thread=True)
+        first = node.invoke({"messages": [HumanMessage("one")]}, config)["messages"][0]
+        with caplog.at_level("WARNING", logger="langchain_letta"):
+            node.invoke({"messages": [HumanMessage("one"), first, HumanMessage("two")]}, config)
+            assert not caplog.records  # the state shows the agent's turn: nothing to say
+            node.invoke({"messages": [HumanMessage("two again")]}, config)  # rolled back
+    (said,) = [r.getMessage() for r in caplog.records if r.name == "langchain_letta"]
+    conversation = first.response_metadata["conversation_id"]
+    assert f"conversation {conversation}" in said
+    assert "cannot roll its memory back" in said
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_another_worker_finds_the_threads_conversation_before_any_answer_names_it(
+    mode: str,
+) -> None:
+    """A worker died in a thread's first turn: the state holds only the question."""
+    config: Any = {"configurable": {"thread_id": "first-turn"}}
+    with _server() as server:
+        workers = [
+            ChatLetta(agent_id=AGENT, base_url=server.base_url, conversation_per_thread=True)
+            for _ in range(2)
+        ]  # two models share nothing: two processes
+        for worker in workers:
+            if mode == "sync":
+                worker.invoke([HumanMessage("hi", id="lc-first")], config)
+            else:
+                asyncio.run(worker.ainvoke([HumanMessage("hi", id="lc-first")], config))
+        older = ChatLetta(agent_id=AGENT, base_url=server.base_url, conversation_per_thread=True)
+        server.version = "0.16.2"  # no summary_search: a new conversation, as before
+        older.invoke("hi", {"configurable": {"thread_id": "elsewhere"}})
+    first, second, third = (_conversation_of(r) for r in server.stream_requests)
+    assert first == second != third
+    assert len(_creations(server)) == 2
+    assert server.summaries[str(first)] == "LangGraph thread first-turn"

@@ -21,7 +21,7 @@ and check what the Letta server stored:
   ``enqueue`` stores 1 then 2, once each, not overlapping; ``interrupt`` keeps run 1's
   Letta turn and stores message 2 after it, message 1 never sent again (its otid is
   in the thread already); ``rollback`` stores both turns while the graph forgets
-  message 1, silently (xfail until the node says so).
+  message 1, and the node says so in the server's log.
 
 The app is copied into a temporary folder first: ``langgraph dev`` keeps its threads
 in ``.langgraph_api`` under its working directory, which must not be the checkout.
@@ -687,18 +687,6 @@ async def double_text(
     return result
 
 
-def not_yet(now: object, today: object, wanted: object, reason: str) -> None:
-    """A gap between ``today`` (measured, asserted) and the ``wanted`` behaviour: xfail.
-
-    Strict: once ``now`` is what is wanted, the test fails, asking for this call to
-    become a plain assertion; anything else than today's measure fails as well.
-    """
-    if now == wanted:
-        pytest.fail(f"the wanted behaviour holds now ({reason}): assert it instead")
-    assert now == today
-    pytest.xfail(reason)
-
-
 async def test_double_texting_reject(
     client: LangGraphClient, langgraph_dev: LangGraphDev, gated_agent: str
 ) -> None:
@@ -772,8 +760,8 @@ async def test_double_texting_rollback(
     A stateful agent's memory cannot be rolled back: message 1 was sent and its turn
     goes on, and the agent remembers it while the graph's state forgets it. What holds:
     message 1 is stored once (its turn kept), message 2 once after it, never
-    interleaved. What the node must add: say so clearly (an error, or a warning in the
-    server's log) instead of answering as if the graph's state were the agent's.
+    interleaved. And the node says so (a warning in the server's log) instead of
+    answering as if the graph's state were the agent's.
     """
     done = await double_text(client, langgraph_dev, gated_agent, "rollback")
     assert done.statuses == ("deleted", "success")
@@ -789,9 +777,4 @@ async def test_double_texting_rollback(
         for line in done.log.splitlines()
         if "langchain_letta" in line and re.search(r"roll(ed)?.?back|diverg", line, re.I)
     ]
-    not_yet(
-        bool(said),
-        today=False,
-        wanted=True,
-        reason="rollback: the node answers as if the agent had forgotten message 1, silently",
-    )
+    assert said, "the node must say that the agent remembers what the graph rolled back"

@@ -220,6 +220,12 @@ class BaseClient:
         """Path, query and body of ``POST /v1/conversations/`` (create one for the agent)."""
         return routes.conversation_target(self.facts.version, agent_id, fields)
 
+    def thread_lookup(
+        self, agent_id: str, thread_id: str
+    ) -> Generator[routes.Exchange, tuple[Opened, bytes], str | None]:
+        """The exchanges that find a LangGraph thread's conversation (see ``routes``)."""
+        return routes.thread_lookup(self.facts.version, agent_id, thread_id)
+
     def pending_lookup(
         self, agent_id: str, conversation_id: str | None
     ) -> Generator[routes.Exchange, tuple[Opened, bytes], list[ToolCall]]:

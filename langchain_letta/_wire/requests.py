@@ -260,6 +260,7 @@ FEATURES_SINCE: dict[str, Release] = {
     "client_tools": (0, 16, 2),
     "override_model": (0, 16, 4),
     "message_by_id": (0, 16, 4),
+    "summary_search": (0, 16, 4),
     "agent_direct": (0, 16, 6),
     "request_token": (0, 16, 7),
     "include_compaction_messages": (0, 16, 5),
@@ -267,11 +268,11 @@ FEATURES_SINCE: dict[str, Release] = {
 }
 """The first Letta release with each feature: the first tag whose
 ``letta/schemas/letta_request.py`` has the field (``git log -S`` then ``git tag --contains``
-in the Letta repository), or whose routes have ``/v1/conversations`` (``conversation_id``), ``GET
-/v1/messages/{id}`` (``message_by_id``), ``POST /v1/conversations/default/messages``
-with ``agent_id`` (``agent_direct``: the agent's own thread under the server's lock),
-or ``derive_request_token`` (``request_token``: a background request is known again
-by its messages' otids).
+in the Letta repository), or whose routes have ``/v1/conversations`` (``conversation_id``),
+``GET /v1/messages/{id}`` (``message_by_id``), ``summary_search`` on the conversations
+listing, ``POST /v1/conversations/default/messages`` with ``agent_id`` (``agent_direct``:
+the agent's own thread under the server's lock), or ``derive_request_token``
+(``request_token``: a background request is known again by its messages' otids).
 A server that lacks a field ignores it without a word, so the client refuses to send it
 there (:func:`check_fields`)."""
 

@@ -149,6 +149,42 @@ def created_conversation(opened: Opened, body: bytes) -> str:
     return validate_conversation_id(conversation_id)
 
 
+def thread_summary(thread_id: str) -> str:
+    """The summary that names a LangGraph thread's conversation, for any worker to find it."""
+    return f"LangGraph thread {thread_id}"
+
+
+def thread_lookup(
+    version: str | None, agent_id: str, thread_id: str
+) -> Generator[Exchange, tuple[Opened, bytes], str | None]:
+    """The oldest conversation of ``agent_id`` named for LangGraph thread ``thread_id``, if any.
+
+    Another worker (another process, a restart) finds the thread's conversation so, even
+    before the thread's state holds an answer naming it; two workers that both created
+    one settle on the oldest. Servers before 0.16.4 cannot search: ``None``.
+    """
+    if not has_feature(version, "summary_search"):
+        return None
+    summary = thread_summary(thread_id)
+    query = {
+        "agent_id": validate_agent_id(agent_id),
+        "summary_search": summary,
+        "order": "asc",
+        "limit": str(PENDING_LOOKBACK),
+    }
+    for conversation in listed(
+        *(yield Exchange("GET", "/v1/conversations/", query, LISTING_LIMIT))
+    ):
+        if (
+            isinstance(conversation, dict)
+            and conversation.get("summary") == summary
+            and conversation.get("agent_id") == agent_id
+            and isinstance(conversation.get("id"), str)
+        ):
+            return validate_conversation_id(conversation["id"])
+    return None
+
+
 def pending_lookup(
     version: str | None, agent_id: str, conversation_id: str | None
 ) -> Generator[Exchange, tuple[Opened, bytes], list[ToolCall]]:

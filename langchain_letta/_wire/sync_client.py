@@ -11,9 +11,9 @@ by nature between the flavours comes from :mod:`.async_io` or :mod:`.sync_io`.
 from __future__ import annotations
 
 import sys
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from tenacity import Retrying
@@ -53,6 +53,7 @@ from langchain_letta._wire.flow import DRAIN_LIMIT, OnResume, OnRetry, StreamFlo
 from langchain_letta._wire.http import precise
 from langchain_letta._wire.requests import Dialect, StreamRequest
 from langchain_letta._wire.retry import logger
+from langchain_letta._wire.routes import Exchange, thread_summary
 from langchain_letta._wire.settings import ClientSettings
 from langchain_letta._wire.sync_io import (
     HTTP_ERRORS,
@@ -72,6 +73,8 @@ from langchain_letta._wire.sync_io import (
 )
 from langchain_letta.errors import LettaError, StreamProgress
 from langchain_letta.events import LettaEvent, ToolCall
+
+T = TypeVar("T")
 
 
 class EventStream:
@@ -323,6 +326,22 @@ class LettaClient(BaseClient):
 
         return Retrying(**self.repeatable("creating a conversation"))(create)
 
+    def thread_conversation(self, agent_id: str, thread_id: str) -> str:
+        """The conversation of LangGraph thread ``thread_id``: found, else created (0.16.2+).
+
+        Created with a summary naming the thread, so that another worker finds it
+        before the thread's state holds an answer naming it (0.16.4+).
+        """
+        self.probe(version_matters=True)
+        lookup = "finding the LangGraph thread's conversation"
+        found = self._look_up(lambda: self.thread_lookup(agent_id, thread_id), lookup)
+        if found is not None:
+            return found
+        created = self.create_conversation(agent_id, summary=thread_summary(thread_id))
+        # two workers at once may both have created one: all settle on the oldest
+        again = self._look_up(lambda: self.thread_lookup(agent_id, thread_id), lookup)
+        return again or created
+
     def pending_approval(self, agent_id: str, conversation_id: str | None = None) -> list[ToolCall]:
         """The calls the agent's thread (or ``conversation_id``) waits to have answered.
 
@@ -337,19 +356,28 @@ class LettaClient(BaseClient):
             LettaError: The typed error of the server's answer.
         """
         self.probe(version_matters=True)
+        return self._look_up(
+            lambda: self.pending_lookup(agent_id, conversation_id),
+            "reading what the thread waits for",
+        )
 
-        def look() -> list[ToolCall]:
-            lookup = self.pending_lookup(agent_id, conversation_id)
+    def _look_up(
+        self, lookup: Callable[[], Generator[Exchange, tuple[Opened, bytes], T]], what: str
+    ) -> T:
+        """Make a sans-I/O lookup's exchanges, retried as a whole after a passing failure."""
+
+        def look() -> T:
+            asking = lookup()
             try:
-                ask = next(lookup)
+                ask = next(asking)
                 while True:
                     answer = self._exchange(ask.method, ask.path, ask.query, None, ask.limit)
-                    ask = lookup.send(answer)
+                    ask = asking.send(answer)
             except StopIteration as done:
-                calls: list[ToolCall] = done.value
-                return calls
+                found: T = done.value
+                return found
 
-        return Retrying(**self.repeatable("reading what the thread waits for"))(look)
+        return Retrying(**self.repeatable(what))(look)
 
     def _exchange(
         self,

@@ -231,6 +231,8 @@ class FakeLettaServer:
     """Message requests the server took into the agent's memory (answered with a stream)."""
     conversations: dict[str, str] = field(default_factory=dict)
     """The conversations created, each with its agent."""
+    summaries: dict[str, str] = field(default_factory=dict)
+    """The summary each conversation was created with."""
     history: list[Any] = field(default_factory=list)
     """What ``GET .../messages`` lists, for the agent and every conversation alike."""
     stores: bool = False
@@ -359,6 +361,8 @@ class FakeLettaServer:
             await _send(Reply.json(404, {"detail": "Not Found"}), receive, send)
         elif request.method == "POST" and path == "/v1/conversations":
             await self._create_conversation(request, scope, receive, send)
+        elif request.method == "GET" and path == "/v1/conversations":
+            await _send(Reply.json(200, self._conversations_of(request)), receive, send)
         elif conversation := _CONVERSATION_MESSAGES.match(request.path):
             if conversation["conversation"] in self.conversations or self._agent_direct(request):
                 await self._message(request, receive, send)
@@ -369,6 +373,16 @@ class FakeLettaServer:
             await self._cancel(request, receive, send)
         else:
             await self._message(request, receive, send)
+
+    def _conversations_of(self, request: RecordedRequest) -> list[dict[str, Any]]:
+        """``GET /v1/conversations/``: an agent's, oldest first, by ``summary_search``."""
+        agent_id, search = request.query.get("agent_id"), request.query.get("summary_search")
+        return [
+            {"id": conversation, "agent_id": agent, "summary": self.summaries.get(conversation)}
+            for conversation, agent in self.conversations.items()
+            if agent_id in (None, agent)
+            and (search is None or search in (self.summaries.get(conversation) or ""))
+        ]
 
     def _agent_direct(self, request: RecordedRequest) -> bool:
         """A message to the agent's own thread in agent-direct mode (0.16.6+)."""
@@ -419,6 +433,9 @@ class FakeLettaServer:
             return
         conversation_id = f"conv-{uuid.uuid4()}"
         self.conversations[conversation_id] = agent_id
+        body = request.json() if request.body.startswith(b"{") else {}
+        if isinstance(body.get("summary"), str):
+            self.summaries[conversation_id] = body["summary"]
         await _send(Reply.json(200, {"id": conversation_id, "agent_id": agent_id}), receive, send)
 
     async def _message(self, request: RecordedRequest, receive: Receive, send: Send) -> None:

@@ -390,6 +390,7 @@ def test_every_versioned_field_has_its_first_release() -> None:
         "approvals",
         "client_tools",
         "message_by_id",
+        "summary_search",
         "agent_direct",
         "request_token",
     }
