@@ -83,7 +83,7 @@ SCENARIOS = {
         Scenario("unknown_agent", "hi", stream_tokens=False, agent=UNKNOWN_AGENT),
         Scenario("validation_error", "hi", stream_tokens=False, wrong_dialect=True),
         Scenario("llm_error", "please trigger-llm-error now", stream_tokens=False),
-        # Tool approval exists from 0.15 on: the run stops with requires_approval.
+        # Tool approval exists from 0.13 on: the run stops with requires_approval.
         Scenario(
             "approval_request",
             "call:memory_insert please",

@@ -6,11 +6,12 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import pytest
+from langchain_core.messages import AIMessage
 
 from langchain_letta import AsyncLettaClient, LettaClient
 from langchain_letta.errors import LettaError
@@ -142,3 +143,34 @@ def captures() -> Path:
 # The live tests need real Letta servers, which `make test-live` starts; elsewhere they
 # are not collected at all rather than reported as a wall of skips.
 collect_ignore = [] if os.environ.get("LETTA_LIVE") == "1" else ["test_live.py"]
+
+
+def waiting_answer(
+    agent_id: str,
+    *,
+    client: Sequence[str] = (),
+    gated: Sequence[str] = (),
+    tool: tuple[str, dict[str, Any]] = ("add", {"a": 1}),
+) -> AIMessage:
+    """An answer of ``agent_id`` that stopped for client tool calls (of ``tool``) and gated
+    server calls (``memory_insert``), as ChatLetta returns it."""
+    blocks: list[str | dict[str, Any]] = [
+        {
+            "type": "server_tool_call",
+            "id": call,
+            "name": "memory_insert",
+            "args": {},
+            "extras": {"requires_approval": True},
+        }
+        for call in gated
+    ]
+    name, args = tool
+    return AIMessage(
+        content=blocks,
+        tool_calls=[{"name": name, "args": args, "id": call} for call in client],
+        response_metadata={
+            "model_provider": "letta",
+            "agent_id": agent_id,
+            "stop_reason": "requires_approval",
+        },
+    )

@@ -108,15 +108,7 @@ def server_env(base_url: str, agent_id: str) -> dict[str, str]:
 
 def stop(process: subprocess.Popen[bytes]) -> None:
     """Stop ``process`` and everything it started (its process group): TERM, then KILL."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=15)
+    letta_lab.stop(process, "langgraph dev")
     # the uvicorn workers are in the group too, and may outlive their parent
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)

@@ -37,6 +37,7 @@ from langchain_letta.errors import (
     error_from_stream,
 )
 from langchain_letta.testing import FakeLettaServer, Reply
+from tests.conftest import waiting_answer as shared_waiting_answer
 
 AGENT = "agent-5a1c7e2b-strict"
 HELLO = {"message_type": "assistant_message", "id": "message-1", "content": "Hello"}
@@ -68,25 +69,9 @@ def get_weather(city: str) -> str:
 
 
 def waiting_answer(client: Sequence[str] = (), gated: Sequence[str] = ()) -> AIMessage:
-    """An answer of the agent that stopped to wait for these client and server tool calls."""
-    blocks: list[str | dict[str, Any]] = [
-        {
-            "type": "server_tool_call",
-            "id": call,
-            "name": "memory_insert",
-            "args": {},
-            "extras": {"requires_approval": True},
-        }
-        for call in gated
-    ]
-    return AIMessage(
-        content=blocks,
-        tool_calls=[{"name": "get_weather", "args": {"city": "Paris"}, "id": c} for c in client],
-        response_metadata={
-            "model_provider": "letta",
-            "agent_id": AGENT,
-            "stop_reason": "requires_approval",
-        },
+    """An answer that stopped for these client (``get_weather``) and server calls."""
+    return shared_waiting_answer(
+        AGENT, client=client, gated=gated, tool=("get_weather", {"city": "Paris"})
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from langchain_letta._tools import client_tools, offered_tools, outgoing
 from langchain_letta._wire.requests import OutgoingApproval, OutgoingMessage
 from langchain_letta.events import parse_event, waiting_in
 from tests.conftest import approval_delta
+from tests.conftest import waiting_answer as shared_waiting_answer
 
 AGENT = "agent-1"
 
@@ -92,27 +94,9 @@ def test_a_tool_choice_naming_an_unbound_tool_is_refused() -> None:
         offered_tools([add], "nope", lenient=True)
 
 
-def waiting_answer(*, client: list[str], gated: list[str] = ()) -> AIMessage:  # type: ignore[assignment]
+def waiting_answer(*, client: list[str], gated: Sequence[str] = ()) -> AIMessage:
     """An answer of the agent that stopped for client tool calls and gated server calls."""
-    blocks = [
-        {
-            "type": "server_tool_call",
-            "id": call,
-            "name": "memory_insert",
-            "args": {},
-            "extras": {"requires_approval": True},
-        }
-        for call in gated
-    ]
-    return AIMessage(
-        content=blocks,
-        tool_calls=[{"name": "add", "args": {"a": 1}, "id": call} for call in client],
-        response_metadata={
-            "model_provider": "letta",
-            "agent_id": AGENT,
-            "stop_reason": "requires_approval",
-        },
-    )
+    return shared_waiting_answer(AGENT, client=client, gated=gated)
 
 
 def test_tool_messages_answer_the_waiting_calls_in_their_order_then_the_rest() -> None:
