@@ -70,31 +70,26 @@ def letta_node(
     binding: Any = letta.bind_tools(tools) if tools else None
     offered: dict[str, Any] = binding.kwargs if binding is not None else {}
 
-    def answer(state: dict[str, Any], config: RunnableConfig) -> Any:
+    def prepare(
+        state: dict[str, Any], config: RunnableConfig
+    ) -> tuple[list[BaseMessage], dict[str, Any], str | None]:
+        """What the node sends, and the call's keywords (decisions once the person made them)."""
         agent_id = _agent(letta, config)
         visible = _visible(state["messages"], agent_id)
         _say_if_the_agent_remembers_more(letta, config, visible, agent_id)
+        keywords: dict[str, Any] = {"agent_id": agent_id, **offered}
         gated = _gated_calls(visible, agent_id)
         if gated:
-            approvals = _decide(gated, agent_id)
-            reply = letta.invoke(visible, config, agent_id=agent_id, approvals=approvals, **offered)
-        else:
-            reply = letta.invoke(visible, config, agent_id=agent_id, **offered)
-        return _update(reply, agent_id, config)
+            keywords["approvals"] = _decide(gated, agent_id)
+        return visible, keywords, agent_id
+
+    def answer(state: dict[str, Any], config: RunnableConfig) -> Any:
+        visible, keywords, agent_id = prepare(state, config)
+        return _update(letta.invoke(visible, config, **keywords), agent_id, config)
 
     async def aanswer(state: dict[str, Any], config: RunnableConfig) -> Any:
-        agent_id = _agent(letta, config)
-        visible = _visible(state["messages"], agent_id)
-        _say_if_the_agent_remembers_more(letta, config, visible, agent_id)
-        gated = _gated_calls(visible, agent_id)
-        if gated:
-            approvals = _decide(gated, agent_id)
-            reply = await letta.ainvoke(
-                visible, config, agent_id=agent_id, approvals=approvals, **offered
-            )
-        else:
-            reply = await letta.ainvoke(visible, config, agent_id=agent_id, **offered)
-        return _update(reply, agent_id, config)
+        visible, keywords, agent_id = prepare(state, config)
+        return _update(await letta.ainvoke(visible, config, **keywords), agent_id, config)
 
     return RunnableLambda(answer, afunc=aanswer, name=name or "letta_agent")
 
