@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -283,10 +284,7 @@ class Call:
             LettaError: The call failed; it carries the partial answer (see :meth:`fill_in`).
         """
         if self._fresh:
-            if self._thread_key is None:
-                self._use_conversation(client.create_conversation(self.agent_id))
-            else:
-                self._use_conversation(client.thread_conversation(*self._thread_key))
+            self._use_conversation(self._conversation_from(client)())
         stream = self._open(client)
         observers = parent_run_callbacks(run_manager)
         reporter = self._reporter
@@ -311,10 +309,7 @@ class Call:
     ) -> AsyncIterator[Pair]:
         """Async :meth:`events`."""
         if self._fresh:
-            if self._thread_key is None:
-                self._use_conversation(await client.create_conversation(self.agent_id))
-            else:
-                self._use_conversation(await client.thread_conversation(*self._thread_key))
+            self._use_conversation(await self._conversation_from(client)())
         stream = self._open(client)
         observers = async_parent_run_callbacks(run_manager)
         reporter = self._reporter
@@ -342,6 +337,20 @@ class Call:
             error.pending_tool_calls = pending_approval_calls(
                 self._messages, self.agent_id, conversation_id
             )
+
+    @overload
+    def _conversation_from(self, client: LettaClient) -> Callable[[], str]: ...
+
+    @overload
+    def _conversation_from(
+        self, client: AsyncLettaClient
+    ) -> Callable[[], Coroutine[Any, Any, str]]: ...
+
+    def _conversation_from(self, client: LettaClient | AsyncLettaClient) -> Callable[[], Any]:
+        """How ``client`` gets this call its conversation: its thread's, else a new one."""
+        if self._thread_key is None:
+            return functools.partial(client.create_conversation, self.agent_id)
+        return functools.partial(client.thread_conversation, *self._thread_key)
 
     def _use_conversation(self, created: str) -> None:
         """Talk in the conversation just found or created, and remember it for the thread.

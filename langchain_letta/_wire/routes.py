@@ -21,6 +21,9 @@ from langchain_letta._wire.stored import STORED_LOOKBACK
 from langchain_letta.errors import LettaProtocolError, LettaUnsupportedFeatureError
 from langchain_letta.events import ToolCall, waiting_in
 
+THREAD_SEARCH_LIMIT = 50
+"""Conversations read of a search by a LangGraph thread's summary: one, or the few two
+workers made at once."""
 PENDING_LOOKBACK = 50
 """Messages listed after the thread's second-to-last in-context one, to find its last
 (servers before 0.16.4 cannot be asked for one message by id): only messages of runs
@@ -170,7 +173,7 @@ def thread_lookup(
         "agent_id": validate_agent_id(agent_id),
         "summary_search": summary,
         "order": "asc",
-        "limit": str(PENDING_LOOKBACK),
+        "limit": str(THREAD_SEARCH_LIMIT),
     }
     for conversation in listed(
         *(yield Exchange("GET", "/v1/conversations/", query, LISTING_LIMIT))
