@@ -11,7 +11,15 @@ import copy
 import functools
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -202,6 +210,11 @@ class RetryReporter:
     def __init__(self) -> None:
         self._pending: list[tuple[str, dict[str, Any], RetryCallState | None]] = []
 
+    @property
+    def pending(self) -> bool:
+        """Whether a retry or resume waits to be reported."""
+        return bool(self._pending)
+
     def hooks(self) -> dict[str, Any]:
         """The client's ``on_retry`` and ``on_resume`` hooks."""
         return {"on_retry": self._retry, "on_resume": self._resume}
@@ -291,7 +304,8 @@ class Call:
         try:
             with stream:
                 for batch in stream.batches():
-                    reporter.flush(run_manager, observers)
+                    if reporter.pending:
+                        reporter.flush(run_manager, observers)
                     for event, chunk in self.builder.batch(batch):
                         if observers:
                             observers.on_custom_event(
@@ -316,7 +330,8 @@ class Call:
         try:
             async with stream:
                 async for batch in stream.batches():
-                    await reporter.aflush(run_manager, observers)
+                    if reporter.pending:
+                        await reporter.aflush(run_manager, observers)
                     for event, chunk in self.builder.batch(batch):
                         if observers:
                             await observers.on_custom_event(
@@ -450,36 +465,61 @@ def resolved_target(named: LettaTarget) -> LettaTarget | None:
     return named if scope is not None and scope.target == named else None
 
 
-def in_scope(chunks: Iterator[_T], scope: CallScope) -> Iterator[_T]:
-    """``chunks``, each made with ``scope`` set (never while the consumer holds one)."""
-    try:
-        while True:
-            token = CALL_SCOPE.set(scope)
-            try:
-                chunk = next(chunks)
-            except StopIteration:
-                return
-            finally:
-                CALL_SCOPE.reset(token)
-            yield chunk
-    finally:
-        chunks.close()  # type: ignore[attr-defined]  # a generator
+class InScope(Iterator[_T]):
+    """``chunks``, the first made with ``scope`` set (never while the consumer holds one).
+
+    The call reads its scope once, when it starts: while the first chunk is made.
+    After that each chunk is passed on as it comes, with nothing between.
+    """
+
+    def __init__(self, chunks: Iterator[_T], scope: CallScope) -> None:
+        self._chunks = chunks
+        self._scope: CallScope | None = scope
+
+    def __iter__(self) -> InScope[_T]:
+        return self
+
+    def __next__(self) -> _T:
+        scope, self._scope = self._scope, None
+        if scope is None:
+            return next(self._chunks)
+        token = CALL_SCOPE.set(scope)
+        try:
+            return next(self._chunks)
+        finally:
+            CALL_SCOPE.reset(token)
+
+    def close(self) -> None:
+        """Stop the stream (LangChain's generator) early."""
+        self._chunks.close()  # type: ignore[attr-defined]  # a generator
 
 
-async def ain_scope(chunks: AsyncIterator[_T], scope: CallScope) -> AsyncIterator[_T]:
-    """Async :func:`in_scope`."""
-    try:
-        while True:
-            token = CALL_SCOPE.set(scope)
-            try:
-                chunk = await anext(chunks)
-            except StopAsyncIteration:
-                return
-            finally:
-                CALL_SCOPE.reset(token)
-            yield chunk
-    finally:
-        await chunks.aclose()  # type: ignore[attr-defined]  # an async generator
+class AsyncInScope(AsyncIterator[_T]):
+    """Async :class:`InScope`."""
+
+    def __init__(self, chunks: AsyncIterator[_T], scope: CallScope) -> None:
+        self._chunks = chunks
+        self._scope: CallScope | None = scope
+
+    def __aiter__(self) -> AsyncInScope[_T]:
+        return self
+
+    def __anext__(self) -> Awaitable[_T]:
+        if self._scope is None:
+            return self._chunks.__anext__()
+        return self._first()
+
+    async def _first(self) -> _T:
+        scope, self._scope = self._scope, None
+        token = CALL_SCOPE.set(scope)
+        try:
+            return await self._chunks.__anext__()
+        finally:
+            CALL_SCOPE.reset(token)
+
+    async def aclose(self) -> None:
+        """Stop the stream (LangChain's async generator) early."""
+        await self._chunks.aclose()  # type: ignore[attr-defined]  # an async generator
 
 
 def parent_run_callbacks(run_manager: CallbackManagerForLLMRun | None) -> CallbackManager | None:

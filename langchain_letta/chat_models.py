@@ -35,16 +35,16 @@ from pydantic import (
 )
 
 from langchain_letta._calls import (
+    AsyncInScope,
     Call,
     CallDefaults,
     CallScope,
     Clients,
+    InScope,
     Pair,
     ageneration_chunks,
-    ain_scope,
     chat_result,
     generation_chunks,
-    in_scope,
     plan_call,
     resolved_target,
     scoped,
@@ -358,7 +358,7 @@ class ChatLetta(BaseChatModel):
         """See :meth:`BaseChatModel.stream`; ``configurable.agent_id`` picks the agent."""
         config, kwargs, target = self._traced(config, kwargs)
         scope = CallScope(target, stream_run(config, self.callbacks, self.verbose))
-        return in_scope(super().stream(input, config, stop=stop, **kwargs), scope)
+        return InScope(super().stream(input, config, stop=stop, **kwargs), scope)
 
     def astream(
         self,
@@ -371,7 +371,7 @@ class ChatLetta(BaseChatModel):
         """See :meth:`BaseChatModel.astream`; ``configurable.agent_id`` picks the agent."""
         config, kwargs, target = self._traced(config, kwargs)
         scope = CallScope(target, stream_run(config, self.callbacks, self.verbose))
-        return ain_scope(super().astream(input, config, stop=stop, **kwargs), scope)
+        return AsyncInScope(super().astream(input, config, stop=stop, **kwargs), scope)
 
     def bind_tools(
         self,
@@ -539,9 +539,9 @@ class ChatLetta(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         builder, events = self.letta_events(messages, run_manager, CallOptions.parse(kwargs))
-        yield from generation_chunks(builder, events, run_manager)
+        return generation_chunks(builder, events, run_manager)
 
-    async def _astream(
+    def _astream(
         self,
         messages: list[BaseMessage],
         stop: list[str] | None = None,
@@ -549,8 +549,7 @@ class ChatLetta(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         builder, events = self.aletta_events(messages, run_manager, CallOptions.parse(kwargs))
-        async for chunk in ageneration_chunks(builder, events, run_manager):
-            yield chunk
+        return ageneration_chunks(builder, events, run_manager)
 
     def _generate(
         self,

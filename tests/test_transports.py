@@ -499,12 +499,14 @@ def test_a_deadline_timer_that_fires_a_little_early_still_ends_the_call_as_the_d
 ) -> None:
     """uvloop's timers run on libuv's millisecond clock, and fire before ``time.monotonic()``
     reaches their deadline about one time in four: here every one fires 5 ms early."""
-    exact = async_io.read_within
+    exact = async_io.Body.read
 
-    async def early(chunks: AsyncIterator[bytes], seconds: float) -> bytes:
-        return await exact(chunks, max(seconds - 0.005, 0))
+    async def early(
+        body: async_io.Body, seconds: float
+    ) -> bytes | httpx.TransportError | httpx.DecodingError:
+        return await exact(body, max(seconds - 0.005, 0))
 
-    monkeypatch.setattr(async_io, "read_within", early)
+    monkeypatch.setattr(async_io.Body, "read", early)
     with FaultServer(pings_for_ever) as server:
         outcome = call(mode, "aiohttp", server.base_url, total_timeout=0.5)
     assert isinstance(outcome.error, LettaTimeoutError)

@@ -44,14 +44,13 @@ from langchain_letta._wire.async_io import (
     PROBE_ERRORS,
     STOPPED,
     TRANSPORT_ERRORS,
+    Body,
     Finishers,
     closed,
     for_request,
     make_http,
     new_lock,
-    no_chunks,
     read_limited,
-    read_next,
     sleep,
     within,
 )
@@ -128,8 +127,7 @@ class AsyncEventStream:
         """Carry out the flow's actions with this shell's I/O; nothing is decided here."""
         client, flow = self._client, self._flow
         actions = flow.run()
-        response: httpx.Response | None = None
-        chunks: AsyncIterator[bytes] = no_chunks()
+        body = Body(None)
         holding = False
         turn: turns.Turn | None = None
         reply: Any = None
@@ -142,21 +140,21 @@ class AsyncEventStream:
                 reply = None
                 if type(action) is Read:
                     bound = client.read_timeout if action.timeout is None else action.timeout
-                    reply = await read_next(chunks, bound)
+                    reply = await body.read(bound)
                 elif type(action) is Deliver:
                     yield action.events
                 elif type(action) is Send:
                     response, reply = await client._open(action)
-                    chunks = response.aiter_bytes() if response is not None else no_chunks()
+                    body = Body(response)
                 elif type(action) is ReadBody:
-                    reply = await read_limited(chunks, action.limit)
-                    response, chunks = await closed(response)
+                    reply = await body.rest(action.limit, client.read_timeout)
+                    body = await closed(body)
                 elif type(action) is Hangup:
-                    response, chunks = await closed(response)
+                    body = await closed(body)
                 elif type(action) is Finish:
-                    if response is not None:
-                        client._finishing.start(response, chunks, action.limit, action.seconds)
-                    response, chunks = None, no_chunks()
+                    if body.response is not None:
+                        client._finishing.start(body, action.limit, action.seconds)
+                    body = Body(None)
                 elif type(action) is Probe:
                     await client.probe(action.version_matters)
                 elif type(action) is Sleep:
@@ -180,15 +178,15 @@ class AsyncEventStream:
         except STOPPED:
             if (run_id := flow.run_to_cancel()) is not None:
                 await client.cancel(flow.agent_id, run_id)
-            if response is not None and turn is not None and (drain := flow.after_stop()):
+            if body.response is not None and turn is not None and (drain := flow.after_stop()):
                 # The run goes on (or is being cancelled): its turn ends when its stream
                 # does, read elsewhere.
                 then = turn.hand_over().release
-                client._finishing.start(response, chunks, DRAIN_LIMIT, drain, then)
-                response = turn = None
+                client._finishing.start(body, DRAIN_LIMIT, drain, then)
+                body, turn = Body(None), None
             raise
         finally:
-            await closed(response)
+            await closed(body)
             if holding:
                 client._deciding.release()
             if turn is not None:

@@ -60,14 +60,13 @@ from langchain_letta._wire.sync_io import (
     PROBE_ERRORS,
     STOPPED,
     TRANSPORT_ERRORS,
+    Body,
     Finishers,
     closed,
     for_request,
     make_http,
     new_lock,
-    no_chunks,
     read_limited,
-    read_next,
     sleep,
     within,
 )
@@ -128,8 +127,7 @@ class EventStream:
         """Carry out the flow's actions with this shell's I/O; nothing is decided here."""
         client, flow = self._client, self._flow
         actions = flow.run()
-        response: httpx.Response | None = None
-        chunks: Iterator[bytes] = no_chunks()
+        body = Body(None)
         holding = False
         turn: turns.Turn | None = None
         reply: Any = None
@@ -142,21 +140,21 @@ class EventStream:
                 reply = None
                 if type(action) is Read:
                     bound = client.read_timeout if action.timeout is None else action.timeout
-                    reply = read_next(chunks, bound)
+                    reply = body.read(bound)
                 elif type(action) is Deliver:
                     yield action.events
                 elif type(action) is Send:
                     response, reply = client._open(action)
-                    chunks = response.iter_bytes() if response is not None else no_chunks()
+                    body = Body(response)
                 elif type(action) is ReadBody:
-                    reply = read_limited(chunks, action.limit)
-                    response, chunks = closed(response)
+                    reply = body.rest(action.limit, client.read_timeout)
+                    body = closed(body)
                 elif type(action) is Hangup:
-                    response, chunks = closed(response)
+                    body = closed(body)
                 elif type(action) is Finish:
-                    if response is not None:
-                        client._finishing.start(response, chunks, action.limit, action.seconds)
-                    response, chunks = None, no_chunks()
+                    if body.response is not None:
+                        client._finishing.start(body, action.limit, action.seconds)
+                    body = Body(None)
                 elif type(action) is Probe:
                     client.probe(action.version_matters)
                 elif type(action) is Sleep:
@@ -180,15 +178,15 @@ class EventStream:
         except STOPPED:
             if (run_id := flow.run_to_cancel()) is not None:
                 client.cancel(flow.agent_id, run_id)
-            if response is not None and turn is not None and (drain := flow.after_stop()):
+            if body.response is not None and turn is not None and (drain := flow.after_stop()):
                 # The run goes on (or is being cancelled): its turn ends when its stream
                 # does, read elsewhere.
                 then = turn.hand_over().release
-                client._finishing.start(response, chunks, DRAIN_LIMIT, drain, then)
-                response = turn = None
+                client._finishing.start(body, DRAIN_LIMIT, drain, then)
+                body, turn = Body(None), None
             raise
         finally:
-            closed(response)
+            closed(body)
             if holding:
                 client._deciding.release()
             if turn is not None:

@@ -21,14 +21,13 @@ __all__ = [
     "PROBE_ERRORS",
     "STOPPED",
     "TRANSPORT_ERRORS",
+    "Body",
     "Finishers",
     "closed",
     "for_request",
     "make_http",
     "new_lock",
-    "no_chunks",
     "read_limited",
-    "read_next",
     "sleep",
     "within",
 ]
@@ -68,46 +67,164 @@ def within(seconds: float, call: Callable[[], T]) -> T:
     return call()
 
 
-def no_chunks() -> Iterator[bytes]:
-    """The body of no response."""
-    return iter(())
-
-
-def closed(response: httpx.Response | None) -> tuple[None, Iterator[bytes]]:
-    """Close ``response`` (if any); what the shell holds once it is closed."""
-    if response is not None:
-        response.close()
-    return None, no_chunks()
-
-
-def read_next(
-    chunks: Iterator[bytes], seconds: float
-) -> bytes | httpx.TransportError | httpx.DecodingError:
-    """The next piece of a body (``b""`` at its end), or the error that broke it.
-
-    httpx sets a response's read timeout when the request is sent, so ``seconds`` is
-    not applied: a read near the deadline may end up to one read timeout late.
-    """
-    try:
-        return next(chunks, b"")
-    except (httpx.TransportError, httpx.DecodingError) as error:
-        return error
-
-
-def read_limited(chunks: Iterator[bytes], limit: int, until: float | None = None) -> bytes:
-    """The rest of a body, at most ``limit`` bytes (and no read after ``until``, monotonic).
-
-    What arrived is returned if the connection broke.
-    """
+def read_limited(chunks: Iterator[bytes], limit: int) -> bytes:
+    """The rest of a body, at most ``limit`` bytes; what arrived if the connection broke."""
     body = bytearray()
     try:
         for chunk in chunks:
             body += chunk
-            if len(body) >= limit or (until is not None and time.monotonic() > until):
+            if len(body) >= limit:
                 break
     except (httpx.TransportError, httpx.DecodingError):
         pass  # what arrived is the body: the status already says what happened
     return bytes(body[:limit])
+
+
+BACK_TO_BACK = 8
+"""Reads in a row that found their piece waiting, after which a body is read ahead."""
+WAITING = 50e-6
+"""A read that took less (seconds) found its piece waiting: nothing came off the network."""
+READ_AHEAD = 1 << 20
+"""Bytes read ahead at most: the reader thread waits while that many wait for the caller."""
+
+
+class Body:
+    """The body of one response (or of none), read a piece at a time.
+
+    httpx's transport hands a chunked body over one HTTP chunk at a time, and Letta
+    writes each event in a chunk of its own: read so, a body that arrives faster than
+    it is consumed costs a read, an event batch and a LangChain chunk per event.
+    Once ``BACK_TO_BACK`` reads in a row found their piece waiting, the rest of the
+    body is read on a thread of its own, and each read takes every piece that has
+    arrived (at most ``READ_AHEAD`` bytes wait). No piece waits for another: a read
+    returns as soon as one is there. A body that trickles in (a live model's tokens)
+    is read in the caller's thread, as before. The thread is the only reader of its
+    response, and closes it if the caller hung up meanwhile.
+    """
+
+    def __init__(self, response: httpx.Response | None) -> None:
+        self.response = response
+        """The response whose body this is, until it is closed."""
+        self._chunks = response.iter_bytes() if response is not None else iter(())
+        self._in_a_row = 0
+        self._ahead: _ReadAhead | None = None
+
+    def read(self, seconds: float) -> bytes | httpx.TransportError | httpx.DecodingError:
+        """The next pieces (``b""`` at the end), or the error that broke the body.
+
+        Read in the caller's thread, ``seconds`` is not applied: httpx set the
+        response's read timeout when the request was sent.
+        """
+        if self._ahead is not None:
+            return self._ahead.take(seconds)
+        started = time.perf_counter()
+        try:
+            piece = next(self._chunks, b"")
+        except (httpx.TransportError, httpx.DecodingError) as error:
+            return error
+        if time.perf_counter() - started >= WAITING or not piece:
+            self._in_a_row = 0
+        elif (in_a_row := self._in_a_row + 1) < BACK_TO_BACK:
+            self._in_a_row = in_a_row
+        elif self.response is not None:
+            self._ahead = _ReadAhead(self.response, self._chunks)
+        return piece
+
+    def rest(self, limit: int, seconds: float) -> bytes:
+        """The rest of the body, at most ``limit`` bytes, read within ``seconds``.
+
+        What arrived is returned if the connection broke or the time ran out.
+        """
+        until = time.monotonic() + seconds
+        data = bytearray()
+        while len(data) < limit and time.monotonic() < until:
+            piece = self.read(max(until - time.monotonic(), 0.0))
+            if not piece or not isinstance(piece, bytes):
+                break
+            data += piece
+        return bytes(data[:limit])
+
+    def close(self) -> None:
+        """Hang up: the response is closed, now or by the thread reading it."""
+        response, self.response = self.response, None
+        if self._ahead is not None:
+            self._ahead.close()
+        elif response is not None:
+            response.close()
+
+
+class _ReadAhead:
+    """The thread that reads the rest of one body, and what it read for the caller."""
+
+    def __init__(self, response: httpx.Response, chunks: Iterator[bytes]) -> None:
+        self._response = response
+        self._chunks = chunks
+        self._changed = threading.Condition(threading.Lock())
+        self._pieces: list[bytes] = []
+        self._waiting = 0
+        self._end: bytes | httpx.TransportError | httpx.DecodingError | None = None
+        self._failure: Exception | None = None
+        """What else the reader raised: raised in the caller's thread."""
+        self._closing = False
+        self._done = False
+        threading.Thread(target=self._run, name="letta-read-ahead", daemon=True).start()
+
+    def take(self, seconds: float) -> bytes | httpx.TransportError | httpx.DecodingError:
+        """Every piece read so far; else the end, or the next piece within ``seconds``."""
+        with self._changed:
+            if not self._pieces and self._end is None:
+                self._changed.wait(seconds)
+            if self._pieces:
+                pieces, self._pieces, self._waiting = self._pieces, [], 0
+                self._changed.notify()  # the reader may wait for room
+                return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            if self._failure is not None:
+                raise self._failure
+            if self._end is not None:
+                return self._end
+        return httpx.ReadTimeout("no data within the read's time")
+
+    def close(self) -> None:
+        """Stop reading; the response is closed here if the thread is done, else by it."""
+        with self._changed:
+            self._closing = True
+            self._changed.notify()
+            done = self._done
+        if done:
+            self._response.close()
+
+    def _run(self) -> None:
+        changed = self._changed
+        end: bytes | httpx.TransportError | httpx.DecodingError = b""
+        try:
+            for piece in self._chunks:
+                with changed:
+                    self._pieces.append(piece)
+                    self._waiting += len(piece)
+                    changed.notify()
+                    while self._waiting >= READ_AHEAD and not self._closing:
+                        changed.wait()
+                    if self._closing:
+                        break
+        except (httpx.TransportError, httpx.DecodingError) as error:
+            end = error
+        except Exception as error:  # raised in the caller's thread
+            self._failure = error
+        finally:
+            with changed:
+                self._end = end
+                self._done = True
+                closing = self._closing
+                changed.notify()
+            if closing:
+                with contextlib.suppress(Exception):
+                    self._response.close()
+
+
+def closed(body: Body) -> Body:
+    """Close ``body`` (and its response); what the shell holds once it is closed."""
+    body.close()
+    return Body(None)
 
 
 class Finishers:
@@ -119,13 +236,12 @@ class Finishers:
 
     def start(
         self,
-        response: httpx.Response,
-        chunks: Iterator[bytes],
+        body: Body,
         limit: int,
         seconds: float,
         then: Callable[[], None] | None = None,
     ) -> None:
-        """Read the rest of ``response`` (at most ``limit`` bytes, ``seconds``), then close it.
+        """Read the rest of ``body`` (at most ``limit`` bytes, ``seconds``), then close it.
 
         ``then`` is called once that is over, or its bounds are reached.
         """
@@ -135,10 +251,10 @@ class Finishers:
             # means the connection is not reused.
             try:
                 with contextlib.suppress(Exception):
-                    read_limited(chunks, limit, time.monotonic() + seconds)
+                    body.rest(limit, seconds)
             finally:
                 with contextlib.suppress(Exception):
-                    response.close()
+                    body.close()
                 if then is not None:
                     then()
 

@@ -47,6 +47,11 @@ def test_each_io_primitive_takes_the_same_arguments_in_both_flavours(name: str) 
         assert required(sync.start) == required(async_.start)
         assert callable(sync.close)
         assert inspect.iscoroutinefunction(async_.aclose)
+    elif name == "Body":
+        for method in ("read", "rest", "close"):
+            assert required(getattr(sync, method)) == required(getattr(async_, method))
+            assert inspect.iscoroutinefunction(getattr(async_, method))
+            assert not inspect.iscoroutinefunction(getattr(sync, method))
     elif inspect.isfunction(sync):
         assert required(sync) == required(async_)
         awaited = inspect.iscoroutinefunction(async_) or inspect.isasyncgenfunction(async_)
