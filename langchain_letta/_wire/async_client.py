@@ -51,6 +51,7 @@ from langchain_letta._wire.async_io import (
     make_http,
     new_lock,
     read_limited,
+    send_streaming,
     sleep,
     within,
 )
@@ -442,7 +443,7 @@ class AsyncLettaClient(BaseClient):
             "POST", self.url(send.path), json=send.body, headers=self.headers(), timeout=timeout
         )
         try:
-            response = await http.send(request, stream=True, follow_redirects=False)
+            response = await send_streaming(http, request, own=not self._given)
         except TRANSPORT_ERRORS as error:
             return None, error_from_transport(precise(error), tried(request))
         return response, opened(response)

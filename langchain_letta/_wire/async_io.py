@@ -31,6 +31,7 @@ __all__ = [
     "make_http",
     "new_lock",
     "read_limited",
+    "send_streaming",
     "sleep",
     "within",
 ]
@@ -74,6 +75,34 @@ async def _no_chunks() -> AsyncIterator[bytes]:
     """The pieces of no body."""
     return
     yield  # pragma: no cover - makes this an empty async generator
+
+
+async def send_streaming(
+    http: httpx.AsyncClient, request: httpx.Request, *, own: bool
+) -> httpx.Response:
+    """Send ``request`` for a body read through :class:`Body`; wait for its head.
+
+    ``own``: ``http`` is one this package made. Then (Python 3.11+) aiohttp's own read
+    timer is turned off for the body, which :class:`Body` bounds read by read already
+    (aiohttp sets that timer again on every network read: a tenth of the client's CPU
+    on a paced stream), and the head is waited for within the time aiohttp gave it
+    (pool, connect and read timeouts). A client given by the caller is used as it is.
+
+    Raises:
+        httpx.ReadTimeout: No response head in that time (the request may have
+            reached the server).
+    """
+    timeout = request.extensions.get("timeout") or {}
+    read = timeout.get("read")
+    if not own or read is None or sys.version_info < (3, 11):
+        return await http.send(request, stream=True, follow_redirects=False)
+    request.extensions["timeout"] = {**timeout, "read": None}
+    head = read + (timeout.get("pool") or 0.0) + (timeout.get("connect") or 0.0)
+    try:
+        async with asyncio.timeout(head):  # in this task: aiohttp ties a response to it
+            return await http.send(request, stream=True, follow_redirects=False)
+    except asyncio.TimeoutError:
+        raise httpx.ReadTimeout("no response head within the read timeout") from None
 
 
 async def read_limited(chunks: AsyncIterator[bytes], limit: int) -> bytes:

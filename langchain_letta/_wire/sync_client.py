@@ -67,6 +67,7 @@ from langchain_letta._wire.sync_io import (
     make_http,
     new_lock,
     read_limited,
+    send_streaming,
     sleep,
     within,
 )
@@ -438,7 +439,7 @@ class LettaClient(BaseClient):
             "POST", self.url(send.path), json=send.body, headers=self.headers(), timeout=timeout
         )
         try:
-            response = http.send(request, stream=True, follow_redirects=False)
+            response = send_streaming(http, request, own=not self._given)
         except TRANSPORT_ERRORS as error:
             return None, error_from_transport(precise(error), tried(request))
         return response, opened(response)

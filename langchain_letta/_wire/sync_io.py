@@ -28,6 +28,7 @@ __all__ = [
     "make_http",
     "new_lock",
     "read_limited",
+    "send_streaming",
     "sleep",
     "within",
 ]
@@ -65,6 +66,15 @@ def for_request(http: httpx.Client) -> httpx.Client:
 def within(seconds: float, call: Callable[[], T]) -> T:
     """``call()``; its requests are bounded by httpx's timeouts, ``seconds`` among them."""
     return call()
+
+
+def send_streaming(http: httpx.Client, request: httpx.Request, *, own: bool) -> httpx.Response:
+    """Send ``request`` for a body read through :class:`Body`; wait for its head.
+
+    httpx's read timeout bounds the head and every read of the body read in the
+    caller's thread, whoever made ``http`` (``own``).
+    """
+    return http.send(request, stream=True, follow_redirects=False)
 
 
 def read_limited(chunks: Iterator[bytes], limit: int) -> bytes:
