@@ -483,6 +483,58 @@ def test_a_stall_past_the_read_timeout_is_a_typed_timeout_never_sent_again(
     assert elapsed < STALL_TIMEOUT + 1.5  # ended by the read timeout, not the server
 
 
+MANY = [
+    {"message_type": "assistant_message", "id": f"message-{i}", "content": f"w{i} "}
+    for i in range(3_000)
+]
+"""Enough frames, one per HTTP chunk and sent at once, that a sync body is read ahead."""
+
+
+def many_frames_then(cut: Callable[[socket.socket], None]) -> Any:
+    """A fault: the head and ``MANY`` back to back, then ``cut`` (the body never ends)."""
+
+    def fault(server: FaultServer, connection: socket.socket) -> None:
+        connection.sendall(SSE_HEAD + b"".join(chunk(frame(payload)) for payload in MANY))
+        cut(connection)
+
+    return fault
+
+
+def stall(connection: socket.socket) -> None:
+    """Say nothing more (until the server gives up)."""
+    time.sleep(PATIENCE)
+
+
+@pytest.mark.parametrize(
+    ("cut", "error_class"),
+    [(hang_up, LettaStreamInterruptedError), (stall, LettaTimeoutError)],
+    ids=["hang-up", "stall"],
+)
+@pytest.mark.parametrize(("mode", "transport"), TRANSPORTS)
+def test_a_body_broken_after_many_frames_back_to_back_delivers_them_all_first(
+    mode: Mode, transport: str, cut: Any, error_class: type[LettaError], waits: list[float]
+) -> None:
+    """Sync, such a body is read ahead on a thread: what it read comes before the error.
+
+    aiohttp is the exception: a connection that ends early fails its reader before the
+    bytes still waiting in it are handed over (``StreamReader.read`` raises first), so a
+    foreground stream gets a prefix of what arrived. A background run is resumed from
+    the last event delivered, so nothing is lost there (``test_resume_fuzz.py``).
+    """
+    with FaultServer(many_frames_then(cut)) as server:
+        started = time.monotonic()
+        outcome = call(mode, transport, server.base_url, read_timeout=STALL_TIMEOUT)
+        elapsed = time.monotonic() - started
+    assert type(outcome.error) is error_class, outcome.error
+    delivered = [event.raw for event in outcome.events]
+    if cut is hang_up and transport.startswith("aiohttp"):
+        assert delivered == MANY[: len(delivered)]  # in order, none twice, maybe fewer
+    else:
+        assert delivered == MANY  # nothing lost, in order
+    assert_sent_once_never_again(outcome, server, waits)
+    assert elapsed < TOTAL_TIMEOUT - 0.5  # ended by the cut or the read timeout
+
+
 def pings_for_ever(server: FaultServer, connection: socket.socket) -> None:
     """The head, then a ping every 50 ms: every read brings data, none an event."""
     connection.sendall(SSE_HEAD)
