@@ -182,8 +182,7 @@ class _ReadAhead:
     def take(self, seconds: float) -> bytes | httpx.TransportError | httpx.DecodingError:
         """Every piece read so far; else the end, or the next piece within ``seconds``."""
         with self._changed:
-            if not self._pieces and self._end is None:
-                self._changed.wait(seconds)
+            self._changed.wait_for(lambda: self._pieces or self._end is not None, seconds)
             if self._pieces:
                 pieces, self._pieces, self._waiting = self._pieces, [], 0
                 self._changed.notify()  # the reader may wait for room
@@ -207,7 +206,7 @@ class _ReadAhead:
         changed = self._changed
         end: bytes | httpx.TransportError | httpx.DecodingError = b""
         try:
-            for piece in self._chunks:
+            for piece in self._chunks:  # never empty: httpx's iter_bytes drops those
                 with changed:
                     self._pieces.append(piece)
                     self._waiting += len(piece)
