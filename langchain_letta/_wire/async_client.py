@@ -50,7 +50,6 @@ from langchain_letta._wire.async_io import (
     for_request,
     make_http,
     new_lock,
-    read_limited,
     send_streaming,
     sleep,
     within,
@@ -239,12 +238,11 @@ class AsyncLettaClient(BaseClient):
 
         async def ask() -> tuple[int, bytes]:
             response = await http.send(request, stream=True, follow_redirects=False)
+            answer = Body(response)
             try:
-                return response.status_code, await read_limited(
-                    response.aiter_bytes(), PROBE_BODY_LIMIT
-                )
+                return response.status_code, await answer.rest(PROBE_BODY_LIMIT, PROBE_TIMEOUT)
             finally:
-                await response.aclose()
+                await answer.close()
 
         try:
             status, body = await within(PROBE_TIMEOUT, ask)
@@ -397,10 +395,11 @@ class AsyncLettaClient(BaseClient):
         )
         try:
             response = await http.send(request, stream=True, follow_redirects=False)
+            answer = Body(response)
             try:
-                data = await read_limited(response.aiter_bytes(), limit)
+                data = await answer.rest(limit, self.read_timeout)
             finally:
-                await response.aclose()
+                await answer.close()
         except TRANSPORT_ERRORS as error:
             raise error_from_transport(precise(error), tried(request)) from None
         return opened(response), data

@@ -30,7 +30,6 @@ __all__ = [
     "for_request",
     "make_http",
     "new_lock",
-    "read_limited",
     "send_streaming",
     "sleep",
     "within",
@@ -103,19 +102,6 @@ async def send_streaming(
             return await http.send(request, stream=True, follow_redirects=False)
     except asyncio.TimeoutError:
         raise httpx.ReadTimeout("no response head within the read timeout") from None
-
-
-async def read_limited(chunks: AsyncIterator[bytes], limit: int) -> bytes:
-    """The rest of a body, at most ``limit`` bytes; what arrived if the connection broke."""
-    body = bytearray()
-    try:
-        async for chunk in chunks:
-            body += chunk
-            if len(body) >= limit:
-                break
-    except (*ASYNC_TRANSPORT_ERRORS, httpx.DecodingError):
-        pass  # what arrived is the body: the status already says what happened
-    return bytes(body[:limit])
 
 
 class _Deadline(Protocol):

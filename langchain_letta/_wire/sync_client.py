@@ -66,7 +66,6 @@ from langchain_letta._wire.sync_io import (
     for_request,
     make_http,
     new_lock,
-    read_limited,
     send_streaming,
     sleep,
     within,
@@ -239,10 +238,11 @@ class LettaClient(BaseClient):
 
         def ask() -> tuple[int, bytes]:
             response = http.send(request, stream=True, follow_redirects=False)
+            answer = Body(response)
             try:
-                return response.status_code, read_limited(response.iter_bytes(), PROBE_BODY_LIMIT)
+                return response.status_code, answer.rest(PROBE_BODY_LIMIT, PROBE_TIMEOUT)
             finally:
-                response.close()
+                answer.close()
 
         try:
             status, body = within(PROBE_TIMEOUT, ask)
@@ -393,10 +393,11 @@ class LettaClient(BaseClient):
         )
         try:
             response = http.send(request, stream=True, follow_redirects=False)
+            answer = Body(response)
             try:
-                data = read_limited(response.iter_bytes(), limit)
+                data = answer.rest(limit, self.read_timeout)
             finally:
-                response.close()
+                answer.close()
         except TRANSPORT_ERRORS as error:
             raise error_from_transport(precise(error), tried(request)) from None
         return opened(response), data

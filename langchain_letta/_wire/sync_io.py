@@ -27,7 +27,6 @@ __all__ = [
     "for_request",
     "make_http",
     "new_lock",
-    "read_limited",
     "send_streaming",
     "sleep",
     "within",
@@ -75,19 +74,6 @@ def send_streaming(http: httpx.Client, request: httpx.Request, *, own: bool) -> 
     caller's thread, whoever made ``http`` (``own``).
     """
     return http.send(request, stream=True, follow_redirects=False)
-
-
-def read_limited(chunks: Iterator[bytes], limit: int) -> bytes:
-    """The rest of a body, at most ``limit`` bytes; what arrived if the connection broke."""
-    body = bytearray()
-    try:
-        for chunk in chunks:
-            body += chunk
-            if len(body) >= limit:
-                break
-    except (httpx.TransportError, httpx.DecodingError):
-        pass  # what arrived is the body: the status already says what happened
-    return bytes(body[:limit])
 
 
 BACK_TO_BACK = 8
