@@ -43,7 +43,7 @@ from langchain_core.runnables.config import (
 )
 from tenacity import RetryCallState
 
-from langchain_letta._chunks import DEFAULT_MODEL_NAME, ChunkBuilder
+from langchain_letta._chunks import DEFAULT_MODEL_NAME, ChunkBuilder, generation_chunk
 from langchain_letta._requests import (
     CallOptions,
     ChosenConversation,
@@ -570,11 +570,11 @@ def generation_chunks(
     """The chunks of a call, each shown to ``on_llm_new_token``, then the closing one."""
     for _event, message in events:
         if message is not None:
-            chunk = ChatGenerationChunk(message=message)
+            chunk = generation_chunk(message)
             if run_manager:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
-    chunk = ChatGenerationChunk(message=builder.last_chunk())
+    chunk = generation_chunk(builder.last_chunk())
     if run_manager:
         run_manager.on_llm_new_token("", chunk=chunk)
     yield chunk
@@ -588,11 +588,11 @@ async def ageneration_chunks(
     """Async :func:`generation_chunks`."""
     async for _event, message in events:
         if message is not None:
-            chunk = ChatGenerationChunk(message=message)
+            chunk = generation_chunk(message)
             if run_manager:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
-    chunk = ChatGenerationChunk(message=builder.last_chunk())
+    chunk = generation_chunk(builder.last_chunk())
     if run_manager:
         await run_manager.on_llm_new_token("", chunk=chunk)
     yield chunk

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.messages.ai import InputTokenDetails, OutputTokenDetails, UsageMetadata
 from langchain_core.messages.tool import tool_call_chunk
+from langchain_core.outputs import ChatGenerationChunk
+from pydantic import BaseModel
 from pydantic_core import from_json
 
 from langchain_letta._merge import TEXT_KEYS, MergedContent, continues
@@ -27,6 +29,8 @@ from langchain_letta.events import (
     ToolReturnMessage,
     UsageStatistics,
 )
+
+_M = TypeVar("_M", bound=BaseModel)
 
 DEFAULT_MODEL_NAME = "letta-agent"
 """The ``model_name`` of an answer when the call names no model handle."""
@@ -344,7 +348,55 @@ def _metadata() -> dict[str, Any]:
 
 
 def _chunk(block: dict[str, Any]) -> AIMessageChunk:
-    return AIMessageChunk(content=[block], response_metadata=_metadata())
+    """``AIMessageChunk(content=[block], response_metadata=_metadata())`` for a lone block.
+
+    Built as validation would build it (see :func:`_prevalidated`): a paced stream
+    makes one such chunk per delta, and validating it cost more than the rest of
+    this package's work on the delta.
+    """
+    values = {
+        "content": [block],
+        "additional_kwargs": {},
+        "response_metadata": _metadata(),
+        "tool_calls": [],
+        "invalid_tool_calls": [],
+        "tool_call_chunks": [],
+    }
+    return _prevalidated(_BLOCK_CHUNK, values)
+
+
+def generation_chunk(message: AIMessageChunk) -> ChatGenerationChunk:
+    """``ChatGenerationChunk(message=message)`` for a chunk of the builder's, see :func:`_chunk`.
+
+    Its ``text`` is the message's, as LangChain's validator sets it for content
+    blocks that all have a type.
+    """
+    return _prevalidated(_GENERATION_CHUNK, {"text": message.text, "message": message})
+
+
+_BLOCK_CHUNK = AIMessageChunk(content=[], response_metadata=_metadata())
+_GENERATION_CHUNK = ChatGenerationChunk(message=_BLOCK_CHUNK)
+
+
+def _prevalidated(prototype: _M, values: dict[str, Any]) -> _M:
+    """``prototype`` with ``values``, made as pydantic's ``model_construct`` makes a model.
+
+    For values that validation would keep as they are (those the builder makes:
+    plain dicts, lists and strings of the declared types, which LangChain's
+    validators leave unchanged), so the result is what the constructor gives;
+    ``tests/unit/test_convert.py`` holds the two equal, field for field, for every
+    chunk the captures make. ``model_construct`` itself inspects every default
+    factory on each call (in pydantic 2.14), which costs more than validating.
+    ``values`` holds a fresh copy of every mutable value of ``prototype``: no two
+    chunks share one. The fields set are the prototype's.
+    """
+    model = type(prototype).__new__(type(prototype))
+    object.__setattr__(model, "__dict__", {**prototype.__dict__, **values})
+    object.__setattr__(model, "__pydantic_fields_set__", set(prototype.__pydantic_fields_set__))
+    extra = prototype.__pydantic_extra__
+    object.__setattr__(model, "__pydantic_extra__", None if extra is None else {})
+    object.__setattr__(model, "__pydantic_private__", None)
+    return model
 
 
 def usage_metadata(usage: UsageStatistics) -> UsageMetadata:

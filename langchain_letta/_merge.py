@@ -61,6 +61,8 @@ class MergedContent:
     def add(self, content: Iterable[Any]) -> None:
         """Merge one chunk's content (a list of blocks, as the builder makes)."""
         for item in content:
+            if type(item) is dict and self._continued(item):
+                continue
             index = item.get("index") if isinstance(item, dict) else None
             if not isinstance(item, dict) or not _merges_by_index(index):
                 self._append(item)
@@ -77,6 +79,29 @@ class MergedContent:
                 if type(target) is not _Merging:
                     target = self._items[position] = _Merging(target)
                 _merge_into(target, item, skip="type")
+
+    def _continued(self, item: dict[str, Any]) -> bool:
+        """Append ``item``'s text to the block it continues, if that is all merging it does.
+
+        The common case, a text or reasoning delta after the second (see
+        :func:`continues`), without the general walk of :meth:`add`.
+        """
+        kind = item.get("type")
+        key = TEXT_KEYS.get(kind) if type(kind) is str else None
+        if key is None or len(item) != 3:
+            return False
+        index, text = item.get("index"), item.get(key)
+        if type(index) is not int or type(text) is not str:
+            return False
+        positions = self._by_index.get(index)
+        if not positions:
+            return False
+        target = self._items[positions[0]]  # the first of its index: an item has no id
+        current = target.get(key) if type(target) is _Merging else None
+        if type(current) is not _Text:
+            return False
+        current.add(text)  # all that _merge_into does with it: type skipped, index the same
+        return True
 
     def content(self) -> list[Any]:
         """The merged blocks, every string joined."""

@@ -9,6 +9,7 @@ real capture, finished or cut: same blocks, same keys in the same order, same te
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import json
 import tracemalloc
@@ -143,6 +144,41 @@ def test_merging_a_batch_changes_no_answer_and_no_text(path: Path, size: int) ->
         assert len(merged) <= len(unmerged)
 
 
+def _validated(model: Any) -> Any:
+    """``model`` made again by its constructor, from copies of the fields it has set."""
+    fields = {name: copy.deepcopy(getattr(model, name)) for name in model.model_fields_set}
+    return type(model)(**fields)
+
+
+def _state(model: Any) -> tuple[Any, ...]:
+    """All a pydantic model holds: its fields (in order), fields set, extra and private."""
+    values = [(name, type(value), value) for name, value in model.__dict__.items()]
+    extra, private = model.__pydantic_extra__, model.__pydantic_private__
+    return repr(values), sorted(model.model_fields_set), extra, private, type(model)
+
+
+@pytest.mark.parametrize("size", [1, 0])
+@pytest.mark.parametrize("path", STREAMS, ids=lambda path: str(path.relative_to(CAPTURES)))
+def test_every_chunk_is_what_langchains_constructors_make(path: Path, size: int) -> None:
+    builder = ChunkBuilder(AGENT, "letta-agent")
+    events = _captured_events(path)
+    made = [chunk for batch in _in_batches(events, size) for _, chunk in builder.batch(batch)]
+    chunks = [chunk for chunk in made if chunk is not None] + [builder.last_chunk()]
+    generations = [convert.generation_chunk(chunk) for chunk in chunks]
+    for model in [*chunks, *generations]:
+        assert _state(model) == _state(_validated(model))
+    for generation in generations:
+        assert type(generation.text) is type(ChatGenerationChunk(message=chunks[0]).text)
+    # no two chunks share a mutable value (one changed in place would change the other)
+    shared = [
+        id(value)
+        for chunk in chunks
+        for value in chunk.__dict__.values()
+        if isinstance(value, (list, dict))
+    ]
+    assert len(shared) == len(set(shared))
+
+
 def test_every_delta_of_a_block_read_at_once_is_one_chunk() -> None:
     builder = ChunkBuilder(AGENT, "letta-agent")
     event = _event(message_type="assistant_message", otid="o", content="ab")
@@ -259,6 +295,20 @@ BLOCK_STREAMS: list[list[list[Any]]] = [
         [{"type": "text", "text": "a", "index": 0}],
         [{"type": "text", "text": 7, "index": 0}],
     ],
+    [  # plain deltas, then deltas of another type with the same index
+        *[[{"type": "text", "text": letter, "index": 0}] for letter in "abcd"],
+        *[[{"type": "reasoning", "reasoning": letter, "index": 0}] for letter in "efg"],
+        [{"type": "text", "text": "h", "index": 0}],
+    ],
+    [  # an index that is a bool equal to a later int
+        [{"type": "text", "text": "a", "index": True}],
+        *[[{"type": "text", "text": letter, "index": 1}] for letter in "bcd"],
+    ],
+    [  # indexes that LangChain never merges by
+        *[[{"type": "text", "text": letter, "index": "i"}] for letter in "abc"],
+        *[[{"type": "text", "text": letter, "index": [0]}] for letter in "abc"],
+    ],
+    [*[[{"type": ["text"], "text": letter, "index": 0}] for letter in "abc"]],  # a type unhashable
 ]
 
 

@@ -61,6 +61,9 @@ took effect on the server, and the thread's next turn waits for that."""
 DRAIN_LIMIT = 64 * 1024 * 1024
 """Most bytes read of the rest of an abandoned run."""
 
+_READ = Read(None)
+"""A read bounded by the read timeout alone: the same action every time."""
+
 OnRetry = Callable[[RetryCallState], None]
 OnResume = Callable[[StreamProgress, LettaError], None]
 
@@ -246,32 +249,32 @@ class StreamFlow:
         state = self.state
         while True:
             limit = self._read_limit()
-            chunk = yield Read(limit)
+            chunk = yield _READ if limit is None else Read(limit)
+            if isinstance(chunk, bytes):
+                if not chunk:  # the end of the body, before [DONE]
+                    yield Hangup()
+                    return state.interruption()
+                events = state.feed(chunk)
+                if events:
+                    yield Deliver(events)
+                if state.failure is not None:
+                    yield Hangup()
+                    raise state.failure
+                if state.done:
+                    yield Finish()
+                    return None
+                self._check_deadline()
+                continue
+            yield Hangup()
             if isinstance(chunk, httpx.DecodingError):
-                yield Hangup()
                 raise state.undecodable(chunk)
-            if isinstance(chunk, httpx.TransportError):
-                yield Hangup()
-                interruption = state.interruption(chunk)
-                if limit is not None and isinstance(chunk, httpx.ReadTimeout):
-                    # A read bounded by the deadline ran out: the deadline came, even if
-                    # the timer fired a little early (uvloop's may, by a fraction of a ms).
-                    raise self._deadline_error(interruption)
-                self._check_deadline(interruption)  # a read cut short by the deadline
-                return interruption
-            if not chunk:
-                yield Hangup()
-                return state.interruption()
-            events = state.feed(chunk)
-            if events:
-                yield Deliver(events)
-            if state.failure is not None:
-                yield Hangup()
-                raise state.failure
-            if state.done:
-                yield Finish()
-                return None
-            self._check_deadline()
+            interruption = state.interruption(chunk)  # an httpx.TransportError
+            if limit is not None and isinstance(chunk, httpx.ReadTimeout):
+                # A read bounded by the deadline ran out: the deadline came, even if
+                # the timer fired a little early (uvloop's may, by a fraction of a ms).
+                raise self._deadline_error(interruption)
+            self._check_deadline(interruption)  # a read cut short by the deadline
+            return interruption
 
     # -------------------------------------------------------------- sending
 

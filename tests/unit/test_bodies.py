@@ -7,6 +7,7 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -241,3 +242,95 @@ def test_an_async_read_past_its_time_is_a_read_timeout_when_it_is_due() -> None:
     outcome, elapsed = asyncio.run(main())
     assert isinstance(outcome, httpx.ReadTimeout)
     assert 0.09 <= elapsed < 1.0
+
+
+def test_a_read_the_timer_finds_not_yet_due_is_given_its_whole_time() -> None:
+    async def main() -> list[object]:
+        body = await async_body(AsyncPieces(4, gap=0.3))
+        # The timer is set for the first read (0.5 s); it fires while the second is
+        # under way, due at 0.8 s, and sets itself for that: no read times out.
+        outcomes = [await body.read(0.5) for _ in range(5)]
+        await body.close()
+        return outcomes
+
+    assert asyncio.run(main()) == [b"%08d" % i for i in range(4)] + [b""]
+
+
+def test_a_task_cancelled_while_reading_is_cancelled_not_timed_out() -> None:
+    async def main() -> tuple[bool, int]:
+        body = await async_body(AsyncPieces(1, gap=10.0))
+        reader = asyncio.ensure_future(body.read(5.0))
+        await asyncio.sleep(0.05)
+        reader.cancel()
+        try:
+            await reader
+        except asyncio.CancelledError:
+            return True, reader.cancelling()
+        finally:
+            await body.close()
+        return False, 0
+
+    assert asyncio.run(main()) == (True, 1)
+
+
+def _timer_calls(loop: asyncio.AbstractEventLoop, wrap: Any) -> None:
+    """Every ``call_at`` of ``loop`` from now on goes through ``wrap(call_at, when, callback)``."""
+    call_at = loop.call_at
+    loop.call_at = lambda when, callback, *args, **kwargs: wrap(  # type: ignore[method-assign]
+        call_at, when, lambda: callback(*args)
+    )
+
+
+def test_a_cancellation_asked_as_the_read_runs_out_of_time_is_not_swallowed() -> None:
+    async def main() -> object:
+        body = await async_body(AsyncPieces(1, gap=10.0))
+        loop = asyncio.get_running_loop()
+        reader: asyncio.Future[object] | None = None
+
+        def also_cancelled(call_at: Any, when: float, callback: Any) -> asyncio.TimerHandle:
+            def both() -> None:
+                callback()
+                if reader is not None and when < loop.time() + 1:  # the body's timer
+                    reader.cancel()
+
+            return call_at(when, both)  # type: ignore[no-any-return]
+
+        _timer_calls(loop, also_cancelled)
+        reader = asyncio.ensure_future(body.read(0.1))
+        try:
+            return await reader
+        except asyncio.CancelledError:
+            return "cancelled"
+        finally:
+            await body.close()
+
+    assert asyncio.run(main()) == "cancelled"
+
+
+def test_a_timer_that_fires_a_little_early_ends_the_read_without_setting_another() -> None:
+    async def main() -> tuple[object, int]:
+        body = await async_body(AsyncPieces(1, gap=10.0))
+        loop = asyncio.get_running_loop()
+        timers = 0
+
+        def early(call_at: Any, when: float, callback: Any) -> asyncio.TimerHandle:
+            nonlocal timers
+            timers += 1
+
+            def at_its_time() -> None:  # the clock it sees is still half a ms before
+                loop.time = lambda: when - 0.0005  # type: ignore[method-assign]
+                try:
+                    callback()
+                finally:
+                    del loop.time
+
+            return call_at(when, at_its_time)  # type: ignore[no-any-return]
+
+        _timer_calls(loop, early)
+        outcome = await body.read(0.1)
+        await body.close()
+        return outcome, timers
+
+    outcome, timers = asyncio.run(main())
+    assert isinstance(outcome, httpx.ReadTimeout)
+    assert timers == 2  # the stream's own sleep and the body's one timer
