@@ -105,6 +105,7 @@ ASDK_HTTPX = "AsyncLetta (httpx)"
 SDK_MODEL = "SDK in a BaseChatModel, stream"
 ASDK_MODEL = "SDK in a BaseChatModel, astream"
 FLOOR = "LangChain floor (no I/O)"
+FLOOR_AIO = "LangChain floor on aiohttp, astream"
 BASES = {SDK: "vs Letta", ASDK: "vs AsyncL+aio", SDK_MODEL: "vs SDK model"}
 """Ratio columns of every table: the baselines of the targets."""
 
@@ -394,6 +395,58 @@ def floor_path(deltas: int) -> Pass:
     blocks = [{"type": "text", "text": WORDS[i % len(WORDS)], "index": 0} for i in range(deltas)]
     model = ReadyChunks(chunks=[AIMessageChunk(content=[block]) for block in blocks])
     return lambda: sum(_text(chunk) for chunk in model.stream([HumanMessage("hi")]))
+
+
+class AiohttpFloor(BaseChatModel):
+    """The least a LangChain model can do over aiohttp: what no Letta model can go below.
+
+    ``_astream`` reads the body through httpx-aiohttp (as ``AsyncLetta`` + aiohttp
+    and ChatLetta do), cuts it into frames, ``json.loads`` each, and yields one
+    string ``AIMessageChunk`` per text delta: no typed events, no bounds, no resume.
+    """
+
+    base_url: str
+    clients: list[httpx.AsyncClient]
+
+    @property
+    def _llm_type(self) -> str:
+        return "aiohttp-floor"
+
+    def _generate(self, messages: list[BaseMessage], *args: Any, **kwargs: Any) -> ChatResult:
+        raise NotImplementedError("streams only")
+
+    async def _astream(
+        self, messages: list[BaseMessage], *args: Any, **kwargs: Any
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        if not self.clients:
+            self.clients.append(HttpxAiohttpClient(timeout=60))
+        url = f"{self.base_url}/v1/agents/{AGENT}/messages/stream"
+        body = {"messages": [{"role": "user", "content": "hi"}], "stream_tokens": True}
+        async with self.clients[0].stream("POST", url, json=body) as response:
+            tail = b""
+            async for piece in response.aiter_bytes():
+                *frames, tail = (tail + piece).split(b"\n\n")
+                for frame in frames:
+                    if not frame.startswith(b"data: {"):
+                        continue
+                    payload = json.loads(frame[6:])
+                    if payload.get("message_type") == "assistant_message":
+                        text = payload["content"]
+                        yield ChatGenerationChunk(message=AIMessageChunk(content=text))
+
+
+def aiohttp_floor_path(base_url: str, loop: asyncio.AbstractEventLoop) -> tuple[Pass, Closer]:
+    """:class:`AiohttpFloor`'s ``astream``."""
+    model = AiohttpFloor(base_url=base_url, clients=[])
+
+    async def run() -> int:
+        return sum([_text(chunk) async for chunk in model.astream("hi")])
+
+    async def close() -> None:
+        for client in model.clients:
+            await client.aclose()
+
+    return on_loop(loop, run), close
 
 
 # --------------------------------------------------------------------------- layers
@@ -927,7 +980,8 @@ def run_shape(shape: str, args: argparse.Namespace, letta: Any) -> dict[str, Fig
             paths |= sdk_paths(sdk, loop)
         if shape != "paced":
             paths[FLOOR] = floor_path(deltas)
-        closers = [close_astream]
+        paths[FLOOR_AIO], close_floor = aiohttp_floor_path(base_url, loop)
+        closers = [close_astream, close_floor]
         if args.layers:
             layers, more = layer_paths(base_url, loop, deltas, expect)
             paths |= layers
