@@ -42,7 +42,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -742,7 +742,7 @@ def check_one_resume(
     # the resume reached the server while the run was still going (0.16.8 writes
     # completed_at in UTC without an offset)
     completed = datetime.fromisoformat(run["completed_at"].removesuffix("Z"))
-    assert resumed_at < completed.replace(tzinfo=timezone.utc).timestamp()
+    assert resumed_at < completed.replace(tzinfo=UTC).timestamp()
     assert [line for line in proxy.requests if "/messages" in line and "POST" in line] == [
         f"POST {sent_to}"
     ]  # the message went out once, however the stream broke

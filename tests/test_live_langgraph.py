@@ -40,7 +40,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -284,7 +284,7 @@ def run_span(base_url: str, run_id: str) -> tuple[datetime, datetime]:
     assert run["status"] == "completed"
     # 0.16.8 writes these in UTC, without an offset
     began, ended = (
-        datetime.fromisoformat(run[key].removesuffix("Z")).replace(tzinfo=timezone.utc)
+        datetime.fromisoformat(run[key].removesuffix("Z")).replace(tzinfo=UTC)
         for key in ("created_at", "completed_at")
     )
     return began, ended
@@ -527,7 +527,7 @@ def interleaved(stored: list[dict[str, Any]]) -> bool:
 def utc(stamp: str) -> datetime:
     """A timestamp of Letta 0.16.8 (UTC, with or without an offset) as an aware datetime."""
     moment = datetime.fromisoformat(stamp.removesuffix("Z"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def run_gaps(runs: list[dict[str, Any]], stored: list[dict[str, Any]]) -> list[float]:

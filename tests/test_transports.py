@@ -326,7 +326,7 @@ def call(
                     event = await asyncio.wait_for(anext(events), total_timeout + 0.5)
                 except StopAsyncIteration:
                     return
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     raise Hung(f"no end {total_timeout + 0.5} s into a call") from None
                 yield event
                 count += 1

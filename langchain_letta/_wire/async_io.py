@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
@@ -81,7 +80,7 @@ async def send_streaming(
 ) -> httpx.Response:
     """Send ``request`` for a body read through :class:`Body`; wait for its head.
 
-    ``own``: ``http`` is one this package made. Then (Python 3.11+) aiohttp's own read
+    ``own``: ``http`` is one this package made. Then aiohttp's own read
     timer is turned off for the body, which :class:`Body` bounds read by read already
     (aiohttp sets that timer again on every network read: a tenth of the client's CPU
     on a paced stream), and the head is waited for within the time aiohttp gave it
@@ -93,14 +92,14 @@ async def send_streaming(
     """
     timeout = request.extensions.get("timeout") or {}
     read = timeout.get("read")
-    if not own or read is None or sys.version_info < (3, 11):
+    if not own or read is None:
         return await http.send(request, stream=True, follow_redirects=False)
     request.extensions["timeout"] = {**timeout, "read": None}
     head = read + (timeout.get("pool") or 0.0) + (timeout.get("connect") or 0.0)
     try:
         async with asyncio.timeout(head):  # in this task: aiohttp ties a response to it
             return await http.send(request, stream=True, follow_redirects=False)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise httpx.ReadTimeout("no response head within the read timeout") from None
 
 
@@ -136,8 +135,6 @@ class Body:
         No data within ``seconds`` is ``httpx.ReadTimeout``.
         """
         try:
-            if sys.version_info < (3, 11):
-                return await asyncio.wait_for(anext(self._chunks, b""), seconds)
             loop = asyncio.get_running_loop()
             due = self._due = loop.time() + seconds
             timer = self._timer
@@ -160,8 +157,6 @@ class Body:
             return precise(error)
         except httpx.DecodingError as error:
             return error
-        except asyncio.TimeoutError:
-            return httpx.ReadTimeout("no data within the read's time")
 
     async def rest(self, limit: int, seconds: float) -> bytes:
         """The rest of the body, at most ``limit`` bytes, read within ``seconds``.

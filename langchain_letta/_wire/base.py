@@ -8,16 +8,10 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Generator, Mapping
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
-
-if sys.version_info >= (3, 11):
-    from typing import Unpack
-else:  # pydantic depends on typing_extensions, so it is always installed
-    from typing_extensions import Unpack
 
 from langchain_letta._strict import check_names
 from langchain_letta._wire import routes

@@ -10,18 +10,12 @@ by nature between the flavours comes from :mod:`.async_io` or :mod:`.sync_io`.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Generator, Iterator, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 import httpx
 from tenacity import Retrying
-
-if sys.version_info >= (3, 11):
-    from typing import Unpack
-else:  # pydantic depends on typing_extensions, so it is always installed
-    from typing_extensions import Unpack
 
 from langchain_letta._wire import turns
 from langchain_letta._wire.actions import (

@@ -87,7 +87,7 @@ class TurnQueue:
         self._log_wait()
         try:
             await asyncio.wait_for(asyncio.shield(waiter.future), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return self._give_up(waiter)  # granted at the last moment: kept
         except BaseException:  # cancelled: leave the queue, or pass the turn on
             if self._give_up(waiter):
