@@ -384,7 +384,7 @@ def _prevalidated(prototype: _M, values: dict[str, Any]) -> _M:
     For values that validation would keep as they are (those the builder makes:
     plain dicts, lists and strings of the declared types, which LangChain's
     validators leave unchanged), so the result is what the constructor gives;
-    ``tests/unit/test_convert.py`` holds the two equal, field for field, for every
+    ``tests/test_aggregate.py`` holds the two equal, field for field, for every
     chunk the captures make. ``model_construct`` itself inspects every default
     factory on each call (in pydantic 2.14), which costs more than validating.
     ``values`` holds a fresh copy of every mutable value of ``prototype``: no two
