@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.messages.ai import InputTokenDetails, OutputTokenDetails, UsageMetadata
+from langchain_core.messages.base import TextAccessor
 from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGenerationChunk
 from pydantic import BaseModel
@@ -368,10 +369,16 @@ def _chunk(block: dict[str, Any]) -> AIMessageChunk:
 def generation_chunk(message: AIMessageChunk) -> ChatGenerationChunk:
     """``ChatGenerationChunk(message=message)`` for a chunk of the builder's, see :func:`_chunk`.
 
-    Its ``text`` is the message's, as LangChain's validator sets it for content
-    blocks that all have a type.
+    Its ``text`` is what LangChain's validator sets for content blocks that all
+    have a type (the builder's do): the ``message.text`` of their text blocks,
+    read here from the blocks, without the list and generator it makes.
     """
-    return _prevalidated(_GENERATION_CHUNK, {"text": message.text, "message": message})
+    blocks: list[dict[str, Any]] = message.content  # type: ignore[assignment]  # never a str
+    text = ""
+    for block in blocks:
+        if block["type"] == "text":
+            text += block["text"]
+    return _prevalidated(_GENERATION_CHUNK, {"text": TextAccessor(text), "message": message})
 
 
 _BLOCK_CHUNK = AIMessageChunk(content=[], response_metadata=_metadata())

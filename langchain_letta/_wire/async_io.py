@@ -16,7 +16,7 @@ from typing import TypeVar
 import aiohttp
 import httpx
 
-from langchain_letta._wire.http import ASYNC_TRANSPORT_ERRORS, AsyncClients, precise
+from langchain_letta._wire.http import ASYNC_TRANSPORT_ERRORS, AsyncClients, precise, raw
 
 __all__ = [
     "HTTP_ERRORS",
@@ -108,6 +108,11 @@ _EARLY = 0.001
 due time when the body's timer fires is over."""
 
 
+def _pieces(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The pieces of ``response``'s body as they arrive, as httpx decodes them."""
+    return response.aiter_raw() if raw(response) else response.aiter_bytes()
+
+
 class Body:
     """The body of one response (or of none), read a piece at a time, each read bounded.
 
@@ -123,7 +128,8 @@ class Body:
     def __init__(self, response: httpx.Response | None) -> None:
         self.response = response
         """The response whose body this is, until it is closed."""
-        self._chunks = response.aiter_bytes() if response is not None else _no_chunks()
+        self._chunks = _no_chunks() if response is None else _pieces(response)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._due = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._reading: asyncio.Task[object] | None = None
@@ -135,14 +141,15 @@ class Body:
         No data within ``seconds`` is ``httpx.ReadTimeout``.
         """
         try:
-            loop = asyncio.get_running_loop()
+            # The loop is looked up once: on Python 3.11, each lookup is a getpid() call.
+            loop = self._loop or self._bind()
             due = self._due = loop.time() + seconds
             timer = self._timer
             if timer is None or timer.when() > due:
                 if timer is not None:
                     timer.cancel()
                 self._timer = loop.call_at(due, self._overdue)
-            task = self._reading = asyncio.current_task()
+            task = self._reading = asyncio.current_task(loop)
             cancelling = task.cancelling() if task is not None else 0
             try:
                 return await anext(self._chunks, b"")
@@ -181,12 +188,17 @@ class Body:
         if response is not None:
             await response.aclose()
 
+    def _bind(self) -> asyncio.AbstractEventLoop:
+        """The running loop: the body's reads all run on it (aiohttp ties a response to one)."""
+        loop = self._loop = asyncio.get_running_loop()
+        return loop
+
     def _overdue(self) -> None:
         self._timer = None
         task = self._reading
         if task is None:  # no read is under way: the next one sets a timer
             return
-        loop = asyncio.get_running_loop()
+        loop = self._bind()
         if loop.time() + _EARLY < self._due:  # reads since the timer was set are due later
             self._timer = loop.call_at(self._due, self._overdue)
         else:

@@ -36,6 +36,16 @@ def sync_client(timeout: httpx.Timeout) -> httpx.Client:
     return httpx.Client(timeout=timeout, limits=LIMITS)
 
 
+def raw(response: httpx.Response) -> bool:
+    """Whether ``response``'s body is read raw (``iter_raw``): httpx would pass it through.
+
+    So it does for a body that names no content coding and was not read already (a
+    mock's response made from bytes is). Raw, each read is spared the identity
+    decoder and the generator layer httpx puts on it; otherwise ``iter_bytes``.
+    """
+    return not response.is_stream_consumed and "content-encoding" not in response.headers
+
+
 class AsyncClients:
     """The async HTTP client of one ``AsyncLettaClient``, chosen for each request.
 

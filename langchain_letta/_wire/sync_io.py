@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import httpx
 
-from langchain_letta._wire.http import sync_client
+from langchain_letta._wire.http import raw, sync_client
 
 __all__ = [
     "HTTP_ERRORS",
@@ -84,6 +84,11 @@ READ_AHEAD = 1 << 20
 """Bytes read ahead at most: the reader thread waits while that many wait for the caller."""
 
 
+def _pieces(response: httpx.Response) -> Iterator[bytes]:
+    """The pieces of ``response``'s body as they arrive, as httpx decodes them."""
+    return response.iter_raw() if raw(response) else response.iter_bytes()
+
+
 class Body:
     """The body of one response (or of none), read a piece at a time.
 
@@ -101,7 +106,7 @@ class Body:
     def __init__(self, response: httpx.Response | None) -> None:
         self.response = response
         """The response whose body this is, until it is closed."""
-        self._chunks = response.iter_bytes() if response is not None else iter(())
+        self._chunks = iter(()) if response is None else _pieces(response)
         self._in_a_row = 0
         self._ahead: _ReadAhead | None = None
 
@@ -192,7 +197,7 @@ class _ReadAhead:
         changed = self._changed
         end: bytes | httpx.TransportError | httpx.DecodingError = b""
         try:
-            for piece in self._chunks:  # never empty: httpx's iter_bytes drops those
+            for piece in self._chunks:  # never empty: httpx's iterators drop those
                 with changed:
                     self._pieces.append(piece)
                     self._waiting += len(piece)

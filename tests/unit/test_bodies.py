@@ -4,6 +4,8 @@ async reads bounded by one timer per body. Through httpx's MockTransport, no net
 from __future__ import annotations
 
 import asyncio
+import gzip
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -334,3 +336,75 @@ def test_a_timer_that_fires_a_little_early_ends_the_read_without_setting_another
     outcome, timers = asyncio.run(main())
     assert isinstance(outcome, httpx.ReadTimeout)
     assert timers == 2  # the stream's own sleep and the body's one timer
+
+
+def test_an_async_body_looks_its_event_loop_up_once_not_on_every_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # On Python 3.11 every lookup of the running loop is a getpid() system call: two a
+    # read (the loop, then the task) were a per cent of the client's CPU on a paced stream.
+    lookups = 0
+    get_running_loop, current_task = asyncio.get_running_loop, asyncio.current_task
+
+    def from_body() -> bool:
+        return sys._getframe(2).f_globals["__name__"] == async_io.__name__
+
+    def loop_looked_up() -> asyncio.AbstractEventLoop:
+        nonlocal lookups
+        lookups += from_body()
+        return get_running_loop()
+
+    def task_looked_up(loop: asyncio.AbstractEventLoop | None = None) -> Any:
+        nonlocal lookups
+        lookups += loop is None and from_body()
+        return current_task(loop)
+
+    async def main() -> list[bytes]:
+        body = await async_body(AsyncPieces(30, gap=0.0))
+        monkeypatch.setattr(asyncio, "get_running_loop", loop_looked_up)
+        monkeypatch.setattr(asyncio, "current_task", task_looked_up)
+        reads = []
+        while (got := await body.read(5.0)) != b"":
+            assert isinstance(got, bytes), got
+            reads.append(got)
+        monkeypatch.undo()
+        await body.close()
+        return reads
+
+    assert asyncio.run(main()) == [b"%08d" % i for i in range(30)]
+    assert lookups == 1
+
+
+ENCODED = {
+    "none": ({}, b"data: {}\n\n" * 3),
+    "identity": ({"content-encoding": "identity"}, b"data: {}\n\n" * 3),
+    "gzip": ({"content-encoding": "gzip"}, gzip.compress(b"data: {}\n\n" * 3)),
+    "unknown": ({"content-encoding": "x-letta"}, b"data: {}\n\n" * 3),
+}
+
+
+def _encoded_response(name: str) -> httpx.Response:
+    headers, content = ENCODED[name]
+    return httpx.Response(200, headers=headers, content=content)
+
+
+@pytest.mark.parametrize("name", sorted(ENCODED))
+def test_a_body_is_read_decoded_as_httpx_decodes_it_raw_when_it_names_no_coding(
+    name: str,
+) -> None:
+    sync_client = httpx.Client(transport=httpx.MockTransport(lambda _: _encoded_response(name)))
+    request = sync_client.build_request("GET", "http://letta.test/")
+    sync_reads, sync_end = read_all(sync_io.Body(sync_client.send(request, stream=True)))
+
+    async def main() -> bytes:
+        transport = httpx.MockTransport(lambda _: _encoded_response(name))
+        client = httpx.AsyncClient(transport=transport)
+        response = await client.send(client.build_request("GET", "http://letta.test/"), stream=True)
+        body, data = async_io.Body(response), b""
+        while got := await body.read(5.0):
+            assert isinstance(got, bytes), got
+            data += got
+        return data
+
+    assert sync_end == b""
+    assert b"".join(sync_reads) == asyncio.run(main()) == b"data: {}\n\n" * 3
