@@ -49,6 +49,7 @@ class SSEFrameDecoder:
     """
 
     __slots__ = (
+        "_carry",
         "_decoder",
         "_max_frame",
         "_pending",
@@ -60,6 +61,7 @@ class SSEFrameDecoder:
 
     def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._carry = False  # whether the decoder holds the start of a character
         self._pending: list[str] = []  # pieces of _PIECE characters or more
         self._recent: list[str] = []  # the reads after them, fewer characters than that
         self._pending_size = 0  # characters in both
@@ -69,7 +71,11 @@ class SSEFrameDecoder:
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Decode one network read and return every frame it completed, in order."""
-        text = self._decoder.decode(chunk)
+        if self._carry or (chunk and chunk[-1] > 0x7F):  # a character may be cut here
+            text = self._decoder.decode(chunk)
+            self._carry = bool(self._decoder.getstate()[0])
+        else:  # nothing held, nothing cut: as the incremental decoder would, one call less
+            text = chunk.decode("utf-8", "replace")
         if self._skip_lf and text.startswith("\n"):
             text = text[1:]  # the LF of a CRLF split across two reads
         if "\r" in text:
@@ -80,6 +86,8 @@ class SSEFrameDecoder:
         elif text:
             self._skip_lf = False
         frames: list[ServerSentEvent] = []
+        # No frame can be over the limit if all the text held and read is not.
+        checked = self._pending_size + len(text) > self._max_frame
         if not self._pending_size:
             blocks = text.split("\n\n")  # one pass; no copy when no frame ends
         elif "\n\n" in text or (text.startswith("\n") and self._ends_with_lf()):
@@ -89,7 +97,8 @@ class SSEFrameDecoder:
             blocks = [text]
         if len(blocks) == 1:
             # No frame ended: only this read's text was looked at; it joins the tail.
-            self._check_size(self._pending_size + len(text), frames)
+            if checked:
+                self._check_size(self._pending_size + len(text), frames)
             if text:
                 self._keep(text)
             return frames
@@ -97,14 +106,16 @@ class SSEFrameDecoder:
         if rest:
             self._keep(rest)
         for block in blocks:
-            self._check_size(len(block), frames)
+            if checked:
+                self._check_size(len(block), frames)
             if block.startswith("data: ") and "\n" not in block:
                 frames.append(ServerSentEvent(data=block[6:]))
             elif block:
                 frame = parse_block(block)
                 if frame is not None:
                     frames.append(frame)
-        self._check_size(len(rest), frames)
+        if checked:
+            self._check_size(len(rest), frames)
         return frames
 
     def _ends_with_lf(self) -> bool:

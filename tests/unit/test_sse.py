@@ -221,6 +221,25 @@ def test_multibyte_text_fed_one_byte_at_a_time() -> None:
     assert _feed(*chunks) == [("message", '{"content":"Grüße, 東京 👋"}', "", None)]
 
 
+BROKEN_UTF8 = b"data: a\xff\xe6\x9db\n\ndata: \xe6\x9d\xb1\xf0\x9f\x91\x8b!\n\ndata: \xf0\x9f\n\n"
+"""An invalid byte, characters cut short before ASCII and at a frame's end, and whole ones."""
+
+
+def test_reads_cut_anywhere_decode_as_the_whole_body_does_invalid_bytes_included() -> None:
+    # Reads that end in ASCII while nothing is held are decoded in one call; the
+    # others through the incremental decoder: the text must not depend on the cuts.
+    whole = [
+        ("message", block.removeprefix("data: "), "", None)
+        for block in BROKEN_UTF8.decode("utf-8", "replace").split("\n\n")[:-1]
+    ]
+    assert whole[0][1] == "a\ufffd\ufffdb"
+    assert whole[2][1] == "\ufffd"
+    for first in range(len(BROKEN_UTF8) + 1):
+        for second in range(first, len(BROKEN_UTF8) + 1):
+            cuts = BROKEN_UTF8[:first], BROKEN_UTF8[first:second], BROKEN_UTF8[second:]
+            assert _feed(*cuts) == whole, cuts
+
+
 # --- tail -------------------------------------------------------------------------------
 
 
