@@ -242,11 +242,35 @@ def test_every_relative_link_leads_to_a_file(page: Path) -> None:
             assert anchor in anchors(path), f"{page.relative_to(ROOT)} links {target}: no heading"
 
 
+FIGURES = "<!-- figures from bench/README.md -->"
+"""Marks the README's one block of benchmark figures, lines of the run bench/README.md records."""
+
+
+def figures(text: str) -> str:
+    """The fenced block that follows :data:`FIGURES` in ``text`` (empty if there is none)."""
+    if FIGURES not in text:
+        return ""
+    block = text.split(FIGURES, 1)[1].lstrip("\n")
+    assert block.startswith("```\n"), "the marker stands right before a fenced block"
+    return block[4:].split("\n```", 1)[0]
+
+
+def test_the_readmes_figures_are_lines_of_the_run_bench_readme_records() -> None:
+    """The README shows the four ratios and the 1,000 streams as one run printed them."""
+    shown = figures((ROOT / "README.md").read_text()).splitlines()
+    recorded = set((ROOT / "bench" / "README.md").read_text().splitlines())
+    assert any(line.startswith("async paced ") for line in shown)
+    assert any(line.startswith("ChatLetta.astream ") and "uvloop" in line for line in shown)
+    assert any(re.match(r"\d+ CPUs \(.+\), Python ", line) for line in shown), "the machine"
+    assert [line for line in shown if line not in recorded] == []
+
+
 @pytest.mark.parametrize("page", PAGES, ids=[str(page.relative_to(ROOT)) for page in PAGES])
 def test_no_figures_and_no_stale_claims(page: Path) -> None:
-    """Figures live in bench/README.md alone; claims the code disproves stay out."""
+    """Figures stay in bench/README.md and the README's block of its lines; stale claims out."""
     text = page.read_text()
-    assert not re.search(r"\b\d+\.\d+x\b|µs", text), "benchmark figures belong in bench/README.md"
+    prose = text.replace(figures(text), "") if page.name == "README.md" else text
+    assert not re.search(r"\b\d+\.\d+x\b|µs", prose), "benchmark figures belong in bench/README.md"
     for stale in ("NotImplementedError", "not supported yet", "about 90 s", "no approval support"):
         assert stale not in text
 
