@@ -32,7 +32,7 @@ lint: $(INSTALLED)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(INSTALLED)
-	$(VENV)/bin/mypy langchain_letta
+	$(VENV)/bin/mypy langchain_letta bench
 
 unit: $(INSTALLED)
 	$(PY) -m pytest -q

@@ -76,6 +76,7 @@ from langchain_letta import (
     OutgoingMessage,
     StreamRequest,
 )
+from langchain_letta.events import AssistantMessage
 
 SERVER = Path(__file__).resolve().with_name("loopback_server.py")
 AGENT = "agent-9d9e1f61-7d82-476c-9996-867db2b9c18f"
@@ -172,7 +173,8 @@ def client_path(base_url: str) -> Pass:
     request = StreamRequest(messages=[OutgoingMessage(content="hi")])
 
     def run() -> int:
-        return sum(len(event.text) for event in client.stream(AGENT, request) if _said(event))
+        events = client.stream(AGENT, request)
+        return sum(len(e.text) for e in events if isinstance(e, AssistantMessage))
 
     return run
 
@@ -181,7 +183,7 @@ def _said(event: Any) -> bool:
     return bool(event.message_type == "assistant_message")
 
 
-def _texts(chunk: AIMessageChunk) -> list[str]:
+def _texts(chunk: BaseMessage) -> list[str]:
     """The answer text of a chunk, read from its content (``.text`` costs more)."""
     content = chunk.content
     if isinstance(content, str):
@@ -189,7 +191,7 @@ def _texts(chunk: AIMessageChunk) -> list[str]:
     return [block.get("text", "") for block in content if isinstance(block, dict)]
 
 
-def _text(chunk: AIMessageChunk) -> int:
+def _text(chunk: BaseMessage) -> int:
     """Characters of answer text in a chunk."""
     return sum(len(text) for text in _texts(chunk))
 
@@ -490,7 +492,7 @@ def layer_paths(
     model = _model(base_url)
     async_client = AsyncLettaClient(base_url=base_url, background=False, max_retries=0)
     request = StreamRequest(messages=[OutgoingMessage(content="hi")])
-    hi = [HumanMessage("hi")]
+    hi: list[BaseMessage] = [HumanMessage("hi")]
     made: list[httpx.AsyncClient] = []
 
     def sync_body() -> int:
@@ -511,7 +513,7 @@ def layer_paths(
 
     async def aclient() -> int:
         stream = async_client.stream(AGENT, request)
-        return sum([len(event.text) async for event in stream if _said(event)])
+        return sum([len(e.text) async for e in stream if isinstance(e, AssistantMessage)])
 
     async def aevents() -> int:
         _, pairs = model.aletta_events(hi, None, {})

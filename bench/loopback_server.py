@@ -34,7 +34,6 @@ import argparse
 import collections
 import json
 import socket
-import sys
 import threading
 import time
 
@@ -252,4 +251,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

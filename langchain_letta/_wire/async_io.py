@@ -198,7 +198,7 @@ class Body:
         task = self._reading
         if task is None:  # no read is under way: the next one sets a timer
             return
-        loop = self._bind()
+        loop = self._loop or self._bind()
         if loop.time() + _EARLY < self._due:  # reads since the timer was set are due later
             self._timer = loop.call_at(self._due, self._overdue)
         else:
