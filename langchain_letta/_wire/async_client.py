@@ -174,10 +174,15 @@ class AsyncEventStream:
                 await client.cancel(flow.agent_id, run_id)
             if body.response is not None and turn is not None and (drain := flow.after_stop()):
                 # The run goes on (or is being cancelled): its turn ends when its stream
-                # does, read elsewhere.
-                then = turn.hand_over().release
-                client._finishing.start(body, DRAIN_LIMIT, drain, then)
-                body, turn = Body(None), None
+                # does, read elsewhere: the rest of this body or, where the stop cut a read
+                # short (its iterator ended), the run read again from the cursor.
+                if not body.cut:
+                    client._finishing.start(body, DRAIN_LIMIT, drain, turn.hand_over().release)
+                    body, turn = Body(None), None
+                elif flow.resumable:
+                    rest = client.resume(flow.agent_id, flow.progress, total_timeout=drain)
+                    client._finishing.follow(rest.batches(), rest.aclose, turn.hand_over().release)
+                    turn = None
             raise
         finally:
             await closed(body)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 import aiohttp
 import httpx
@@ -129,6 +129,9 @@ class Body:
         self.response = response
         """The response whose body this is, until it is closed."""
         self._chunks = _no_chunks() if response is None else _pieces(response)
+        self.cut = False
+        """A read was stopped midway: the error went through httpx's iterator, which ended,
+        so the rest of the body cannot be read (a cancellation while the task waits)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._due = 0.0
         self._timer: asyncio.TimerHandle | None = None
@@ -154,6 +157,7 @@ class Body:
             try:
                 return await anext(self._chunks, b"")
             except asyncio.CancelledError:
+                self.cut = True
                 # Ours alone (no other cancellation asked meanwhile): the time ran out.
                 if task is None or not self._expired or task.uncancel() > cancelling:
                     raise
@@ -243,7 +247,34 @@ class Finishers:
                 with contextlib.suppress(Exception):
                     await body.close()
 
-        task = asyncio.get_running_loop().create_task(finish())
+        self._spawn(finish(), body, then)
+
+    def follow(
+        self,
+        events: AsyncIterator[object],
+        close: Callable[[], Awaitable[None]],
+        then: Callable[[], None],
+    ) -> None:
+        """Read ``events`` (a run read again, bounded by its own deadline) to their end.
+
+        Then ``close`` it and call ``then``, also if it failed or was given up on.
+        """
+
+        async def finish() -> None:
+            try:
+                with contextlib.suppress(Exception):
+                    async for _ in events:
+                        pass
+            finally:
+                with contextlib.suppress(Exception):
+                    await close()
+
+        self._spawn(finish(), Body(None), then)
+
+    def _spawn(
+        self, finish: Coroutine[Any, Any, None], body: Body, then: Callable[[], None] | None
+    ) -> None:
+        task = asyncio.get_running_loop().create_task(finish)
         self._tasks[task] = body
         task.add_done_callback(lambda done: self._tasks.pop(done, None))
         if then is not None:  # also when the task is cancelled before it ran

@@ -187,6 +187,11 @@ class StreamFlow:
         remaining = self._remaining()
         return bound if remaining is None else max(min(remaining, bound), 0.0)
 
+    @property
+    def resumable(self) -> bool:
+        """Whether the run can be read again from the cursor (a background run)."""
+        return self.state.resumable
+
     def run_to_cancel(self) -> str | None:
         """The run a consumer that stopped early cancels (``cancel_on_close``), if any.
 

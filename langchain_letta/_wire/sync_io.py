@@ -107,6 +107,9 @@ class Body:
         self.response = response
         """The response whose body this is, until it is closed."""
         self._chunks = iter(()) if response is None else _pieces(response)
+        self.cut = False
+        """A read was stopped midway (Ctrl-C): the error went through httpx's iterator,
+        which ended, so the rest of the body cannot be read."""
         self._in_a_row = 0
         self._ahead: _ReadAhead | None = None
 
@@ -123,6 +126,9 @@ class Body:
             piece = next(self._chunks, b"")
         except (httpx.TransportError, httpx.DecodingError) as error:
             return error
+        except KeyboardInterrupt:
+            self.cut = True
+            raise
         if time.perf_counter() - started >= WAITING or not piece:
             self._in_a_row = 0
         elif (in_a_row := self._in_a_row + 1) < BACK_TO_BACK:
@@ -257,6 +263,26 @@ class Finishers:
                     body.close()
                 if then is not None:
                     then()
+
+        threading.Thread(target=finish, name="letta-finish", daemon=True).start()
+
+    def follow(
+        self, events: Iterator[object], close: Callable[[], None], then: Callable[[], None]
+    ) -> None:
+        """Read ``events`` (a run read again, bounded by its own deadline) to their end.
+
+        Then ``close`` it and call ``then``, also if it failed.
+        """
+
+        def finish() -> None:
+            try:
+                with contextlib.suppress(Exception):
+                    for _ in events:
+                        pass
+            finally:
+                with contextlib.suppress(Exception):
+                    close()
+                then()
 
         threading.Thread(target=finish, name="letta-finish", daemon=True).start()
 
