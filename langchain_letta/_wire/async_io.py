@@ -274,6 +274,7 @@ class Finishers:
     def _spawn(
         self, finish: Coroutine[Any, Any, None], body: Body, then: Callable[[], None] | None
     ) -> None:
+        """Run ``finish`` in a task of its own; :meth:`aclose` cancels it and closes ``body``."""
         task = asyncio.get_running_loop().create_task(finish)
         self._tasks[task] = body
         task.add_done_callback(lambda done: self._tasks.pop(done, None))
