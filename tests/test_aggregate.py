@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import gc
 import json
 import tracemalloc
 from collections.abc import Sequence
@@ -358,6 +359,7 @@ def _our_growth(deltas: int) -> int:
             for chunk in model._stream([HumanMessage("hi")]):
                 seen += len(chunk.text)
                 if seen == len(" word") * deltas:  # the chunk with the last delta, still held
+                    gc.collect()  # what is alive, not garbage the collector has yet to see
                     snapshot = tracemalloc.take_snapshot()
                     seen += 1
         finally:

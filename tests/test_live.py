@@ -1155,6 +1155,35 @@ async def test_a_task_cancelled_mid_stream_then_the_next_turn_live() -> None:
     assert stored_turns(base_url, agent_id, word) == [first, second]
 
 
+@pytest.mark.parametrize("version", ["0.16.8", "0.11.7"])
+async def test_a_foreground_run_whose_read_a_cancellation_cut_ends_before_the_next_turn_live(
+    version: str,
+) -> None:
+    """A foreground stream cannot be read again: the server's listing of runs tells when
+    the run is over (0.11.7 has no lock of its own: that wait alone keeps the turns apart).
+    """
+    base_url, agent_id = server(version)
+    if version == CURRENT:
+        agent_id = fresh_agent(base_url)
+    word = tag()
+    first, second = f"first {word}, slow:0.3", f"second {word}"
+    model = ChatLetta(agent_id=agent_id, base_url=base_url, background=False, total_timeout=WAIT)
+    started = asyncio.Event()
+
+    async def read() -> None:
+        async for chunk in model.astream(first):
+            if chunk.text:
+                started.set()  # and the task waits on the next read
+
+    task = asyncio.create_task(read())
+    await asyncio.wait_for(started.wait(), WAIT)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert (await asyncio.wait_for(model.ainvoke(second), WAIT)).text == TEXT
+    assert stored_turns(base_url, agent_id, word) == [first, second]
+
+
 _ONE_TURN = """
 import sys
 from langchain_letta import ChatLetta

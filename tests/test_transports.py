@@ -129,6 +129,8 @@ class FaultServer:
     def __init__(self, fault: Callable[[FaultServer, socket.socket], None]) -> None:
         self.fault = fault
         self.requests: list[bytes] = []
+        self.current = threading.local()
+        """``current.request``: the request of the connection this thread serves."""
         self.delivered = threading.Event()
         self.closed = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -160,7 +162,8 @@ class FaultServer:
     def _serve(self, connection: socket.socket) -> None:
         connection.settimeout(PATIENCE)
         try:
-            self.requests.append(self._read_request(connection))
+            self.current.request = self._read_request(connection)
+            self.requests.append(self.current.request)
             self.fault(self, connection)
         except OSError:
             pass  # the client hung up first

@@ -7,13 +7,16 @@ when its answer ended; turns of one thread must not overlap, different threads m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
+import signal
 import socket
 import threading
 import time
 from typing import Any
 
+import httpx
 import pytest
 
 from langchain_letta import ChatLetta
@@ -31,28 +34,52 @@ CLOSE = b"connection: close\r\n"
 
 
 class SlowServer(FaultServer):
-    """Answers every message over ``SLOW`` seconds; ``turns`` holds (start, end, text)."""
+    """Answers every message over ``SLOW`` seconds; ``turns`` holds (start, end, text).
 
-    def __init__(self) -> None:
+    A turn goes on to its end if the client leaves (as Letta's does), and is listed by
+    ``GET /v1/runs/`` while it does.
+    """
+
+    def __init__(self, head_after: float = 0.0) -> None:
         self.turns: list[tuple[float, float, str]] = []
+        self.running: list[str] = []
+        self.head_after = head_after
+        """Seconds each run goes on before the answer's head is sent."""
         super().__init__(self._answer)
+
+    @property
+    def asked_for_runs(self) -> bool:
+        """Whether the client asked for the runs under way."""
+        return any(request.startswith(b"GET /v1/runs") for request in self.requests)
 
     def _answer(self, server: FaultServer, connection: socket.socket) -> None:
         started = time.monotonic()
-        request = self.requests[-1]
+        request: bytes = self.current.request
         if request.startswith(b"GET"):
-            body = b'{"version": "0.16.8"}'
+            runs = [
+                {"id": f"run-{text}", "status": "running", "agent_id": AGENT}
+                for text in self.running
+            ]
+            answer = runs if request.startswith(b"GET /v1/runs") else {"version": "0.16.8"}
+            body = json.dumps(answer).encode()
             head = b"HTTP/1.1 200 OK\r\n%scontent-type: application/json\r\ncontent-length: %d"
             connection.sendall(head % (CLOSE, len(body)) + b"\r\n\r\n" + body)
             return
         text = json.loads(request.partition(b"\r\n\r\n")[2])["messages"][0]["content"]
-        connection.sendall(SSE_HEAD.replace(b"\r\n", b"\r\n" + CLOSE, 1))
-        for word in ("thinking", "about", text):
-            time.sleep(SLOW / 3)
-            message = {"message_type": "assistant_message", "id": "message-1", "content": word}
-            connection.sendall(chunk(frame(message)))
-        connection.sendall(chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
-        self.turns.append((started, time.monotonic(), text))
+        self.running.append(text)
+        try:
+            time.sleep(self.head_after)
+            connection.sendall(SSE_HEAD.replace(b"\r\n", b"\r\n" + CLOSE, 1))
+            for word in ("thinking", "about", text):
+                time.sleep(SLOW / 3)
+                message = {"message_type": "assistant_message", "id": "message-1", "content": word}
+                with contextlib.suppress(OSError):  # the client left: the run goes on
+                    connection.sendall(chunk(frame(message)))
+            with contextlib.suppress(OSError):
+                connection.sendall(chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+        finally:
+            self.turns.append((started, time.monotonic(), text))
+            self.running.remove(text)
 
 
 def model(server: SlowServer, **options: Any) -> ChatLetta:
@@ -220,22 +247,11 @@ def test_a_stream_left_early_keeps_its_turn_until_its_run_is_over() -> None:
     ended_before_the_next_began(server.turns, ["first", "second"])
 
 
-CUT_READ_GAP = pytest.mark.xfail(
-    strict=True,
-    reason="known gap: a cancellation that lands while the task waits on a read ends httpx's "
-    "body iterator (an async generator ends with the error thrown into it); a foreground run "
-    "(no background mode: no Redis, or Letta before 0.11.5) cannot be read again either, so "
-    "its turn ends at once, before the run is over (a background run is resumed: see below)",
-)
-
-
-@pytest.mark.parametrize(
-    "waiting_on",
-    ["the consumer", pytest.param("a read", marks=CUT_READ_GAP)],
-)
+@pytest.mark.parametrize("waiting_on", ["the consumer", "a read"])
 def test_a_task_cancelled_mid_stream_keeps_its_turn_until_its_run_is_over(waiting_on: str) -> None:
     """The cancellation lands while the consumer works on a chunk, or while the task waits
-    for the next read (a foreground run: see ``CUT_READ_GAP``)."""
+    for the next read, which ends the body's iterator: this foreground run cannot be read
+    to its end, so the server's listing of runs tells when it is over."""
 
     async def main() -> None:
         letta = model(server)
@@ -257,34 +273,127 @@ def test_a_task_cancelled_mid_stream_keeps_its_turn_until_its_run_is_over(waitin
     with SlowServer() as server:
         asyncio.run(main())
     ended_before_the_next_began(server.turns, ["first", "second"])
+    assert server.asked_for_runs == (waiting_on == "a read")
+
+
+def test_a_task_cancelled_before_the_answer_came_keeps_its_turn_until_its_run_is_over() -> None:
+    """No body to read: the server's listing of runs tells when the run is over."""
+
+    async def main() -> None:
+        letta = model(server)
+        first = asyncio.create_task(letta.ainvoke("first"))
+        deadline = time.monotonic() + 10
+        while not server.running and time.monotonic() < deadline:  # the server took it
+            await asyncio.sleep(0.01)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        assert "second" in (await letta.ainvoke("second")).text
+
+    with SlowServer(head_after=SLOW) as server:
+        asyncio.run(main())
+    ended_before_the_next_began(server.turns, ["first", "second"])
+    assert server.asked_for_runs
+
+
+@pytest.mark.parametrize("waiting_on", ["the consumer", "a read"])
+def test_ctrl_c_mid_stream_keeps_the_turn_until_the_run_is_over(waiting_on: str) -> None:
+    """The sync twin: ``KeyboardInterrupt`` in the consumer's code, or in a read (a signal
+    that interrupts the socket's wait, as Ctrl-C does), which ends the body's iterator."""
+    streaming = threading.Event()
+
+    def interrupt() -> None:
+        streaming.wait(10)
+        time.sleep(SLOW / 10)  # the next read is waiting (the next word is SLOW / 3 away)
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+    def read(letta: ChatLetta) -> None:
+        for _chunk in letta.stream("first"):
+            streaming.set()
+            if waiting_on == "the consumer":
+                time.sleep(10)  # interrupted here, mid-stream
+
+    with SlowServer() as server:
+        letta = model(server)
+        interrupter = threading.Thread(target=interrupt)
+        interrupter.start()
+        with pytest.raises(KeyboardInterrupt):
+            read(letta)
+        interrupter.join()
+        assert "second" in letta.invoke("second").text
+    ended_before_the_next_began(server.turns, ["first", "second"])
+    assert server.asked_for_runs == (waiting_on == "a read")
 
 
 BACKGROUND_TOKENS = CAPTURES / "0.16.8/background-redis/02-bg-tokens.sse"
 
 
-def test_a_background_run_whose_read_a_cancellation_cut_is_read_again_before_the_next_turn() -> (
-    None
-):
-    # The cancellation ends the body's iterator, so the rest of the run cannot be read from
-    # it: the run is read again from the cursor (resumed), and the thread's next turn is
-    # sent only once that stream has ended.
+def test_the_fake_server_lists_a_run_as_under_way_while_its_answer_is_sent() -> None:
+    reply = Reply.from_capture(CAPTURES / "0.16.8/letta_v1_agent/02-stream-tokens.sse")
+    body = {"messages": [{"role": "user", "content": "first"}]}
+    query = {"agent_id": AGENT, "active": "true"}
+    with (
+        FakeLettaServer([reply.with_faults(stall_after=2)], version="0.16.8") as server,
+        httpx.Client(base_url=server.base_url) as client,
+    ):
+        with client.stream("POST", f"/v1/agents/{AGENT}/messages/stream", json=body) as answer:
+            pieces = answer.iter_bytes()  # kept: a dropped iterator closes the response
+            next(pieces)  # the answer is under way, and stalls
+            runs = client.get("/v1/runs/", params=query).json()
+            assert [(run["status"], run["agent_id"], run["conversation_id"]) for run in runs] == [
+                ("running", AGENT, None)
+            ]
+            assert client.get("/v1/runs/", params={**query, "agent_id": "agent-other"}).json() == []
+        # the client left: this fake's run ends with its answer
+        deadline = time.monotonic() + 10
+        while server.under_way and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert client.get("/v1/runs/active", params={"agent_ids": AGENT}).json() == []
+
+
+def started(server: FakeLettaServer) -> None:
+    """Wait until the server started a run and the client read its first frame."""
+    deadline = time.monotonic() + 10
+    while not server.runs and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # its first frame read; the next read waits: it stalls
+
+
+@pytest.mark.parametrize("flavour", ["async", "sync"])
+def test_a_background_run_whose_read_a_stop_cut_is_read_again_before_the_next_turn(
+    flavour: str,
+) -> None:
+    # A cancellation (async) or a Ctrl-C (sync) in a read ends the body's iterator, so the
+    # rest of the run cannot be read from it: the run is read again from the cursor
+    # (resumed), and the thread's next turn is sent only once that stream has ended.
     reply = Reply.from_capture(BACKGROUND_TOKENS)
 
     async def main(server: FakeLettaServer) -> None:
         letta = ChatLetta(agent_id=AGENT, base_url=server.base_url, max_retries=0)
         first = asyncio.create_task(letta.ainvoke("first"))
-        deadline = time.monotonic() + 10
-        while not server.runs and time.monotonic() < deadline:  # the run started
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.3)  # its first frame read; the next read waits: it stalls
+        await asyncio.to_thread(started, server)
         first.cancel()
         with pytest.raises(asyncio.CancelledError):
             await first
         await asyncio.wait_for(letta.ainvoke("second"), 10)
         await letta.aclose()
 
+    def interrupt(server: FakeLettaServer) -> None:
+        started(server)
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
     with FakeLettaServer([reply.with_faults(stall_after=1), reply]) as server:
-        asyncio.run(main(server))
+        if flavour == "async":
+            asyncio.run(main(server))
+        else:
+            letta = ChatLetta(agent_id=AGENT, base_url=server.base_url, max_retries=0)
+            interrupter = threading.Thread(target=interrupt, args=(server,))
+            interrupter.start()
+            with pytest.raises(KeyboardInterrupt):
+                letta.invoke("first")
+            interrupter.join()
+            letta.invoke("second")
+            letta.close()
     kinds = [
         "resume" if "/runs/" in r.path else "message" for r in server.received if r.method == "POST"
     ]

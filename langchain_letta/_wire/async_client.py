@@ -163,26 +163,26 @@ class AsyncEventStream:
                     turn = await turns.aacquire(action.key, action.timeout)
                     reply = turn is not None
                 elif type(action) is Ask:
-                    try:
-                        reply = await client._exchange(
-                            "GET", action.path, action.query, None, action.limit
-                        )
-                    except LettaError as error:
-                        reply = error
+                    reply = await client._ask(action)
         except STOPPED:
             if (run_id := flow.run_to_cancel()) is not None:
                 await client.cancel(flow.agent_id, run_id)
-            if body.response is not None and turn is not None and (drain := flow.after_stop()):
-                # The run goes on (or is being cancelled): its turn ends when its stream
-                # does, read elsewhere: the rest of this body or, where the stop cut a read
-                # short (its iterator ended), the run read again from the cursor.
-                if not body.cut:
-                    client._finishing.start(body, DRAIN_LIMIT, drain, turn.hand_over().release)
-                    body, turn = Body(None), None
+            if turn is not None and (drain := flow.after_stop()):
+                # The run goes on (or is being cancelled): its turn ends when the run
+                # does, learnt elsewhere: from the rest of this body or, where the stop cut
+                # a read short (its iterator ended) or came before the answer, from the run
+                # read again from the cursor, else from the server's listing of runs.
+                release = turn.hand_over().release
+                turn = None
+                if body.response is not None and not body.cut:
+                    client._finishing.start(body, DRAIN_LIMIT, drain, release)
+                    body = Body(None)
                 elif flow.resumable:
                     rest = client.resume(flow.agent_id, flow.progress, total_timeout=drain)
-                    client._finishing.follow(rest.batches(), rest.aclose, turn.hand_over().release)
-                    turn = None
+                    client._finishing.follow(rest.batches(), rest.aclose, release)
+                else:
+                    waiting = client._carry_out(flow.wait_out())
+                    client._finishing.follow(waiting, waiting.aclose, release)
             raise
         finally:
             await closed(body)
@@ -378,6 +378,30 @@ class AsyncLettaClient(BaseClient):
                 return found
 
         return await AsyncRetrying(**self.repeatable(what))(look)
+
+    async def _ask(self, ask: Ask) -> tuple[Opened, bytes] | LettaError:
+        """A flow's question: the answer, or its typed error."""
+        try:
+            return await self._exchange("GET", ask.path, ask.query, None, ask.limit)
+        except LettaError as error:
+            return error
+
+    async def _carry_out(
+        self, actions: Generator[Ask | Sleep, Any, None]
+    ) -> AsyncGenerator[None, None]:
+        """Ask and sleep as ``actions`` (a flow's wait) say; one item per step."""
+        reply: Any = None
+        while True:
+            try:
+                action = actions.send(reply)
+            except StopIteration:
+                return
+            reply = None
+            if isinstance(action, Ask):
+                reply = await self._ask(action)
+            else:
+                await sleep(action.seconds)
+            yield None
 
     async def _exchange(
         self,

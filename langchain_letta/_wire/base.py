@@ -134,6 +134,12 @@ class BaseClient:
             return None
         return routes.stored_route(agent_id, conversation_id)
 
+    def active_runs_route(
+        self, agent_id: str, conversation_id: str | None
+    ) -> tuple[str, dict[str, str]] | None:
+        """Where the agent's runs under way are listed (:func:`.routes.active_runs_route`)."""
+        return routes.active_runs_route(self.facts.version, agent_id, conversation_id)
+
     def knows_resends(self, conversation_id: str | None, body: dict[str, Any]) -> bool:
         """Whether this server answers ``body`` sent again with the run it started."""
         return routes.knows_resends(self.facts.version, conversation_id, body)

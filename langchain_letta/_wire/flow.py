@@ -38,7 +38,7 @@ from langchain_letta._wire.actions import (
 from langchain_letta._wire.failures import UNKNOWN_FATE, error_from_http, is_event_stream
 from langchain_letta._wire.requests import StreamRequest, with_stable_otids
 from langchain_letta._wire.retry import logger, retry_policy, safe_to_resend, worth_resuming_again
-from langchain_letta._wire.routes import LISTING_LIMIT, listed
+from langchain_letta._wire.routes import LISTING_LIMIT, listed, runs_under_way
 from langchain_letta._wire.state import RUN_ID, StreamState
 from langchain_letta._wire.stored import recognisable, stored_otids, unsent
 from langchain_letta.errors import (
@@ -60,6 +60,10 @@ CANCEL_WAIT = 30.0
 took effect on the server, and the thread's next turn waits for that."""
 DRAIN_LIMIT = 64 * 1024 * 1024
 """Most bytes read of the rest of an abandoned run."""
+POLL_FIRST = 0.1
+"""Seconds between the first two questions whether a run that cannot be read is over."""
+POLL_MOST = 2.0
+"""Most seconds between two such questions (the pause doubles up to this)."""
 
 _READ = Read(None)
 """A read bounded by the read timeout alone: the same action every time."""
@@ -100,6 +104,12 @@ class FlowClient(Protocol):
 
     def knows_resends(self, conversation_id: str | None, body: dict[str, Any]) -> bool:
         """Whether the server answers ``body`` sent again with the run it started."""
+        ...
+
+    def active_runs_route(
+        self, agent_id: str, conversation_id: str | None
+    ) -> tuple[str, dict[str, str]] | None:
+        """Where the agent's runs under way are listed, if anywhere."""
         ...
 
     def background_undecided(self, request: StreamRequest) -> bool:
@@ -161,6 +171,8 @@ class StreamFlow:
         self._total = client.total_timeout if total_timeout is None else total_timeout
         self._deadline = None if self._total is None else clock() + self._total
         self._sent = False
+        self._in_flight = False
+        """Set while a message is on its way: stopped then, its fate is unknown."""
         self._route: tuple[str, dict[str, Any]] = ("", {})
         self._resend_known = False
         self._held: str | None = None
@@ -181,7 +193,7 @@ class StreamFlow:
         is waited for ``CANCEL_WAIT`` at most. ``None``: nothing to wait for (the run
         ended, or was never sent).
         """
-        if self.state.done or not self._sent:
+        if self.state.done or not (self._sent or self._in_flight):
             return None
         bound = CANCEL_WAIT if self._should_cancel() else DRAIN_TIMEOUT
         remaining = self._remaining()
@@ -191,6 +203,53 @@ class StreamFlow:
     def resumable(self) -> bool:
         """Whether the run can be read again from the cursor (a background run)."""
         return self.state.resumable
+
+    def wait_out(self) -> Generator[Ask | Sleep, Any, None]:
+        """Ask until the thread has no run under way, for :meth:`after_stop` seconds at most.
+
+        For a run abandoned where its stream can be neither read to its end nor read
+        again: a read cut short (a cancellation ends httpx's body iterator) of a
+        foreground run, or a request cut before its answer came. The thread's next
+        turn must not start before the run is over; the server's listing of runs is
+        all that tells: the run itself once it named itself (another run that a server
+        which died left ``running`` does not hold the turn), else any of the thread's.
+        Where there is no listing (before Letta 0.9), or it fails, the turn ends at
+        once, with a warning.
+        """
+        seconds = self.after_stop()
+        route = self.client.active_runs_route(self.agent_id, self.conversation_id)
+        if seconds is None or route is None:
+            return
+        deadline = self._clock() + seconds
+        mine = self.progress.run_id
+        pause = POLL_FIRST
+        while True:
+            reply = yield Ask(*route, LISTING_LIMIT)
+            try:
+                if isinstance(reply, LettaError):
+                    raise reply
+                opened, body = reply
+                under_way = runs_under_way(opened, body, self.agent_id, self.conversation_id)
+                if mine not in (None, *under_way) or not under_way:
+                    return
+            except LettaError as error:
+                logger.warning(
+                    "could not learn whether the abandoned Letta run of agent %s is over (%s): "
+                    "the thread's next turn may start before it is",
+                    self.agent_id,
+                    type(error).__name__,
+                )
+                return
+            if self._clock() + pause > deadline:
+                logger.warning(
+                    "the abandoned Letta run of agent %s is still under way after %.0f s: the "
+                    "thread's next turn starts anyway",
+                    self.agent_id,
+                    seconds,
+                )
+                return
+            yield Sleep(pause)
+            pause = min(2 * pause, POLL_MOST)
 
     def run_to_cancel(self) -> str | None:
         """The run a consumer that stopped early cancels (``cancel_on_close``), if any.
@@ -433,7 +492,9 @@ class StreamFlow:
     ) -> Generator[Action, Any, Opened]:
         """Send one request; a redirect or a non-stream success is a typed error."""
         self._check_deadline()
+        self._in_flight = accepted_on_success
         reply = yield Send(path, body, self._read_limit())
+        self._in_flight = False
         if isinstance(reply, LettaError):
             if reply.request_accepted:
                 self._sent = True

@@ -253,8 +253,10 @@ Release = tuple[int, int, int]
 
 FEATURES_SINCE: dict[str, Release] = {
     "include_return_message_types": (0, 8, 3),
+    "run_tracking": (0, 9, 0),
     "enable_thinking": (0, 10, 0),
     "background": (0, 11, 5),
+    "run_filters": (0, 12, 0),
     "approvals": (0, 13, 0),
     "conversation_id": (0, 16, 2),
     "client_tools": (0, 16, 2),
@@ -272,7 +274,10 @@ in the Letta repository), or whose routes have ``/v1/conversations`` (``conversa
 ``GET /v1/messages/{id}`` (``message_by_id``), ``summary_search`` on the conversations
 listing, ``POST /v1/conversations/default/messages`` with ``agent_id`` (``agent_direct``:
 the agent's own thread under the server's lock), or ``derive_request_token``
-(``request_token``: a background request is known again by its messages' otids).
+(``request_token``: a background request is known again by its messages' otids);
+``run_tracking`` is the first tag whose streaming route records every run (the setting
+``track_agent_run``), listed by ``GET /v1/runs/active``, and ``run_filters`` the first
+whose ``GET /v1/runs/`` takes ``agent_id`` and ``active``.
 A server that lacks a field ignores it without a word, so the client refuses to send it
 there (:func:`check_fields`)."""
 

@@ -29,7 +29,11 @@ PENDING_LOOKBACK = 50
 (servers before 0.16.4 cannot be asked for one message by id): only messages of runs
 that never reached the context can lie between them."""
 LISTING_LIMIT = 4 * 1024 * 1024
-"""Most bytes read of a thread's state or of a listing of its messages."""
+"""Most bytes read of a thread's state or of a listing of its messages (or runs)."""
+RUNS_LOOKED_AT = 100
+"""Most runs under way listed at once (the server's own default)."""
+RUNNING = frozenset({"created", "running"})
+"""The statuses of a run under way (the others: ``completed``, ``failed``, ``cancelled``)."""
 
 
 class Exchange(NamedTuple):
@@ -84,6 +88,59 @@ def stored_route(agent_id: str, conversation_id: str | None) -> tuple[str, dict[
         )
     quoted = urllib.parse.quote(validate_conversation_id(conversation_id), safe="")
     return f"/v1/conversations/{quoted}/messages", query
+
+
+def active_runs_route(
+    version: str | None, agent_id: str, conversation_id: str | None
+) -> tuple[str, dict[str, str]] | None:
+    """Where the agent's runs still under way are listed; ``None``: nowhere.
+
+    A run that can be neither read to its end nor read again (a foreground run whose
+    read was cut) is waited out so, before the thread's next turn. Servers from 0.9
+    record every run; 0.12 on filter the listing by agent and status, older ones have
+    ``/v1/runs/active``. Before 0.9 a foreground stream is no run at all.
+    """
+    agent = validate_agent_id(agent_id)
+    if has_feature(version, "run_tracking") is False:
+        return None
+    if has_feature(version, "run_filters") is False:
+        return "/v1/runs/active", {"agent_ids": agent}
+    query = {"agent_id": agent, "active": "true", "limit": str(RUNS_LOOKED_AT)}
+    if conversation_id is not None:
+        query["conversation_id"] = validate_conversation_id(conversation_id)
+    return "/v1/runs/", query
+
+
+def runs_under_way(
+    opened: Opened, body: bytes, agent_id: str, conversation_id: str | None
+) -> list[str]:
+    """The ids of the thread's runs that a listing of runs shows still going on.
+
+    Checked here whatever the server filtered: a run is the thread's when its agent
+    (a field from 0.12, in ``metadata`` before) and its conversation (none for the
+    agent's own thread) are the thread's, and under way while ``created`` or ``running``.
+    """
+    runs = _json_answer(opened, body, "runs")
+    if not isinstance(runs, list):
+        raise LettaProtocolError(
+            f"the Letta server listed runs as something else than a list: {body[:200]!r}",
+            status_code=opened.status_code,
+        )
+    found = []
+    for run in runs:
+        if not isinstance(run, dict):
+            continue
+        metadata = run.get("metadata")
+        agent = run.get("agent_id") or (
+            metadata.get("agent_id") if isinstance(metadata, dict) else None
+        )
+        if (
+            run.get("status") in RUNNING
+            and agent in (None, agent_id)
+            and run.get("conversation_id") == conversation_id
+        ):
+            found.append(str(run.get("id")))
+    return found
 
 
 def knows_resends(version: str | None, conversation_id: str | None, body: dict[str, Any]) -> bool:

@@ -9,13 +9,15 @@ background run numbered with ``seq_id`` as Redis does), conversations (``POST
 streams like the agent route; both only from 0.16.2, as on real servers; from 0.16.6
 ``default`` with ``agent_id`` in the body is the agent's own thread), ``POST
 /v1/runs/{id}/stream`` (resume after a cursor) and ``POST
-/v1/agents/{id}/messages/cancel``. Every request is recorded, so a test can assert
+/v1/agents/{id}/messages/cancel``, and lists the runs it is answering (``GET /v1/runs/``,
+``GET /v1/runs/active``). Every request is recorded, so a test can assert
 what was sent and how many messages the server accepted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -23,7 +25,7 @@ import re
 import threading
 import urllib.parse
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -242,6 +244,10 @@ class FakeLettaServer:
     """The in-context message ids of the agent and of every conversation (what their
     state lists as ``message_ids`` / ``in_context_message_ids``); ``None``: every
     message of ``history``, in order."""
+    under_way: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    """The runs whose answer is being sent, each with its thread (``RecordedRequest.thread``):
+    what ``GET /v1/runs/`` lists as running (a run here ends with its answer, also when the
+    client leaves)."""
     base_url: str = ""
     _queue: list[Reply] = field(default_factory=list, repr=False)
     _tokens: dict[str, BackgroundRun | Reply] = field(default_factory=dict, repr=False)
@@ -353,6 +359,8 @@ class FakeLettaServer:
             await _send(Reply.json(200, self._listing(request)), receive, send)
         elif request.method == "GET" and (state := _THREAD_STATE.match(path)):
             await _send(self._thread_state(state["kind"], state["id"]), receive, send)
+        elif request.method == "GET" and path in ("/v1/runs", "/v1/runs/active"):
+            await _send(Reply.json(200, self._runs_under_way(request)), receive, send)
         elif resume := _RESUME_PATH.match(request.path):
             await self._resume(resume["run"], request, receive, send)
         elif request.path.startswith("/v1/conversations") and not supports_conversations(
@@ -383,6 +391,23 @@ class FakeLettaServer:
             if agent_id in (None, agent)
             and (search is None or search in (self.summaries.get(conversation) or ""))
         ]
+
+    def _runs_under_way(self, request: RecordedRequest) -> list[dict[str, Any]]:
+        """The runs being answered, of the agent asked for (``agent_id``, or ``agent_ids``)."""
+        asked = request.query.get("agent_id") or request.query.get("agent_ids")
+        runs = []
+        for run_id, (agent, conversation) in list(self.under_way.items()):
+            agent = agent or self.conversations.get(conversation or "")
+            if asked in (None, agent):
+                runs.append(
+                    {
+                        "id": run_id,
+                        "status": "running",
+                        "agent_id": agent,
+                        "conversation_id": conversation,
+                    }
+                )
+        return runs
 
     def _agent_direct(self, request: RecordedRequest) -> bool:
         """A message to the agent's own thread in agent-direct mode (0.16.6+)."""
@@ -464,13 +489,30 @@ class FakeLettaServer:
         if not (background and reply.status == 200 and reply.content_type == SSE_CONTENT_TYPE):
             drop = reply.drops[0] if reply.drops else None
             cut = reply.cut_at_byte[0] if reply.cut_at_byte else None
-            await _send(reply, receive, send, drop_after=drop, cut_at_byte=cut)
+            with self._answering(reply, request):
+                await _send(reply, receive, send, drop_after=drop, cut_at_byte=cut)
             return
         run = self._start_run(reply)
         self._store(payload, run.run_id)
         if token is not None:
             self._tokens[token] = run
-        await self._stream_run(run, 0, receive, send, stall_after=reply.stall_after)
+        with self._answering(reply, request, run.run_id):
+            await self._stream_run(run, 0, receive, send, stall_after=reply.stall_after)
+
+    @contextlib.contextmanager
+    def _answering(
+        self, reply: Reply, request: RecordedRequest, run_id: str | None = None
+    ) -> Iterator[None]:
+        """A stream's run is under way while its answer is sent (an error answer is no run)."""
+        if not (200 <= reply.status < 300 and reply.content_type.startswith("text/event-stream")):
+            yield
+            return
+        run_id = run_id or _run_id_of(reply)
+        self.under_way[run_id] = request.thread
+        try:
+            yield
+        finally:
+            self.under_way.pop(run_id, None)
 
     def _store(self, payload: dict[str, Any], run_id: str) -> None:
         if not self.stores or not isinstance(self.history, list):
@@ -495,8 +537,7 @@ class FakeLettaServer:
         return "|".join(str(otid) for otid in otids if otid) or None
 
     def _start_run(self, reply: Reply) -> BackgroundRun:
-        found = _RUN_ID.search(reply.body)
-        run_id = found.group(1).decode() if found else f"run-{uuid.uuid4()}"
+        run_id = _run_id_of(reply)
         frames = [
             frame.replace(b'"seq_id":null', b'"seq_id":%d' % seq).replace(
                 b'"run_id":null', b'"run_id":"%s"' % run_id.encode()
@@ -550,6 +591,12 @@ class FakeLettaServer:
             if run_id in self.runs:
                 self.runs[run_id].cancelled = True
         await _send(Reply.json(200, {"run_ids": run_ids}), receive, send)
+
+
+def _run_id_of(reply: Reply) -> str:
+    """The run a reply names (a recorded one names its own), else a new one."""
+    found = _RUN_ID.search(reply.body)
+    return found.group(1).decode() if found else f"run-{uuid.uuid4()}"
 
 
 async def _hang(receive: Receive) -> None:

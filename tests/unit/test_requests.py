@@ -393,6 +393,8 @@ def test_every_versioned_field_has_its_first_release() -> None:
         "summary_search",
         "agent_direct",
         "request_token",
+        "run_tracking",
+        "run_filters",
     }
 
 
