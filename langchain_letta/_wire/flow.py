@@ -217,8 +217,15 @@ class StreamFlow:
         once, with a warning.
         """
         seconds = self.after_stop()
+        if seconds is None:
+            return
         route = self.client.active_runs_route(self.agent_id, self.conversation_id)
-        if seconds is None or route is None:
+        if route is None:
+            logger.warning(
+                "this Letta server lists no foreground runs (before 0.9): the next turn of "
+                "agent %s may start before its abandoned run is over",
+                self.agent_id,
+            )
             return
         deadline = self._clock() + seconds
         mine = self.progress.run_id

@@ -192,9 +192,13 @@ def test_a_failed_question_ends_the_wait_at_once_with_a_warning(
     assert "could not learn whether" in caplog.text
 
 
-def test_nothing_is_asked_where_a_foreground_stream_is_no_run() -> None:
+def test_nothing_is_asked_where_a_foreground_stream_is_no_run_and_a_warning_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     flow, now = flow_under_way("0.6.14")
-    assert carry_out(flow.wait_out(), [], now) == []
+    with caplog.at_level(logging.WARNING, logger="langchain_letta"):
+        assert carry_out(flow.wait_out(), [], now) == []
+    assert "lists no foreground runs" in caplog.text
 
 
 def test_nothing_is_asked_for_a_call_that_sent_nothing() -> None:
