@@ -9,6 +9,7 @@ by nature between the flavours comes from :mod:`.async_io` or :mod:`.sync_io`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar, Unpack
@@ -391,17 +392,15 @@ class AsyncLettaClient(BaseClient):
     ) -> AsyncGenerator[None, None]:
         """Ask and sleep as ``actions`` (a flow's wait) say; one item per step."""
         reply: Any = None
-        while True:
-            try:
+        with contextlib.suppress(StopIteration):  # the wait is over
+            while True:
                 action = actions.send(reply)
-            except StopIteration:
-                return
-            reply = None
-            if isinstance(action, Ask):
-                reply = await self._ask(action)
-            else:
-                await sleep(action.seconds)
-            yield None
+                if isinstance(action, Ask):
+                    reply = await self._ask(action)
+                else:
+                    await sleep(action.seconds)
+                    reply = None
+                yield None
 
     async def _exchange(
         self,

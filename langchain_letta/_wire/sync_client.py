@@ -10,6 +10,7 @@ by nature between the flavours comes from :mod:`.async_io` or :mod:`.sync_io`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Generator, Iterator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar, Unpack
@@ -387,17 +388,15 @@ class LettaClient(BaseClient):
     def _carry_out(self, actions: Generator[Ask | Sleep, Any, None]) -> Generator[None, None]:
         """Ask and sleep as ``actions`` (a flow's wait) say; one item per step."""
         reply: Any = None
-        while True:
-            try:
+        with contextlib.suppress(StopIteration):  # the wait is over
+            while True:
                 action = actions.send(reply)
-            except StopIteration:
-                return
-            reply = None
-            if isinstance(action, Ask):
-                reply = self._ask(action)
-            else:
-                sleep(action.seconds)
-            yield None
+                if isinstance(action, Ask):
+                    reply = self._ask(action)
+                else:
+                    sleep(action.seconds)
+                    reply = None
+                yield None
 
     def _exchange(
         self,
