@@ -95,9 +95,11 @@ def until_read_ahead(body: sync_io.Body) -> list[bytes]:
 
 
 def test_a_body_that_arrives_back_to_back_is_read_ahead_and_handed_over_whole() -> None:
-    stream = Pieces(5_000)
+    hold = threading.Event()  # the reader is still there when it is looked for
+    stream = Pieces(5_000, hold=hold, hold_at=4_000)
     body = sync_body(stream)
     first = until_read_ahead(body)  # the rest is read on a thread of its own
+    hold.set()
     time.sleep(0.2)  # the reader catches up: everything that arrived goes in one read
     reads, end = read_all(body)
     assert end == b""
