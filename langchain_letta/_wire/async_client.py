@@ -182,7 +182,7 @@ class AsyncEventStream:
                     rest = client.resume(flow.agent_id, flow.progress, total_timeout=drain)
                     client._finishing.follow(rest.batches(), rest.aclose, release)
                 else:
-                    waiting = client._carry_out(flow.wait_out())
+                    waiting = client._carry_out(flow.wait_out(drain))
                     client._finishing.follow(waiting, waiting.aclose, release)
             raise
         finally:

@@ -204,8 +204,8 @@ class StreamFlow:
         """Whether the run can be read again from the cursor (a background run)."""
         return self.state.resumable
 
-    def wait_out(self) -> Generator[Ask | Sleep, Any, None]:
-        """Ask until the thread has no run under way, for :meth:`after_stop` seconds at most.
+    def wait_out(self, seconds: float) -> Generator[Ask | Sleep, Any, None]:
+        """Ask until the thread has no run under way, for ``seconds`` (:meth:`after_stop`) at most.
 
         For a run abandoned where its stream can be neither read to its end nor read
         again: a read cut short (a cancellation ends httpx's body iterator) of a
@@ -216,9 +216,6 @@ class StreamFlow:
         Where there is no listing (before Letta 0.9), or it fails, the turn ends at
         once, with a warning.
         """
-        seconds = self.after_stop()
-        if seconds is None:
-            return
         route = self.client.active_runs_route(self.agent_id, self.conversation_id)
         if route is None:
             logger.warning(

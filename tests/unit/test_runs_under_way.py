@@ -115,6 +115,13 @@ def flow_under_way(
     return flow, now
 
 
+def bound(flow: StreamFlow) -> float:
+    """What the shells pass: the bound of the wait after the stop (the flow's own rule)."""
+    seconds = flow.after_stop()
+    assert seconds is not None  # the run may go on: there is something to wait for
+    return seconds
+
+
 def carry_out(
     waiting: Generator[Ask | Sleep, Any, None], replies: list[Any], now: list[float]
 ) -> list[Ask | Sleep]:
@@ -137,7 +144,7 @@ def carry_out(
 def test_the_wait_asks_until_the_run_is_no_longer_listed_pausing_longer_each_time() -> None:
     flow, now = flow_under_way("0.16.8")
     busy = answer([run("running")])
-    done = carry_out(flow.wait_out(), [busy] * 7 + [answer([run("completed")])], now)
+    done = carry_out(flow.wait_out(bound(flow)), [busy] * 7 + [answer([run("completed")])], now)
     asks = [action for action in done if isinstance(action, Ask)]
     assert len(asks) == 8
     assert asks[0].path == "/v1/runs/"
@@ -151,7 +158,7 @@ def test_once_the_run_named_itself_only_it_holds_the_turn() -> None:
     flow, now = flow_under_way("0.16.8", first=ping)
     stale = {**run("running"), "id": "run-left-running"}
     mine = {**run("running"), "id": "run-mine"}
-    done = carry_out(flow.wait_out(), [answer([stale, mine]), answer([stale])], now)
+    done = carry_out(flow.wait_out(bound(flow)), [answer([stale, mine]), answer([stale])], now)
     assert [type(action) for action in done] == [Ask, Sleep, Ask]
 
 
@@ -161,7 +168,7 @@ def test_the_wait_ends_within_what_is_left_of_the_calls_time_with_a_warning(
     flow, now = flow_under_way("0.16.8", total_timeout=5.0)
     now[0] = 1.0  # 4 s of the call's 5 are left
     with caplog.at_level(logging.WARNING, logger="langchain_letta"):
-        done = carry_out(flow.wait_out(), [answer([run("running")])] * 100, now)
+        done = carry_out(flow.wait_out(bound(flow)), [answer([run("running")])] * 100, now)
     assert sum(action.seconds for action in done if isinstance(action, Sleep)) <= 4.0
     assert now[0] <= 5.0
     assert "still under way" in caplog.text
@@ -169,7 +176,7 @@ def test_the_wait_ends_within_what_is_left_of_the_calls_time_with_a_warning(
 
 def test_a_wait_of_a_call_with_no_deadline_is_bounded_by_the_drain_time() -> None:
     flow, now = flow_under_way("0.16.8")
-    done = carry_out(flow.wait_out(), [answer([run("running")])] * 1000, now)
+    done = carry_out(flow.wait_out(bound(flow)), [answer([run("running")])] * 1000, now)
     assert DRAIN_TIMEOUT - POLL_MOST <= now[0] <= DRAIN_TIMEOUT
     assert isinstance(done[-1], Ask)
 
@@ -187,7 +194,7 @@ def test_a_failed_question_ends_the_wait_at_once_with_a_warning(
 ) -> None:
     flow, now = flow_under_way("0.16.8")
     with caplog.at_level(logging.WARNING, logger="langchain_letta"):
-        done = carry_out(flow.wait_out(), [reply], now)
+        done = carry_out(flow.wait_out(bound(flow)), [reply], now)
     assert len(done) == 1
     assert "could not learn whether" in caplog.text
 
@@ -197,11 +204,11 @@ def test_nothing_is_asked_where_a_foreground_stream_is_no_run_and_a_warning_says
 ) -> None:
     flow, now = flow_under_way("0.6.14")
     with caplog.at_level(logging.WARNING, logger="langchain_letta"):
-        assert carry_out(flow.wait_out(), [], now) == []
+        assert carry_out(flow.wait_out(bound(flow)), [], now) == []
     assert "lists no foreground runs" in caplog.text
 
 
-def test_nothing_is_asked_for_a_call_that_sent_nothing() -> None:
+def test_nothing_is_waited_for_after_a_call_that_sent_nothing() -> None:
     client = LettaClient(base_url="http://127.0.0.1:9", dialect="current")
     flow = StreamFlow(client, AGENT, REQUEST)
-    assert carry_out(flow.wait_out(), [], [0.0]) == []
+    assert flow.after_stop() is None  # so the shells do not wait at all
